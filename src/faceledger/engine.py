@@ -1,0 +1,241 @@
+"""The recognition engine: one object that runs detect → align → quality → embed, for users who want only vision.
+
+>>> from faceledger import Engine
+>>> engine = Engine()                                   # bundled YuNet + SFace, nothing downloaded
+>>> faces = engine.detect("group.jpg")                  # boxes, scores, landmarks, quality
+>>> result = engine.verify("a.jpg", "b.jpg")            # similarity, match, threshold, fmr
+
+The engine never stores anything and knows nothing about people: enrolling, searching and auditing live in
+:mod:`faceledger.gallery`, which uses this engine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from faceledger.errors import ModelError, NoFaceError
+from faceledger.imageio import load_image
+from faceledger.models.cards import Calibration
+from faceledger.models.router import load_detector, load_recognizer
+from faceledger.vision.alignment import align_faces
+from faceledger.vision.anonymize import anonymize as _anonymize
+from faceledger.vision.detection import Detections
+from faceledger.vision.quality import QualityThresholds, assess_quality
+
+ImageInput = Any  # path, bytes, file object or numpy array; see faceledger.imageio.load_image
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Faces of one image and their embeddings: ``vectors[i]`` belongs to ``detections[i]`` (largest face first)."""
+
+    detections: Detections
+    vectors: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Result of a 1:1 comparison.
+
+    ``similarity`` is the cosine similarity of the two faces (-1..1), ``match`` whether it reaches ``threshold``,
+    ``fmr`` the false-match rate that threshold corresponds to in the recognizer's calibration (``None`` for an
+    uncalibrated model).
+    """
+
+    similarity: float
+    match: bool
+    threshold: float
+    fmr: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary with the stable keys similarity, match, threshold, fmr."""
+        return {
+            "similarity": round(self.similarity, 6),
+            "match": self.match,
+            "threshold": round(self.threshold, 6),
+            "fmr": self.fmr,
+        }
+
+
+class Engine:
+    """Detect, align, embed, verify and anonymize faces on the CPU.
+
+    Parameters:
+        detector: path to a YuNet-compatible ONNX file; ``None`` for the bundled YuNet 2023mar.
+        recognizer: path to an ArcFace-family ONNX file (N x 3 x 112 x 112 → N x D); ``None`` for bundled SFace.
+        score_threshold: detector confidence below which a candidate box is discarded.
+        min_face_size: faces whose shorter side is smaller (pixels) are not returned.
+        threads: onnxruntime threads per model (default: ``FACELEDGER_THREADS`` or all CPUs).
+        flip: average each embedding with the one of the mirrored face (about twice the embedding cost).
+        quality: thresholds behind the per-face quality reasons.
+        max_pixels: images with more pixels are refused as possible decompression bombs.
+        upscale_small: also look for faces in small images at twice their size (finds faces of about 10 pixels).
+    """
+
+    def __init__(
+        self,
+        detector: str | os.PathLike[str] | None = None,
+        recognizer: str | os.PathLike[str] | None = None,
+        *,
+        score_threshold: float = 0.6,
+        min_face_size: float = 0.0,
+        threads: int | None = None,
+        flip: bool = False,
+        quality: QualityThresholds | None = None,
+        max_pixels: int | None = None,
+        upscale_small: bool = True,
+    ) -> None:
+        self.detector = load_detector(detector, threads)
+        self.recognizer = load_recognizer(recognizer, threads)
+        self.recognizer.flip = flip
+        self.score_threshold = score_threshold
+        self.min_face_size = min_face_size
+        self.quality_thresholds = quality or QualityThresholds()
+        self.max_pixels = max_pixels
+        self.upscale_small = upscale_small
+
+    # ------------------------------------------------------------------ images
+    def load(self, image: ImageInput) -> np.ndarray:
+        """Decode and validate an image (path, bytes, file object or array) into an ``(H, W, 3)`` BGR array."""
+        return load_image(image, max_pixels=self.max_pixels)
+
+    # --------------------------------------------------------------- detection
+    def detect(self, image: ImageInput) -> Detections:
+        """Faces in ``image``, largest first, with boxes, scores, five landmarks and a quality score with reasons."""
+        array = self.load(image)
+        found = self.detector.detect(
+            array, score_threshold=self.score_threshold, min_face_size=self.min_face_size,
+            upscale_small=self.upscale_small,
+        )
+        if len(found) == 0:
+            return found
+        crops = align_faces(array, found.landmarks)
+        quality, reasons = assess_quality(found.boxes, found.scores, found.landmarks, crops, self.quality_thresholds)
+        return found.with_quality(quality, reasons)
+
+    def align(self, image: ImageInput, detections: Detections | None = None) -> np.ndarray:
+        """Aligned 112x112 BGR crops ``(N, 112, 112, 3)`` of the faces in ``image`` (detected if not given)."""
+        array = self.load(image)
+        found = detections if detections is not None else self.detect(array)
+        return align_faces(array, found.landmarks)
+
+    # --------------------------------------------------------------- embedding
+    def embed_faces(self, image: np.ndarray, detections: Detections) -> np.ndarray:
+        """Embeddings ``(N, D)`` float32, L2-normalised, of the given faces of an already decoded image."""
+        return self.recognizer.embed(align_faces(image, detections.landmarks))
+
+    def embed(self, image: ImageInput) -> Embeddings:
+        """Detect every face in ``image`` and embed them all in one batch."""
+        array = self.load(image)
+        found = self.detect(array)
+        return Embeddings(found, self.embed_faces(array, found))
+
+    def embed_many(self, images: Sequence[ImageInput]) -> list[Embeddings]:
+        """Embed the faces of several images with one recognizer pass over all their faces."""
+        arrays = [self.load(image) for image in images]
+        found = [self.detect(array) for array in arrays]
+        crops = [align_faces(array, dets.landmarks) for array, dets in zip(arrays, found, strict=True)]
+        all_crops = np.concatenate(crops) if crops else np.zeros((0, 112, 112, 3), np.uint8)
+        vectors = self.recognizer.embed(all_crops)
+        out, start = [], 0
+        for dets in found:
+            out.append(Embeddings(dets, vectors[start:start + len(dets)]))
+            start += len(dets)
+        return out
+
+    # ------------------------------------------------------------ verification
+    @property
+    def calibration(self) -> Calibration | None:
+        """The recognizer's calibration (threshold ↔ false-match rate), if its model card has one."""
+        card = self.recognizer.card
+        return getattr(card, "calibration", None)
+
+    def _require_calibration(self) -> Calibration:
+        calibration = self.calibration
+        if calibration is None:
+            name = getattr(self.recognizer.card, "name", "this recognizer")
+            raise ModelError(
+                f"{name} has no calibration, so no threshold can be derived from a false-match rate: run "
+                "`faceledger calibrate` on your data to write one into a model card beside the file, or pass an "
+                "explicit threshold"
+            )
+        return calibration
+
+    def threshold_for_fmr(self, fmr: float) -> float:
+        """Similarity threshold whose measured false-match rate is at most ``fmr``."""
+        return self._require_calibration().threshold_for_fmr(fmr)
+
+    def fmr_at(self, threshold: float) -> float:
+        """False-match rate measured at a similarity ``threshold``."""
+        return self._require_calibration().fmr_at(threshold)
+
+    @property
+    def default_threshold(self) -> float:
+        """Threshold at the calibration's default false-match rate."""
+        calibration = self._require_calibration()
+        return calibration.threshold_for_fmr(calibration.default_fmr)
+
+    def largest_face_embedding(self, image: ImageInput) -> np.ndarray:
+        """Embedding of the largest face in ``image``; raises :class:`NoFaceError` when there is none."""
+        array = self.load(image)
+        found = self.detect(array)
+        if len(found) == 0:
+            raise NoFaceError(f"{_name(image)}: no face found")
+        return self.embed_faces(array, found[:1])[0]
+
+    def verify(
+        self, a: ImageInput, b: ImageInput, *, threshold: float | None = None, fmr: float | None = None
+    ) -> Verification:
+        """Compare the largest face of ``a`` with the largest face of ``b``.
+
+        The decision threshold is ``threshold`` if given, else the one for the false-match rate ``fmr``, else the
+        calibration's default FMR.
+        """
+        ea = self.largest_face_embedding(a)
+        eb = self.largest_face_embedding(b)
+        return self.compare(ea, eb, threshold=threshold, fmr=fmr)
+
+    def compare(
+        self, a: np.ndarray, b: np.ndarray, *, threshold: float | None = None, fmr: float | None = None
+    ) -> Verification:
+        """Verification of two embeddings (see :meth:`verify` for how the threshold is chosen)."""
+        similarity = float(np.dot(a, b))
+        calibration = self.calibration
+        if threshold is None:
+            threshold = self.threshold_for_fmr(fmr) if fmr is not None else self.default_threshold
+        at = calibration.fmr_at(threshold) if calibration is not None else None
+        return Verification(similarity, similarity >= threshold, float(threshold), at)
+
+    # ----------------------------------------------------------- anonymization
+    def anonymize(
+        self,
+        image: ImageInput,
+        keep: Sequence[int] | np.ndarray | None = None,
+        method: str = "blur",
+        detections: Detections | None = None,
+    ) -> np.ndarray:
+        """A copy of ``image`` with every face hidden except those in ``keep`` (indices or a boolean mask)."""
+        array = self.load(image)
+        found = detections if detections is not None else self.detect(array)
+        mask = np.zeros(len(found), bool)
+        if keep is not None:
+            keep_arr = np.asarray(keep)
+            if keep_arr.dtype == bool:
+                mask = keep_arr
+            elif len(keep_arr):
+                mask[keep_arr.astype(int)] = True
+        return _anonymize(array, found.boxes, mask, method)
+
+
+def _name(image: ImageInput) -> str:
+    if isinstance(image, str | os.PathLike):
+        return os.fspath(image)
+    return "<image>"

@@ -1,0 +1,133 @@
+"""Load ONNX models and route each file to its wrapper by the shape of its inputs and outputs.
+
+Like InsightFace's model zoo, the file is the source of truth: a recognizer is anything with one image input
+``(N or 1, 3, 112, 112)`` and one output ``(N or 1, D)``; a detector is anything with YuNet's input ``(1, 3, H, W)`` and
+its twelve outputs ``cls_8 .. kps_32``. No code path is tied to a file name.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from faceledger.errors import ModelError
+from faceledger.models.cards import ModelCard, bundled_card
+from faceledger.vision.detection import STRIDES, YuNetDetector
+from faceledger.vision.embedding import ArcFaceRecognizer
+
+DEFAULT_DETECTOR = "yunet_2023mar"
+DEFAULT_RECOGNIZER = "sface_2021dec"
+
+
+def default_threads() -> int:
+    """Threads per onnxruntime session: ``FACELEDGER_THREADS`` or the number of CPUs this process may use."""
+    env = os.environ.get("FACELEDGER_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError as exc:
+            raise ModelError(f"FACELEDGER_THREADS must be a positive integer, got {env!r}") from exc
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def make_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+    """An onnxruntime CPU session with full graph optimisation and a fixed thread count."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or default_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several private exception types
+        raise ModelError(f"{path}: onnxruntime cannot load this file ({str(exc).splitlines()[0][:200]})") from exc
+
+
+def signature(session: ort.InferenceSession) -> str:
+    """Human-readable input/output signature, used in routing errors."""
+    ins = ", ".join(f"{i.name}{list(i.shape)}" for i in session.get_inputs())
+    outs = ", ".join(f"{o.name}{list(o.shape)}" for o in session.get_outputs())
+    return f"inputs: {ins}; outputs: {outs}"
+
+
+def _dim(value: Any) -> int | None:
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def classify(session: ort.InferenceSession) -> str:
+    """``"detector"``, ``"recognizer"`` or ``"unknown"`` from the session's signature."""
+    ins, outs = session.get_inputs(), session.get_outputs()
+    out_names = {o.name for o in outs}
+    yunet = {f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in STRIDES}
+    if len(ins) == 1 and len(ins[0].shape) == 4 and _dim(ins[0].shape[1]) == 3 and yunet <= out_names:
+        return "detector"
+    if len(ins) == 1 and len(outs) == 1:
+        shape, out_shape = ins[0].shape, outs[0].shape
+        if (len(shape) == 4 and _dim(shape[1]) == 3 and _dim(shape[2]) == 112 and _dim(shape[3]) == 112
+                and len(out_shape) == 2):
+            return "recognizer"
+    return "unknown"
+
+
+def _normalisation(path: Path, card: ModelCard) -> tuple[float, float, bool]:
+    """Input mean, std and channel order for a recognizer.
+
+    From the card when it says; otherwise InsightFace's rule: a graph that starts with ``Sub``/``Mul`` normalises
+    inside, so it is fed raw pixels; else pixels are mapped to [-1, 1]. Both read RGB.
+    """
+    spec = card.input
+    if "mean" in spec and "std" in spec:
+        return float(spec["mean"]), float(spec["std"]), str(spec.get("channels", "RGB")).upper() == "RGB"
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        first = [node.op_type for node in model.graph.node[:8]]
+    except Exception:  # unreadable by onnx: fall back to the common convention
+        first = []
+    if "Sub" in first or "Mul" in first:
+        return 0.0, 1.0, True
+    return 127.5, 127.5, True
+
+
+def load_model(
+    path: str | os.PathLike[str], card: ModelCard | None = None, threads: int | None = None
+) -> YuNetDetector | ArcFaceRecognizer:
+    """Load any supported ONNX file and return the wrapper its signature calls for."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found; give the path to an .onnx file")
+    session = make_session(path, threads)
+    kind = classify(session)
+    if kind == "detector":
+        return YuNetDetector(session, card=card or ModelCard.for_user_file(path, "detector"))
+    if kind == "recognizer":
+        card = card or ModelCard.for_user_file(path, "recognizer")
+        mean, std, rgb = _normalisation(path, card)
+        return ArcFaceRecognizer(session, mean=mean, std=std, rgb=rgb, card=card)
+    raise ModelError(
+        f"{path}: not a model faceledger can route. Supported: ArcFace-family recognizers (one input N x 3 x 112 x "
+        f"112, one output N x D) and YuNet-compatible detectors. This file has {signature(session)}"
+    )
+
+
+def load_detector(path: str | os.PathLike[str] | None = None, threads: int | None = None) -> YuNetDetector:
+    """The bundled YuNet detector, or a YuNet-compatible file at ``path``."""
+    card = bundled_card(DEFAULT_DETECTOR) if path is None else None
+    model = load_model(card.path if card else path, card, threads)  # type: ignore[arg-type]
+    if not isinstance(model, YuNetDetector):
+        raise ModelError(f"{path}: this is a recognizer, not a detector")
+    return model
+
+
+def load_recognizer(path: str | os.PathLike[str] | None = None, threads: int | None = None) -> ArcFaceRecognizer:
+    """The bundled SFace recognizer, or an ArcFace-family file at ``path``."""
+    card = bundled_card(DEFAULT_RECOGNIZER) if path is None else None
+    model = load_model(card.path if card else path, card, threads)  # type: ignore[arg-type]
+    if not isinstance(model, ArcFaceRecognizer):
+        raise ModelError(f"{path}: this is a detector, not a recognizer")
+    return model

@@ -1,0 +1,275 @@
+"""Face detection: the :class:`Detections` container and the YuNet detector run through onnxruntime."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+import cv2
+import numpy as np
+
+STRIDES = (8, 16, 32)
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face, a view into :class:`Detections`.
+
+    ``box`` is ``[x1, y1, x2, y2]`` in pixels of the input image, ``landmarks`` five ``[x, y]`` points (the eye on
+    the image's left, the other eye, nose tip, left and right mouth corners), ``quality`` in ``[0, 1]`` with the
+    ``reasons`` that lowered it.
+    """
+
+    box: np.ndarray
+    score: float
+    landmarks: np.ndarray
+    quality: float
+    reasons: tuple[str, ...]
+
+    @property
+    def width(self) -> float:
+        """Box width in pixels."""
+        return float(self.box[2] - self.box[0])
+
+    @property
+    def height(self) -> float:
+        """Box height in pixels."""
+        return float(self.box[3] - self.box[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary with stable keys: box, score, landmarks, quality, quality_reasons."""
+        return {
+            "box": [round(float(v), 1) for v in self.box],
+            "score": round(self.score, 4),
+            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
+            "quality": round(self.quality, 4),
+            "quality_reasons": list(self.reasons),
+        }
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Faces found in one image, as parallel arrays (ordered by box area, largest first).
+
+    ``boxes (N, 4)`` float32 ``x1, y1, x2, y2``; ``scores (N,)``; ``landmarks (N, 5, 2)``; ``quality (N,)``;
+    ``quality_reasons`` one tuple of strings per face. Index with an int for a :class:`Face`, or with a slice,
+    boolean mask or index array for a filtered :class:`Detections`.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    landmarks: np.ndarray
+    quality: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    quality_reasons: tuple[tuple[str, ...], ...] = ()
+    image_size: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        n = len(self.boxes)
+        if len(self.quality) != n:
+            object.__setattr__(self, "quality", np.full(n, np.nan, np.float32))
+        if len(self.quality_reasons) != n:
+            object.__setattr__(self, "quality_reasons", tuple(() for _ in range(n)))
+
+    @classmethod
+    def empty(cls, image_size: tuple[int, int] = (0, 0)) -> Detections:
+        """No faces."""
+        return cls(
+            np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32),
+            image_size=image_size,
+        )
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def __iter__(self) -> Iterator[Face]:
+        return (self[i] for i in range(len(self)))
+
+    @overload
+    def __getitem__(self, index: int) -> Face: ...
+
+    @overload
+    def __getitem__(self, index: slice | np.ndarray | Sequence[int]) -> Detections: ...
+
+    def __getitem__(self, index: int | slice | np.ndarray | Sequence[int]) -> Face | Detections:
+        if isinstance(index, int | np.integer):
+            i = int(index)
+            return Face(
+                self.boxes[i], float(self.scores[i]), self.landmarks[i], float(self.quality[i]),
+                self.quality_reasons[i],
+            )
+        idx = np.arange(len(self))[index]
+        return Detections(
+            self.boxes[idx], self.scores[idx], self.landmarks[idx], self.quality[idx],
+            tuple(self.quality_reasons[i] for i in idx), self.image_size,
+        )
+
+    @property
+    def areas(self) -> np.ndarray:
+        """Box areas in square pixels."""
+        return (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
+
+    def sorted_by_area(self) -> Detections:
+        """The same faces, largest box first (stable for equal areas)."""
+        return self[np.argsort(-self.areas, kind="stable")]
+
+    def with_quality(self, quality: np.ndarray, reasons: Sequence[tuple[str, ...]]) -> Detections:
+        """A copy carrying quality scores and reasons."""
+        return Detections(self.boxes, self.scores, self.landmarks, quality.astype(np.float32), tuple(reasons),
+                          self.image_size)
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """One JSON-ready dictionary per face."""
+        return [face.to_dict() for face in self]
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float, limit: int) -> np.ndarray:
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).astype(np.float32)
+    keep = cv2.dnn.NMSBoxes(xywh.tolist(), scores.astype(float).tolist(), 0.0, iou, top_k=limit)
+    return np.asarray(keep, np.int64).reshape(-1)
+
+
+class YuNetDetector:
+    """YuNet (OpenCV Zoo, 2023mar) run with onnxruntime at any input size, over a pyramid of scales.
+
+    ``session`` is an onnxruntime session of a YuNet-compatible file: one input ``(1, 3, H, W)`` of raw BGR pixels,
+    outputs ``cls_8 .. kps_32``. ``card`` is the model card (kept for provenance, not used for computation).
+    """
+
+    def __init__(self, session: Any, card: Any = None) -> None:
+        self.session = session
+        self.card = card
+        self.input_name: str = session.get_inputs()[0].name
+        names = [o.name for o in session.get_outputs()]
+        self._outputs = [f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps") for s in STRIDES]
+        missing = set(self._outputs) - set(names)
+        if missing:
+            raise ValueError(f"not a YuNet model: outputs {sorted(missing)} missing")
+
+    def run_once(self, image: np.ndarray, score_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One forward pass on ``image`` as it is (padded to a multiple of 32); boxes before NMS."""
+        h, w = image.shape[:2]
+        ph, pw = int(math.ceil(h / 32) * 32), int(math.ceil(w / 32) * 32)
+        blob = np.zeros((1, 3, ph, pw), np.float32)
+        blob[0, :, :h, :w] = image.transpose(2, 0, 1)
+        outs = dict(zip(self._outputs, self.session.run(self._outputs, {self.input_name: blob}), strict=True))
+        all_boxes, all_scores, all_kps = [], [], []
+        for s in STRIDES:
+            cols, rows = pw // s, ph // s
+            cls = np.clip(outs[f"cls_{s}"][0, :, 0], 0, 1)
+            obj = np.clip(outs[f"obj_{s}"][0, :, 0], 0, 1)
+            score = np.sqrt(cls * obj)
+            sel = np.nonzero(score >= score_threshold)[0]
+            if len(sel) == 0:
+                continue
+            gx = (sel % cols).astype(np.float32)
+            gy = (sel // cols).astype(np.float32)
+            assert rows * cols == len(cls)
+            bbox = outs[f"bbox_{s}"][0, sel]
+            kps = outs[f"kps_{s}"][0, sel].reshape(-1, 5, 2)
+            cx = (gx + bbox[:, 0]) * s
+            cy = (gy + bbox[:, 1]) * s
+            bw = np.exp(bbox[:, 2]) * s
+            bh = np.exp(bbox[:, 3]) * s
+            all_boxes.append(np.column_stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2]))
+            all_scores.append(score[sel])
+            all_kps.append((kps + np.stack([gx, gy], axis=1)[:, None, :]) * s)
+        if not all_boxes:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
+        return (np.concatenate(all_boxes).astype(np.float32), np.concatenate(all_scores).astype(np.float32),
+                np.concatenate(all_kps).astype(np.float32))
+
+    def detect(
+        self,
+        image: np.ndarray,
+        *,
+        score_threshold: float = 0.6,
+        nms_threshold: float = 0.3,
+        min_face_size: float = 0.0,
+        base_size: int = 640,
+        upscale_small: bool = False,
+        tile: bool = True,
+        tile_size: int = 640,
+        max_faces: int = 1000,
+    ) -> Detections:
+        """Find faces of any size relative to the image.
+
+        * pass 1, whole image resized so its longer side is ``base_size``: finds faces from a few percent of the image
+          up to faces that fill it (the raw detector on a 20-megapixel photo misses those);
+        * pass 2, when pass 1 shrank the image: the full-resolution image in overlapping ``tile_size`` tiles, for small
+          faces that shrinking made too small to see (a 20-pixel face in a crowd);
+        * with ``upscale_small``, an image with a longer side below ``base_size`` is also run at twice its size, which
+          finds faces of about 10 pixels.
+
+        Results of all passes are merged by non-maximum suppression. ``min_face_size`` drops faces whose shorter box
+        side is smaller (pixels). Faces are returned largest first.
+        """
+        h, w = image.shape[:2]
+        boxes, scores, kps = [], [], []
+
+        def add(b: np.ndarray, s: np.ndarray, k: np.ndarray, scale: float, dx: float = 0, dy: float = 0) -> None:
+            if len(b):
+                offset = np.array([dx, dy, dx, dy], np.float32)
+                boxes.append(b / scale + offset)
+                scores.append(s)
+                kps.append(k / scale + np.array([dx, dy], np.float32))
+
+        long_side = max(h, w)
+        scale = min(1.0, base_size / long_side)
+        small = image
+        if scale < 1.0:
+            small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        # a face that touches the border or fills the frame is found reliably only with a margin around it
+        pad = max(16, int(0.15 * max(small.shape[:2])))
+        padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        add(*self.run_once(padded, score_threshold), scale, -pad / scale, -pad / scale)
+        if scale < 1.0 and tile:
+            self._tiles(image, tile_size, score_threshold, add)
+        elif upscale_small:
+            big = cv2.resize(image, (w * 2, h * 2), interpolation=cv2.INTER_LINEAR)
+            add(*self.run_once(big, score_threshold), 2.0)
+        if not boxes:
+            return Detections.empty((h, w))
+        b = np.concatenate(boxes)
+        s = np.concatenate(scores)
+        k = np.concatenate(kps)
+        keep = _nms(b, s, nms_threshold, max_faces)
+        b, s, k = b[keep], s[keep], k[keep]
+        b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w)
+        b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, h)
+        sides = np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+        ok = sides >= max(min_face_size, 1.0)
+        return Detections(b[ok], s[ok], k[ok], image_size=(h, w)).sorted_by_area()
+
+    def _tiles(self, image: np.ndarray, tile: int, score_threshold: float, add: Any, scale: float = 1.0) -> None:
+        """Run on overlapping tiles; keep faces well inside each tile (those on the cut are found by a neighbour)."""
+        h, w = image.shape[:2]
+        overlap = tile // 4
+        step = tile - overlap
+        ys = list(range(0, max(h - tile, 0) + 1, step))
+        xs = list(range(0, max(w - tile, 0) + 1, step))
+        if ys[-1] + tile < h:
+            ys.append(h - tile)
+        if xs[-1] + tile < w:
+            xs.append(w - tile)
+        for y in ys:
+            for x in xs:
+                crop = image[y:y + tile, x:x + tile]
+                b, s, k = self.run_once(crop, score_threshold)
+                if len(b) == 0:
+                    continue
+                # drop faces cut by an inner tile edge
+                margin = 2.0
+                inner = np.ones(len(b), bool)
+                if x > 0:
+                    inner &= b[:, 0] > margin
+                if y > 0:
+                    inner &= b[:, 1] > margin
+                if x + tile < w:
+                    inner &= b[:, 2] < crop.shape[1] - margin
+                if y + tile < h:
+                    inner &= b[:, 3] < crop.shape[0] - margin
+                add(b[inner], s[inner], k[inner], scale, x / scale, y / scale)

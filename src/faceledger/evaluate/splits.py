@@ -1,8 +1,8 @@
 """A fixed split of identities into a calibration half and an evaluation half.
 
-Thresholds shipped in model cards are calibrated on the *calibration* half of the development face set; tests that
-assert accuracy use the other half, so no figure is measured on the data that set the threshold. The split depends
-only on the identity label, so it is stable across machines, runs and dataset orderings.
+Thresholds shipped in model cards are calibrated on the *calibration* half of the development face set; tests
+that assert accuracy use the other half, so no figure is measured on the data that set the threshold. The
+split depends only on the identity label, so it is stable across machines, runs and dataset orderings.
 """
 
 from __future__ import annotations

@@ -1,0 +1,55 @@
+"""Errors raised by the ledger and the gallery use cases.
+
+Each one names what it is about (a field, a subject, a file, an audit entry) and says what to do next.
+They all derive from :class:`faceledger.errors.FaceledgerError`.
+"""
+
+from __future__ import annotations
+
+from faceledger.errors import FaceledgerError
+
+
+class LedgerError(FaceledgerError):
+    """Base class of the errors of the system of record (store, audit, keys, policy)."""
+
+
+class StoreError(LedgerError):
+    """The database is missing, not initialised, locked for too long, or of an unknown schema version."""
+
+
+class MasterKeyError(LedgerError):
+    """The master key is missing, malformed, readable by others, or not the one the database was made with."""
+
+
+class PolicyError(LedgerError, ValueError):
+    """A policy file is invalid. ``problems`` lists ``(field, message)`` pairs, ``source`` names the file."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "; ".join(f"{field}: {message}" for field, message in problems)
+        super().__init__(f"{source}: invalid policy: {lines}")
+
+
+class ConsentError(LedgerError):
+    """An operation needs a valid consent record and there is none, or a consent record is invalid."""
+
+
+class UnknownSubjectError(LedgerError, LookupError):
+    """No subject (or consent, candidate, API key) with the given id exists."""
+
+
+class DuplicateError(LedgerError):
+    """The same thing was recorded before: an image already enrolled, a reviewer reviewing twice."""
+
+
+class PurposeError(LedgerError, PermissionError):
+    """The stated purpose (or gallery) is not one the policy allows for this operation."""
+
+
+class ReviewError(LedgerError):
+    """A review cannot be recorded: the candidate was already decided, or the decision is malformed."""
+
+
+class AccessDenied(LedgerError, PermissionError):
+    """An API key is unknown, revoked, or lacks the role an operation needs."""

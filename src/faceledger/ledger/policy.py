@@ -1,0 +1,239 @@
+"""The deployment policy: a TOML file, validated, whose SHA-256 is recorded with every decision.
+
+See :data:`EXAMPLE_POLICY` for a commented example (``faceledger policy example`` prints it). The policy hash
+is the SHA-256 of the policy's UTF-8 text, so anyone can recompute it with ``sha256sum policy.toml``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from faceledger.ledger.errors import PolicyError
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Deployment(_Strict):
+    """Who runs this deployment, why, and on what legal basis."""
+
+    controller: str = Field(min_length=1, description="organisation responsible for the processing")
+    purpose: str = Field(min_length=1, description="what the deployment is for, in plain words")
+    legal_basis: str = Field(
+        min_length=1, description="legal basis of the processing, e.g. 'explicit consent'"
+    )
+    contact: str = Field(default="", description="where people can ask about or object to the processing")
+
+
+class Identification(_Strict):
+    """How identification decisions are made."""
+
+    target_fmr: float = Field(gt=0.0, le=0.1, description="false-match rate the threshold is set for")
+    top_k: int = Field(default=5, ge=1, le=100, description="candidates returned per face")
+    reviewers_required: int = Field(
+        default=1, ge=1, le=5, description="distinct reviewers who must confirm before a match counts"
+    )
+
+
+class Retention(_Strict):
+    """How long records are kept, in days. Templates and audit entries are kept without limit when unset."""
+
+    templates_days: int | None = Field(
+        default=None, ge=1, description="age after which templates are deleted"
+    )
+    consents_days: int = Field(
+        default=3 * 365, ge=0, description="days consent records are kept after they end"
+    )
+    audit_days: int | None = Field(default=None, ge=1, description="age after which audit entries are purged")
+    reviews_days: int = Field(
+        default=365, ge=1, description="age after which candidates and reviews are deleted"
+    )
+
+
+class GalleryPolicy(_Strict):
+    """One gallery (a set of enrolled subjects) and the purposes it may be searched for."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    purposes: list[str] = Field(min_length=1)
+    description: str = ""
+
+    @field_validator("purposes")
+    @classmethod
+    def _purposes_named(cls, value: list[str]) -> list[str]:
+        for purpose in value:
+            if not purpose.strip():
+                raise ValueError("purposes must be non-empty strings")
+        if len(set(value)) != len(value):
+            raise ValueError("purposes are listed twice")
+        return value
+
+
+class Policy(_Strict):
+    """A validated policy. Build it with :func:`load_policy` or :func:`parse_policy`."""
+
+    version: Literal[1] = 1
+    deployment: Deployment
+    identification: Identification
+    retention: Retention = Retention()
+    unmatched_faces: str = Field(default="discard", description="always 'discard'")
+    galleries: list[GalleryPolicy] = Field(min_length=1)
+
+    @field_validator("unmatched_faces")
+    @classmethod
+    def _discard_only(cls, value: str) -> str:
+        if value != "discard":
+            raise ValueError(
+                f"faceledger never keeps faces that match no one (asked: {value!r}); "
+                "the only accepted value is 'discard'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _unique_galleries(self) -> Policy:
+        names = [g.name for g in self.galleries]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"gallery names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    def gallery(self, name: str | None) -> GalleryPolicy:
+        """The named gallery, or the only one when ``name`` is None.
+
+        Raises ``KeyError`` naming the choices.
+        """
+        if name is None:
+            if len(self.galleries) == 1:
+                return self.galleries[0]
+            raise KeyError(
+                "this policy has several galleries; choose one of: "
+                + ", ".join(g.name for g in self.galleries)
+            )
+        for gallery in self.galleries:
+            if gallery.name == name:
+                return gallery
+        raise KeyError(
+            f"no gallery {name!r} in the policy; galleries: {', '.join(g.name for g in self.galleries)}"
+        )
+
+
+class LoadedPolicy:
+    """A policy together with its source text and the SHA-256 of that text."""
+
+    def __init__(self, policy: Policy, text: str, source: str) -> None:
+        self.policy = policy
+        self.text = text
+        self.source = source
+        self.hash = policy_hash(text)
+
+    def __repr__(self) -> str:
+        return f"LoadedPolicy(source={self.source!r}, hash={self.hash[:12]}...)"
+
+
+def policy_hash(text: str) -> str:
+    """SHA-256 (hex) of the policy text encoded as UTF-8."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _field_name(loc: tuple[Any, ...], data: Any) -> str:
+    parts: list[str] = []
+    node = data
+    for item in loc:
+        if isinstance(item, int):
+            in_range = isinstance(node, list) and 0 <= item < len(node)
+            element = node[item] if in_range else None
+            label = element.get("name", item) if isinstance(element, dict) else item
+            if parts:
+                parts[-1] += f"[{label}]"
+            else:
+                parts.append(f"[{label}]")
+            node = element
+        else:
+            parts.append(str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts) or "(policy)"
+
+
+def parse_policy(text: str, source: str = "<policy>") -> LoadedPolicy:
+    """Validate policy TOML text; raises :class:`PolicyError` listing every problem by field name."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(source, [("(toml)", str(exc))]) from None
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            message = err["msg"]
+            if err["type"] == "extra_forbidden":
+                message = "unknown field (check its spelling and section)"
+            elif err["type"] == "missing":
+                message = "required field is missing"
+            message = message.removeprefix("Value error, ")
+            problems.append((_field_name(tuple(err["loc"]), data), message))
+        raise PolicyError(source, problems) from None
+    return LoadedPolicy(policy, text, source)
+
+
+def load_policy(path: str | os.PathLike[str]) -> LoadedPolicy:
+    """Read and validate a policy file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError(
+            str(path), [("(file)", "not found; `faceledger policy example` prints a template")]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(str(path), [("(file)", f"cannot be read: {exc}")]) from None
+    return parse_policy(text, str(path))
+
+
+EXAMPLE_POLICY = """\
+# faceledger policy. Its SHA-256 is recorded with every enrollment, search, review and erasure:
+# change it with `faceledger policy set FILE` (the change itself is an audit entry).
+
+version = 1
+
+# Unmatched faces (faces in a probe image that match no enrolled subject) are never stored: no image,
+# crop, template or similarity leaves the process. This is the only accepted value.
+unmatched_faces = "discard"
+
+[deployment]
+controller = "Example Organisation"           # who is responsible for the processing
+purpose = "Door access for staff who opted in"  # what the deployment is for
+legal_basis = "explicit consent"              # e.g. GDPR Art. 9(2)(a) explicit consent
+contact = "privacy@example.org"               # where people ask, object or request erasure
+
+[identification]
+# The decision threshold is set as the false-match rate you accept, not as a raw similarity:
+# 1e-3 means about one impostor comparison in a thousand scores above the threshold.
+target_fmr = 1e-3
+top_k = 5                  # candidates returned per face (only those at or above the threshold)
+reviewers_required = 1     # distinct people who must confirm a candidate; use 2 for remote identification
+
+[retention]
+# templates_days = 365     # delete templates older than this (unset: keep while consent is valid)
+consents_days = 1095       # keep consent records this long after they end (withdrawn or expired)
+# audit_days = 2190        # purge audit entries older than this (unset: keep forever)
+reviews_days = 365         # delete candidates and review records older than this
+
+[[galleries]]
+name = "staff"
+purposes = ["access-control"]
+description = "Employees who enrolled at the front desk"
+
+# [[galleries]]
+# name = "visitors"
+# purposes = ["access-control", "incident-investigation"]
+"""
+"""A complete, commented example policy (valid as is)."""

@@ -1,0 +1,178 @@
+"""Plain records the store reads and writes. None of them holds a decrypted template."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from faceledger.ledger.timeutil import from_text
+
+ROLES = ("admin", "enroller", "operator", "reviewer", "auditor")
+"""API key roles: admin (everything), enroller (consent, enroll, erase), operator (identify), reviewer
+(review), auditor (audit, report)."""
+
+Role = Literal["admin", "enroller", "operator", "reviewer", "auditor"]
+CandidateStatus = Literal["pending", "confirmed", "rejected"]
+Decision = Literal["confirm", "reject"]
+
+
+@dataclass(frozen=True)
+class Subject:
+    """An enrolled person, known only by an id chosen by the deployment (no name, no photo)."""
+
+    id: str
+    gallery: str
+    created_at: str
+    created_by: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SubjectKey:
+    """A subject's data key, wrapped by the master key ``master_key_id``."""
+
+    id: str
+    subject_id: str
+    wrapped: bytes
+    master_key_id: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Consent:
+    """A consent record: who collected it, on which legal basis, for what purpose, and until when."""
+
+    id: str
+    subject_id: str
+    gallery: str
+    collected_by: str
+    legal_basis: str
+    purpose: str
+    evidence_ref: str
+    given_at: str
+    expires_at: str | None
+    withdrawn_at: str | None
+    ended_reason: str | None
+    recorded_at: str
+    recorded_by: str
+
+    def state(self, now: datetime) -> Literal["valid", "withdrawn", "expired", "not_yet_valid"]:
+        """Whether the consent allows processing at ``now``."""
+        if self.withdrawn_at is not None:
+            return "withdrawn"
+        if self.expires_at is not None and from_text(self.expires_at) <= now:
+            return "expired"
+        if from_text(self.given_at) > now:
+            return "not_yet_valid"
+        return "valid"
+
+    def ended_at(self) -> str | None:
+        """When the consent stopped allowing processing (withdrawal or expiry), if it has."""
+        if self.withdrawn_at is not None:
+            return self.withdrawn_at
+        return self.expires_at
+
+    def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
+        """JSON-ready form; with ``now``, includes ``state``."""
+        out = asdict(self)
+        if now is not None:
+            out["state"] = self.state(now)
+        return out
+
+
+@dataclass(frozen=True)
+class TemplateRecord:
+    """An encrypted template as stored."""
+
+    id: str
+    subject_id: str
+    key_id: str
+    model: str
+    dim: int
+    nonce: bytes
+    ciphertext: bytes
+    source_sha256: str
+    face_index: int
+    quality: float
+    created_at: str
+
+
+@dataclass(frozen=True)
+class TemplateRef:
+    """A template's id, subject and model, without its ciphertext (what a search index syncs on)."""
+
+    id: str
+    subject_id: str
+    model: str
+
+
+@dataclass(frozen=True)
+class CandidateRecord:
+    """A probe face that scored at or above the threshold against a subject; a match only once reviewed."""
+
+    id: str
+    search_id: str
+    audit_seq: int
+    gallery: str
+    purpose: str
+    actor: str
+    probe_sha256: str
+    face_index: int
+    box: list[float]
+    subject_id: str
+    similarity: float
+    rank: int
+    threshold: float
+    policy_hash: str
+    status: CandidateStatus
+    created_at: str
+    decided_at: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ReviewRecord:
+    """One reviewer's decision on one candidate."""
+
+    id: str
+    candidate_id: str
+    reviewer: str
+    decision: Decision
+    reason: str
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key of the REST service (the secret itself is never stored, only its SHA-256)."""
+
+    id: str
+    owner: str
+    role: Role
+    secret_sha256: str
+    created_at: str
+    created_by: str
+    revoked_at: str | None
+
+    @property
+    def active(self) -> bool:
+        """True unless revoked."""
+        return self.revoked_at is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, without the secret hash."""
+        out = asdict(self)
+        del out["secret_sha256"]
+        out["active"] = self.active
+        return out

@@ -181,13 +181,14 @@ def verification(
     genuine: Sequence[tuple[int, int]],
     impostor: Sequence[tuple[int, int]],
     score: Callable[[list[float], list[float]], float],
-    accept: Callable[[float], bool],
+    accept: Callable[[float], bool] | None,
     subset: set[int] | None = None,
 ) -> dict[str, Any]:
     """Accuracy at the system's own decision, AUC and TAR@FMR=1%; pairs missing a face count as errors.
 
     ``score`` maps two embeddings to a similarity (higher = more alike); ``accept`` is the system's own
-    decision on that similarity. With ``subset``, only pairs whose two images are both in it are used.
+    decision on that similarity (None when the system has no default threshold: no accuracy then). With
+    ``subset``, only pairs whose two images are both in it are used.
     """
     worst = float("inf")
     result: dict[str, Any] = {}
@@ -205,21 +206,43 @@ def verification(
                 continue
             s = score(ea, eb)
             scores[kind].append(s)
-            if accept(s) == (kind == "genuine"):
+            if accept is not None and accept(s) == (kind == "genuine"):
                 correct += 1
     result["pairs"] = total
     result["genuine_pairs"] = len(scores["genuine"])
     result["impostor_pairs"] = len(scores["impostor"])
     result["pairs_without_face"] = unscorable
-    result["accuracy"] = correct / total if total else None
+    result["accuracy"] = correct / total if total and accept is not None else None
     g, i = scores["genuine"], scores["impostor"]
     result["auc"] = auc(g, i)
+    result["best_accuracy"] = best_accuracy(g, i)
     result["tar_at_fmr_1pct"] = tar_at_fmr(g, i, 0.01)
-    accepted_g = sum(1 for s in g if accept(s))
-    accepted_i = sum(1 for s in i if accept(s))
-    result["true_match_rate"] = accepted_g / len(g) if g else None
-    result["false_match_rate"] = accepted_i / len(i) if i else None
+    if accept is not None:
+        result["true_match_rate"] = sum(1 for s in g if accept(s)) / len(g) if g else None
+        result["false_match_rate"] = sum(1 for s in i if accept(s)) / len(i) if i else None
+    else:
+        result["true_match_rate"] = result["false_match_rate"] = None
     return result
+
+
+def best_accuracy(genuine: Sequence[float], impostor: Sequence[float]) -> float | None:
+    """Highest accuracy any single threshold reaches on these pairs (an oracle, chosen on the test data).
+
+    Infinite scores mark pairs without a face; they are errors whatever the threshold.
+    """
+    import numpy as np
+
+    total = len(genuine) + len(impostor)
+    if total == 0:
+        return None
+    g = np.sort(np.asarray(genuine, dtype=np.float64))
+    i = np.sort(np.asarray(impostor, dtype=np.float64))
+    g, i = g[np.isfinite(g)], i[np.isfinite(i)]
+    candidates = np.concatenate([np.unique(np.concatenate([g, i])), [np.inf]])
+    # accepting scores >= t: genuine accepted = len(g) - #(g < t), impostors rejected = #(i < t)
+    accepted = len(g) - np.searchsorted(g, candidates, side="left")
+    rejected = np.searchsorted(i, candidates, side="left")
+    return float(np.max(accepted + rejected) / total)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -280,7 +303,12 @@ class _Stage:
         self.errors.append(message)
 
 
-def _worker_faceledger(paths: list[str], threads: int) -> dict[str, Any]:
+RunImage = Callable[[str, "_Stage | None"], None]
+Finish = Callable[[list[str], "_Stage"], tuple[dict[str, Any], dict[str, Any]]]
+
+
+def _setup_faceledger(threads: int) -> tuple[RunImage, Finish, float]:
+    """Load faceledger's Engine; return the per-image function, the final-facts function and the load time."""
     import cv2
     import numpy as np
 
@@ -292,7 +320,6 @@ def _worker_faceledger(paths: list[str], threads: int) -> dict[str, Any]:
     # The thread budget reaches onnxruntime through Engine(threads=...) and FACELEDGER_THREADS.
     engine = Engine(threads=threads) if "threads" in inspect.signature(Engine).parameters else Engine()
     load_s = time.perf_counter() - start
-    rss_loaded = _rss_now_mb()
 
     def run(path: str, stage: _Stage | None) -> None:
         t0 = time.perf_counter()
@@ -311,52 +338,50 @@ def _worker_faceledger(paths: list[str], threads: int) -> dict[str, Any]:
             stage.largest.append(vectors[0].astype(float).tolist() if len(dets) else None)  # largest first
             stage.errors.append(None)
 
-    stage = _Stage()
-    wall, cpu = _timed_loop(paths, run, stage)
+    def finish(paths: list[str], stage: _Stage) -> tuple[dict[str, Any], dict[str, Any]]:
+        # The decision rule: Engine.verify's own threshold, read from a verify call; its similarity is printed
+        # beside the dot product of the embeddings computed above, so the two paths can be seen to agree.
+        verify_check: dict[str, Any] = {}
+        scored = [i for i, v in enumerate(stage.largest) if v is not None]
+        if len(scored) >= 2:
+            a, b = scored[0], scored[-1]
+            try:
+                result = engine.verify(paths[a], paths[b])
+            except Exception as exc:  # e.g. a recognizer without calibration: no default threshold
+                verify_check = {"error": f"{type(exc).__name__}: {exc}"}
+            else:
+                va, vb = np.asarray(stage.largest[a]), np.asarray(stage.largest[b])
+                verify_check = {
+                    "threshold": float(result.threshold),
+                    "fmr_at_threshold": None if result.fmr is None else float(result.fmr),
+                    "verify_similarity": float(result.similarity),
+                    "dot_of_embeddings": float(va @ vb),
+                    "verify_match": bool(result.match),
+                }
+        card = getattr(getattr(engine, "recognizer", None), "card", None)
+        det_card = getattr(getattr(engine, "detector", None), "card", None)
+        versions = {
+            "faceledger": getattr(faceledger, "__version__", None) or _version("faceledger"),
+            "numpy": np.__version__,
+            "onnxruntime": _version("onnxruntime"),
+            "opencv": cv2.__version__,
+            "recognizer": getattr(card, "name", None),
+            "recognizer_sha256": getattr(card, "sha256", None),
+            "detector": getattr(det_card, "name", None),
+        }
+        return versions, verify_check
 
-    # The decision rule: Engine.verify's own threshold, read from a verify call; its similarity is printed
-    # beside the dot product of the embeddings computed above, so the two paths can be seen to agree.
-    verify_check: dict[str, Any] = {}
-    scored = [i for i, v in enumerate(stage.largest) if v is not None]
-    if len(scored) >= 2:
-        a, b = scored[0], scored[-1]
-        try:
-            result = engine.verify(paths[a], paths[b])
-        except Exception as exc:  # e.g. a recognizer without calibration: no default threshold
-            verify_check = {"error": f"{type(exc).__name__}: {exc}"}
-        else:
-            va, vb = np.asarray(stage.largest[a]), np.asarray(stage.largest[b])
-            verify_check = {
-                "threshold": float(result.threshold),
-                "fmr_at_threshold": None if result.fmr is None else float(result.fmr),
-                "verify_similarity": float(result.similarity),
-                "dot_of_embeddings": float(va @ vb),
-                "verify_match": bool(result.match),
-            }
-    recognizer = getattr(engine, "recognizer", None)
-    detector = getattr(engine, "detector", None)
-    card = getattr(recognizer, "card", None)
-    det_card = getattr(detector, "card", None)
-    versions = {
-        "faceledger": getattr(faceledger, "__version__", None) or _version("faceledger"),
-        "numpy": np.__version__,
-        "onnxruntime": _version("onnxruntime"),
-        "opencv": cv2.__version__,
-        "recognizer": getattr(card, "name", None),
-        "recognizer_sha256": getattr(card, "sha256", None),
-        "detector": getattr(det_card, "name", None),
-    }
-    return _worker_result(stage, wall, cpu, load_s, rss_loaded, versions, verify_check)
+    return run, finish, load_s
 
 
-def _worker_face_recognition(paths: list[str], threads: int) -> dict[str, Any]:
+def _setup_face_recognition(threads: int) -> tuple[RunImage, Finish, float]:
+    """Import face_recognition (which loads dlib's models); same contract as :func:`_setup_faceledger`."""
     start = time.perf_counter()
     import dlib
     import face_recognition  # loads the dlib models at import time
     import numpy as np
 
     load_s = time.perf_counter() - start
-    rss_loaded = _rss_now_mb()
 
     def run(path: str, stage: _Stage | None) -> None:
         t0 = time.perf_counter()
@@ -364,9 +389,8 @@ def _worker_face_recognition(paths: list[str], threads: int) -> dict[str, Any]:
         t1 = time.perf_counter()
         locations = face_recognition.face_locations(image, number_of_times_to_upsample=1, model="hog")
         t2 = time.perf_counter()
-        encodings = face_recognition.face_encodings(
-            image, known_face_locations=locations
-        )  # 5-point, 1 jitter
+        # defaults: 5-point landmarks ("small"), num_jitters=1
+        encodings = face_recognition.face_encodings(image, known_face_locations=locations)
         t3 = time.perf_counter()
         if stage is not None:
             stage.decode.append(t1 - t0)
@@ -381,114 +405,153 @@ def _worker_face_recognition(paths: list[str], threads: int) -> dict[str, Any]:
                 stage.largest.append(None)
             stage.errors.append(None)
 
-    stage = _Stage()
-    wall, cpu = _timed_loop(paths, run, stage)
-    versions = {
-        "face_recognition": _version("face_recognition"),
-        "face_recognition_models": _version("face_recognition_models"),
-        "dlib": getattr(dlib, "__version__", None),
-        "dlib_package": "dlib-bin " + str(_version("dlib-bin")) if _version("dlib-bin") else _version("dlib"),
-        "dlib_use_blas": getattr(dlib, "DLIB_USE_BLAS", None),
-        "dlib_use_avx": getattr(dlib, "USE_AVX_INSTRUCTIONS", None),
-        "numpy": np.__version__,
-    }
-    return _worker_result(stage, wall, cpu, load_s, rss_loaded, versions, {})
+    def finish(paths: list[str], stage: _Stage) -> tuple[dict[str, Any], dict[str, Any]]:
+        dlib_bin = _version("dlib-bin")
+        versions = {
+            "face_recognition": _version("face_recognition"),
+            "face_recognition_models": _version("face_recognition_models"),
+            "dlib": getattr(dlib, "__version__", None),
+            "dlib_package": f"dlib-bin {dlib_bin}" if dlib_bin else f"dlib {_version('dlib')}",
+            "dlib_use_blas": getattr(dlib, "DLIB_USE_BLAS", None),
+            "dlib_use_avx": getattr(dlib, "USE_AVX_INSTRUCTIONS", None),
+            "numpy": np.__version__,
+        }
+        return versions, {}
+
+    return run, finish, load_s
 
 
-def _timed_loop(
-    paths: list[str], run: Callable[[str, _Stage | None], None], stage: _Stage
-) -> tuple[float, float]:
-    """Warm up on the first image, then time every image; a failing image is recorded, the loop goes on."""
+def worker_main(system: str, list_file: Path, threads: int) -> None:
+    """Subprocess entry point: load one system, then run the chunks of images the driver asks for.
+
+    Protocol, one line each way: the worker says ``ready`` once loaded and warmed up (on the first image); the
+    driver sends ``run START END`` (answered ``done``) for consecutive chunks, then ``finish OUT`` (answered
+    ``finished``) to have the raw results written to OUT as JSON. The protocol uses the worker's original
+    standard output; anything the libraries print there goes to standard error instead.
+    """
+    _pin_threads(threads)
+    paths: list[str] = json.loads(list_file.read_text())
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    setup = _setup_faceledger if system == "faceledger" else _setup_face_recognition
+    run, finish, load_s = setup(threads)
+    rss_loaded = _rss_now_mb()
     if paths:
         try:
             run(paths[0], None)
-        except Exception as exc:  # warm-up failure is reported by the timed pass below
+        except Exception as exc:  # the timed pass reports the image's error
             print(f"warm-up on {paths[0]} failed: {exc}", file=sys.stderr)
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    for count, path in enumerate(paths, 1):
-        try:
-            run(path, stage)
-        except Exception as exc:  # one bad image must not stop the benchmark
-            stage.add_error(f"{type(exc).__name__}: {exc}")
-        if count % 100 == 0:
-            print(f"  {count}/{len(paths)} images", file=sys.stderr, flush=True)
-    return time.perf_counter() - wall0, time.process_time() - cpu0
-
-
-def _worker_result(
-    stage: _Stage,
-    wall: float,
-    cpu: float,
-    load_s: float,
-    rss_loaded: float | None,
-    versions: dict[str, Any],
-    extra: dict[str, Any],
-) -> dict[str, Any]:
-    return {
-        "wall_s": wall,
-        "cpu_s": cpu,
-        "load_s": load_s,
-        "rss_after_load_mb": rss_loaded,
-        "peak_rss_mb": _peak_rss_mb(),
-        "decode_s": stage.decode,
-        "detect_s": stage.detect,
-        "embed_s": stage.embed,
-        "faces": stage.faces,
-        "pixels": stage.pixels,
-        "largest": stage.largest,
-        "errors": stage.errors,
-        "versions": versions,
-        "verify_check": extra,
-        "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-    }
-
-
-def worker_main(system: str, list_file: Path, out_file: Path, threads: int) -> None:
-    """Subprocess entry point: benchmark one system on the listed images and write the raw results as JSON."""
-    _pin_threads(threads)
-    paths = json.loads(list_file.read_text())
-    result = (
-        _worker_faceledger(paths, threads)
-        if system == "faceledger"
-        else _worker_face_recognition(paths, threads)
-    )
-    out_file.write_text(json.dumps(result))
+    stage = _Stage()
+    wall = cpu = 0.0
+    protocol.write("ready\n")
+    for line in sys.stdin:
+        command, *arguments = line.split()
+        if command == "run":
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            for path in paths[int(arguments[0]) : int(arguments[1])]:
+                try:
+                    run(path, stage)
+                except Exception as exc:  # one bad image must not stop the benchmark
+                    stage.add_error(f"{type(exc).__name__}: {exc}")
+            wall += time.perf_counter() - wall0
+            cpu += time.process_time() - cpu0
+            protocol.write("done\n")
+        elif command == "finish":
+            versions, extra = finish(paths, stage)
+            result = {
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "load_s": load_s,
+                "rss_after_load_mb": rss_loaded,
+                "peak_rss_mb": _peak_rss_mb(),
+                "decode_s": stage.decode,
+                "detect_s": stage.detect,
+                "embed_s": stage.embed,
+                "faces": stage.faces,
+                "pixels": stage.pixels,
+                "largest": stage.largest,
+                "errors": stage.errors,
+                "versions": versions,
+                "verify_check": extra,
+                "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            }
+            Path(arguments[0]).write_text(json.dumps(result))
+            protocol.write("finished\n")
+            return
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Driver
 
 
-def run_worker(system: str, paths: list[str], threads: int, workdir: Path) -> dict[str, Any] | None:
-    """Run one system in a fresh subprocess with the thread budget; None (and a message) if it failed."""
+class _Worker:
+    """A running worker subprocess and its line protocol."""
+
+    def __init__(self, system: str, list_file: Path, threads: int) -> None:
+        env = dict(os.environ)
+        for variable in (*THREAD_VARIABLES, "FACELEDGER_THREADS"):
+            env[variable] = str(threads)
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", system]
+        command += ["--worker-list", str(list_file), "--threads", str(threads)]
+        self.system = system
+        self.process = subprocess.Popen(
+            command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def request(self, line: str | None, expected: str) -> None:
+        """Send ``line`` (if any) and wait for the ``expected`` answer; RuntimeError if the worker died."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        if line is not None:
+            self.process.stdin.write(line + "\n")
+            self.process.stdin.flush()
+        answer = self.process.stdout.readline().strip()
+        if answer != expected:
+            code = self.process.wait()
+            raise RuntimeError(f"the {self.system} worker stopped (exit code {code}); see the messages above")
+
+    def close(self) -> None:
+        """Stop the worker if it is still running."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+def run_systems(
+    systems: Sequence[str], paths: list[str], threads: int, chunk: int, workdir: Path
+) -> dict[str, dict[str, Any]] | None:
+    """Run every system on ``paths`` in interleaved chunks; the raw results per system, or None on failure.
+
+    Each system lives in its own subprocess. The chunks alternate between them in the order A B, B A, A B, ...
+    so that both see the same changes of load on the machine during the run.
+    """
     list_file = workdir / "paths.json"
     list_file.write_text(json.dumps(paths))
-    out_file = workdir / f"{system}.json"
-    env = dict(os.environ)
-    for variable in (*THREAD_VARIABLES, "FACELEDGER_THREADS"):
-        env[variable] = str(threads)
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
-        system,
-        "--worker-list",
-        str(list_file),
-        "--worker-out",
-        str(out_file),
-        "--threads",
-        str(threads),
-    ]
-    print(f"running {system} on {len(paths)} images ...", file=sys.stderr, flush=True)
-    completed = subprocess.run(command, env=env, check=False)
-    if completed.returncode != 0 or not out_file.is_file():
-        print(
-            f"error: the {system} run failed (exit code {completed.returncode}); see the messages above",
-            file=sys.stderr,
-        )
+    workers: list[_Worker] = []
+    try:
+        for system in systems:  # load one after the other so that load times do not overlap
+            print(f"loading {system} ...", file=sys.stderr, flush=True)
+            workers.append(_Worker(system, list_file, threads))
+            workers[-1].request(None, "ready")
+        chunks = [(start, min(start + chunk, len(paths))) for start in range(0, len(paths), chunk)]
+        done = 0
+        for number, (start, end) in enumerate(chunks):
+            for worker in workers if number % 2 == 0 else workers[::-1]:
+                worker.request(f"run {start} {end}", "done")
+            if end // 100 > done // 100:
+                print(f"  {end}/{len(paths)} images", file=sys.stderr, flush=True)
+            done = end
+        raw: dict[str, dict[str, Any]] = {}
+        for worker in workers:
+            out_file = workdir / f"{worker.system}.json"
+            worker.request(f"finish {out_file}", "finished")
+            raw[worker.system] = json.loads(out_file.read_text())
+        return raw
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return None
-    data: dict[str, Any] = json.loads(out_file.read_text())
-    return data
+    finally:
+        for worker in workers:
+            worker.close()
 
 
 def cpu_model() -> str:
@@ -663,6 +726,7 @@ def print_report(report: dict[str, Any]) -> None:
         ("true-match rate", "true_match_rate", 4),
         ("false-match rate", "false_match_rate", 4),
         ("AUC", "auc", 4),
+        ("best accuracy (oracle)", "best_accuracy", 4),
         ("TAR@FMR=1% (oracle)", "tar_at_fmr_1pct", 4),
         ("pairs without a face", "pairs_without_face", 0),
     ]:
@@ -676,6 +740,7 @@ def print_report(report: dict[str, Any]) -> None:
         for label, key in [
             ("accuracy", "accuracy"),
             ("AUC", "auc"),
+            ("best accuracy (oracle)", "best_accuracy"),
             ("TAR@FMR=1% (oracle)", "tar_at_fmr_1pct"),
         ]:
             print(
@@ -711,16 +776,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--threads", type=int, default=2, help="CPUs (threads) given to each system (default 2)"
     )
     parser.add_argument(
+        "--chunk", type=int, default=20, help="images per turn when the systems alternate (default 20)"
+    )
+    parser.add_argument(
         "--json", type=Path, default=None, dest="json_out", help="also write the full report here"
     )
     parser.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--worker-list", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error("--threads must be at least 1")
+    if args.threads < 1 or args.chunk < 1:
+        parser.error("--threads and --chunk must be at least 1")
     if args.worker:
-        worker_main(args.worker, args.worker_list, args.worker_out, args.threads)
+        worker_main(args.worker, args.worker_list, args.threads)
         return 0
 
     faces = args.faces if args.faces is not None else default_faces_dir()
@@ -734,13 +801,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     systems = [args.only] if args.only else ["faceledger"] if args.skip_baseline else list(SYSTEMS)
 
     loadavg_before = os.getloadavg() if hasattr(os, "getloadavg") else None
-    raw: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="faceledger-bench-") as tmp:
-        for system in systems:
-            result = run_worker(system, paths, args.threads, Path(tmp))
-            if result is None:
-                return 1
-            raw[system] = result
+        result = run_systems(systems, paths, args.threads, args.chunk, Path(tmp))
+    if result is None:
+        return 1
+    raw = result
     loadavg_after = os.getloadavg() if hasattr(os, "getloadavg") else None
 
     import numpy as np
@@ -764,15 +829,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     check = raw.get("faceledger", {}).get("verify_check") or {}
     report["faceledger_verify_check"] = check
-    Rule = tuple[Callable[[list[float], list[float]], float], Callable[[float], bool], float | None]
+    Rule = tuple[Callable[[list[float], list[float]], float], Callable[[float], bool] | None, float | None]
     rules: dict[str, Rule] = {}
     if "faceledger" in raw:
         faceledger_threshold: float | None = check.get("threshold")
 
         def faceledger_accepts(similarity: float) -> bool:
+            # Verification.match is ``similarity >= threshold``
             return faceledger_threshold is not None and similarity >= faceledger_threshold
 
-        rules["faceledger"] = (_dot, faceledger_accepts, faceledger_threshold)
+        accepts = faceledger_accepts if faceledger_threshold is not None else None
+        rules["faceledger"] = (_dot, accepts, faceledger_threshold)
     if "face_recognition" in raw:
 
         def face_recognition_accepts(similarity: float) -> bool:

@@ -38,6 +38,22 @@ def test_auc_matches_pairwise_count() -> None:
     assert bench.auc([], [1.0]) is None
 
 
+def test_best_accuracy_tries_every_threshold() -> None:
+    genuine = [0.9, 0.8, 0.4]
+    impostor = [0.1, 0.5, 0.3]
+    # threshold 0.8 accepts 0.9 and 0.8 and rejects the three impostors: 5 of 6 right; no threshold gets all 6
+    assert bench.best_accuracy(genuine, impostor) == pytest.approx(5 / 6)
+    assert bench.best_accuracy([1.0], [0.0]) == 1.0
+    # pairs without a face (infinite scores) are errors at every threshold
+    assert bench.best_accuracy([-float("inf"), 0.9], [float("inf"), 0.1]) == 0.5
+
+
+def test_no_default_threshold_means_no_accuracy() -> None:
+    result = bench.verification([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], [(0, 1)], [(0, 2)], bench._dot, None)
+    assert result["accuracy"] is None and result["true_match_rate"] is None
+    assert result["auc"] == 1.0 and result["best_accuracy"] == 1.0
+
+
 def test_missing_faces_count_as_errors_and_worst_scores() -> None:
     embeddings = [[1.0, 0.0], [1.0, 0.0], None, [0.0, 1.0]]
     genuine = [(0, 1), (0, 2)]

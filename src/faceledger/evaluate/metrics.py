@@ -123,7 +123,7 @@ def _solve_decreasing(func: Any, target: float) -> float:
             lo = mid
         else:
             hi = mid
-        if hi - lo <= 1e-15 * max(hi, 1e-300):
+        if hi - lo <= 1e-12 * max(hi, 1e-300):
             break
     return 0.5 * (lo + hi)
 

@@ -1,0 +1,158 @@
+"""PNG plots of an evaluation: ROC (log FMR axis), score histograms with the threshold, per-group error bars.
+
+Drawn with matplotlib's object API on the Agg canvas, so no display and no global pyplot state is involved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from matplotlib.figure import Figure
+
+from faceledger.evaluate.metrics import RocCurve
+
+__all__ = ["plot_groups", "plot_roc", "plot_scores"]
+
+GENUINE_COLOUR = "#1b7837"
+IMPOSTOR_COLOUR = "#b2182b"
+THRESHOLD_COLOUR = "#333333"
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def plot_roc(roc: RocCurve, path: Path, threshold: float | None = None, title: str = "") -> Path:
+    """ROC curve: share of same-person pairs accepted against share of different-person pairs accepted
+    (log)."""
+    fig = Figure(figsize=(6.4, 4.6))
+    ax = fig.add_subplot()
+    floor = 1.0 / max(roc.impostor_pairs, 1)
+    keep = roc.fmr > 0
+    fmr = np.concatenate(([floor], roc.fmr[keep]))
+    tar = np.concatenate(([roc.tar[~keep].max() if np.any(~keep) else 0.0], roc.tar[keep]))
+    ax.step(fmr, tar, where="post", color=GENUINE_COLOUR, lw=2, label="this dataset")
+    ax.set_xscale("log")
+    ax.set_xlim(floor / 2, 1.0)
+    ax.set_ylim(max(0.0, float(tar.min()) - 0.05), 1.005)
+    ax.set_xlabel("false match rate (different people wrongly matched), log scale")
+    ax.set_ylabel("true accept rate (same person correctly matched)")
+    if threshold is not None:
+        # last ROC point whose threshold is >= the operating threshold: the rates at the operating threshold
+        idx = int(np.searchsorted(-roc.thresholds, -threshold, side="right")) - 1
+        op_fmr, op_tar = float(roc.fmr[idx]), float(roc.tar[idx])
+        ax.plot(
+            [max(op_fmr, floor)],
+            [op_tar],
+            "o",
+            color=THRESHOLD_COLOUR,
+            ms=8,
+            label=f"threshold {threshold:.3f}: FMR {op_fmr:.2g}, TAR {op_tar:.3f}",
+        )
+    ax.axvline(floor * 10, color="#999999", ls=":", lw=1)
+    ax.text(
+        floor * 10,
+        ax.get_ylim()[1],
+        "  left of this line: rates resting\n  on fewer than 10 errors",
+        fontsize=7,
+        color="#666666",
+        va="top",
+    )
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+    ax.set_title(title or "How often the same person is accepted, for each false-match rate")
+    return _save(fig, path)
+
+
+def plot_scores(
+    genuine: npt.ArrayLike,
+    impostor: npt.ArrayLike,
+    path: Path,
+    threshold: float | None = None,
+    title: str = "",
+) -> Path:
+    """Histograms of similarity for same-person and different-person pairs (each scaled to its own total)."""
+    gen = np.asarray(genuine, dtype=np.float64)
+    imp = np.asarray(impostor, dtype=np.float64)
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    low = float(min(gen.min(initial=0.0), imp.min(initial=0.0)))
+    high = float(max(gen.max(initial=1.0), imp.max(initial=0.0)))
+    bins = [float(b) for b in np.linspace(low, high, 81)]
+    ax.hist(
+        imp,
+        bins=bins,
+        density=True,
+        alpha=0.55,
+        color=IMPOSTOR_COLOUR,
+        label=f"different people ({imp.size:,} pairs)",
+    )
+    ax.hist(
+        gen,
+        bins=bins,
+        density=True,
+        alpha=0.55,
+        color=GENUINE_COLOUR,
+        label=f"same person ({gen.size:,} pairs)",
+    )
+    if threshold is not None:
+        ax.axvline(threshold, color=THRESHOLD_COLOUR, lw=2, ls="--")
+        ax.text(
+            threshold,
+            ax.get_ylim()[1] * 0.95,
+            f"  threshold {threshold:.3f}\n  right of it: a match",
+            fontsize=8,
+            va="top",
+        )
+    ax.set_xlabel("similarity score")
+    ax.set_ylabel("share of pairs (density)")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title or "Similarity of same-person and different-person pairs")
+    return _save(fig, path)
+
+
+def plot_groups(demographics: dict[str, Any], path: Path) -> Path:
+    """Per-group FMR and FNMR at the global threshold, with 95% intervals and the allowed ratio to the
+    best."""
+    groups = demographics["groups"]
+    names = [g["group"] for g in groups]
+    fig = Figure(figsize=(max(7.5, 1.1 * len(names) + 2), 4.4), layout="constrained")
+    max_ratio = demographics["max_ratio"]
+    for col, (key, label, colour) in enumerate(
+        (("fmr", "false match rate", IMPOSTOR_COLOUR), ("fnmr", "false non-match rate", GENUINE_COLOUR))
+    ):
+        ax = fig.add_subplot(1, 2, col + 1)
+        values = np.array([np.nan if g[key] is None else g[key] for g in groups], dtype=np.float64)
+        ci = [g[f"{key}_ci"] or [np.nan, np.nan] for g in groups]
+        lower = np.clip(values - np.array([c[0] for c in ci]), 0, None)
+        upper = np.clip(np.array([c[1] for c in ci]) - values, 0, None)
+        x = np.arange(len(names))
+        ax.bar(x, np.nan_to_num(values), color=colour, alpha=0.75)
+        ax.errorbar(
+            x,
+            np.nan_to_num(values),
+            yerr=[np.nan_to_num(lower), np.nan_to_num(upper)],
+            fmt="none",
+            ecolor="#333333",
+            capsize=3,
+            lw=1,
+        )
+        known = values[~np.isnan(values)]
+        if known.size and known.min() > 0:
+            ax.axhline(
+                known.min() * max_ratio, color="#333333", ls=":", lw=1, label=f"{max_ratio:g}x the best group"
+            )
+            ax.legend(fontsize=7, loc="upper right")
+        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"{label} per group", fontsize=10)
+        ax.grid(True, axis="y", alpha=0.25)
+    fig.suptitle(
+        f"Error rates per group at one threshold ({demographics['threshold']:.3f}); bars: 95% intervals",
+        fontsize=10,
+    )
+    return _save(fig, path)

@@ -1,0 +1,416 @@
+"""``faceledger evaluate`` and ``faceledger calibrate``: error rates measured on your own data.
+
+Both take a DATASET (a folder of identity subfolders, a manifest CSV ``path,identity[,group]`` or an LFW-style
+pairs file), embed each image once (cached by file SHA-256 and model), and report.
+
+Exit codes: 0 success; 1 some images could not be read (each named on stderr, the rest evaluated) or a file
+could not be written; 2 usage error (bad option, unreadable dataset).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from faceledger.evaluate.cache import EmbeddingCache, default_cache_dir, pipeline_id
+from faceledger.evaluate.datasets import Dataset, DatasetError, load_dataset
+from faceledger.evaluate.splits import split_indices
+
+__all__ = ["calibrate_command", "evaluate_command", "register"]
+
+SPLIT_HELP = (
+    "Use only one half of the identities: 'calibration' (sha256(identity) starts with 0-7) or 'evaluation' "
+    "(the others, plus unlabeled images). Thresholds shipped with faceledger are calibrated on the "
+    "first half."
+)
+
+
+def _dataset_options(func: Any) -> Any:
+    options = [
+        click.option("--group-column", help="Manifest column holding your group labels (default: 'group')."),
+        click.option(
+            "--images",
+            type=click.Path(exists=True, file_okay=False, path_type=Path),
+            help="Folder of the images named in a pairs file (default: beside the pairs file).",
+        ),
+        click.option(
+            "--split",
+            type=click.Choice(["all", "calibration", "evaluation"]),
+            default="all",
+            show_default=True,
+            help=SPLIT_HELP,
+        ),
+        click.option(
+            "--recognizer",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="ArcFace-family ONNX recognizer to evaluate instead of the bundled SFace.",
+        ),
+        click.option(
+            "--cache-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Where embeddings are cached (default: $FACELEDGER_CACHE or "
+            "~/.cache/faceledger/embeddings).",
+        ),
+        click.option("--no-cache", is_flag=True, help="Embed every image again and store nothing."),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _load(path: Path, group_column: str | None, images: Path | None, split: str) -> Dataset:
+    try:
+        dataset = load_dataset(path, group_column=group_column, images=images)
+    except DatasetError as exc:
+        raise click.BadParameter(str(exc), param_hint="DATASET") from None
+    if split != "all":
+        dataset = dataset.subset(split_indices([s.identity for s in dataset.samples], split))
+        dataset.name = f"{dataset.name} ({split} half)"
+        if not dataset.samples:
+            raise click.BadParameter(f"{path}: no images in the {split} half", param_hint="--split")
+    return dataset
+
+
+def _engine(recognizer: Path | None) -> Any:
+    from faceledger.engine import Engine
+    from faceledger.errors import ModelError
+
+    try:
+        return Engine(recognizer=recognizer)
+    except ModelError as exc:
+        raise click.BadParameter(str(exc), param_hint="--recognizer") from None
+
+
+def _cache(engine: Any, cache_dir: Path | None, no_cache: bool) -> EmbeddingCache:
+    return EmbeddingCache(None if no_cache else (cache_dir or default_cache_dir()), pipeline_id(engine))
+
+
+def _report_unreadable(outcomes: list[Any]) -> int:
+    bad = [o for o in outcomes if o.status == "unreadable"]
+    for o in bad:
+        click.echo(f"faceledger: {o.name}: {o.reason}", err=True)
+    return len(bad)
+
+
+def _echo_json(obj: dict[str, Any]) -> None:
+    from faceledger.evaluate.report import clean_json
+
+    click.echo(json.dumps(clean_json(obj), allow_nan=False, separators=(",", ":")))
+
+
+@click.command("evaluate")
+@click.argument("dataset", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for report.json, report.md and the PNG plots (created if missing).",
+)
+@click.option(
+    "--threshold", type=float, help="Operating threshold (default: the model card's, for --target-fmr)."
+)
+@click.option(
+    "--target-fmr",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=1e-3,
+    show_default=True,
+    help="False-match rate the operating threshold is set for.",
+)
+@click.option(
+    "--max-group-ratio",
+    type=click.FloatRange(1, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Warn when a group's FMR or FNMR exceeds this multiple of the best group's.",
+)
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@_dataset_options
+def evaluate_command(
+    dataset: Path,
+    out_dir: Path,
+    threshold: float | None,
+    target_fmr: float,
+    max_group_ratio: float,
+    no_plots: bool,
+    group_column: str | None,
+    images: Path | None,
+    split: str,
+    recognizer: Path | None,
+    cache_dir: Path | None,
+    no_cache: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Measure recognition error rates on DATASET and write a report with plots.
+
+    DATASET is a folder with one subfolder per person, a manifest CSV
+    (path,identity[,group][,n_faces_expected]; an empty identity marks a group photo or an image without a
+    face) or an LFW-style pairs file. Reports ROC, AUC, EER, TAR at FMR 1e-1 ... 1e-4 (as far as the number of
+    impostor pairs supports), rank-1/rank-5, open-set FNIR at FPIR, detection recall, per-group error rates,
+    and images that failed.
+    """
+    from faceledger.evaluate.report import write_outputs
+    from faceledger.evaluate.runner import evaluate_dataset
+
+    data = _load(dataset, group_column, images, split)
+    engine = _engine(recognizer)
+    cache = _cache(engine, cache_dir, no_cache)
+    evaluation, outcomes = evaluate_dataset(
+        data,
+        engine,
+        cache,
+        threshold=threshold,
+        target_fmr=target_fmr,
+        max_group_ratio=max_group_ratio,
+        progress=not quiet,
+    )
+    evaluation.report["dataset"]["source"] = str(dataset)
+    evaluation.report["dataset"]["split"] = split
+    try:
+        written = write_outputs(evaluation, out_dir, plots=not no_plots)
+    except OSError as exc:
+        click.echo(f"faceledger: {out_dir}: cannot write the report ({exc.strerror or exc})", err=True)
+        sys.exit(1)
+    failed = _report_unreadable(outcomes)
+    report = evaluation.report
+    if as_json:
+        _echo_json({**report, "outputs": {k: str(v) for k, v in written.items()}})
+    else:
+        for line in report["summary"]:
+            click.echo(line)
+        click.echo("")
+        click.echo(f"Report: {written['markdown']}  (JSON: {written['json']})")
+    if failed:
+        sys.exit(1)
+
+
+@click.command("calibrate")
+@click.argument("dataset", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--target-fmr",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=1e-3,
+    show_default=True,
+    help="False-match rate the threshold must meet.",
+)
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the threshold into this policy file's [calibration] table.",
+)
+@click.option(
+    "--card",
+    "card_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the FMR/FNMR curve into this model card's [calibration] table (created if missing).",
+)
+@click.option(
+    "--rule",
+    type=click.Choice(["point", "upper"]),
+    default="point",
+    show_default=True,
+    help="'point': lowest threshold whose measured FMR is at most the target; 'upper': lowest "
+    "threshold whose "
+    "upper confidence bound is at most the target (stricter).",
+)
+@click.option(
+    "--confidence",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.95,
+    show_default=True,
+    help="Confidence of the Clopper-Pearson interval.",
+)
+@click.option(
+    "--name", "dataset_name", help="Dataset name recorded with the calibration (default: its file name)."
+)
+@_dataset_options
+def calibrate_command(
+    dataset: Path,
+    target_fmr: float,
+    policy_file: Path | None,
+    card_file: Path | None,
+    rule: str,
+    confidence: float,
+    dataset_name: str | None,
+    group_column: str | None,
+    images: Path | None,
+    split: str,
+    recognizer: Path | None,
+    cache_dir: Path | None,
+    no_cache: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Find the threshold that meets --target-fmr on DATASET, with its confidence interval.
+
+    Prints the threshold, the number of impostor comparisons behind it and a Clopper-Pearson interval for the
+    false-match rate; with --policy or --card writes them into that file (other content kept as is).
+    """
+    from faceledger.evaluate.calibration import calibrate_pairs
+    from faceledger.evaluate.runner import dataset_pair_scores, embed_dataset
+
+    if policy_file is not None and card_file is not None:
+        raise click.UsageError("give either --policy or --card, not both")
+    data = _load(dataset, group_column, images, split)
+    engine = _engine(recognizer)
+    cache = _cache(engine, cache_dir, no_cache)
+    outcomes = embed_dataset(data, engine, cache, progress=not quiet)
+    failed = _report_unreadable(outcomes)
+    pairs, pair_rule, _ = dataset_pair_scores(data, outcomes)
+    if pairs.impostor.size == 0 or pairs.genuine.size == 0:
+        raise click.BadParameter(
+            f"{dataset}: calibration needs same-person and different-person pairs; found "
+            f"{pairs.genuine.size} "
+            f"and {pairs.impostor.size} (label at least two people with two photos each)",
+            param_hint="DATASET",
+        )
+    used = sum(1 for o in outcomes if o.vector is not None)
+    split_note = "" if split == "all" else f"; {split} half of the identities (faceledger.evaluate.splits)"
+    method = (
+        f"{pair_rule}; largest face of each image; {used} images with a face{split_note}; threshold = lowest "
+        f"whose FMR on these impostor pairs is at most the target ({rule} rule); Clopper-Pearson "
+        f"{confidence:.0%} intervals"
+    )
+    result = calibrate_pairs(
+        pairs.genuine,
+        pairs.impostor,
+        target_fmr,
+        dataset=dataset_name or data.name,
+        method=method,
+        confidence=confidence,
+        rule=rule,
+    )
+    card = engine.recognizer.card
+    result.recognizer = getattr(card, "name", None)
+    result.recognizer_sha256 = getattr(card, "sha256", None)
+    cal = result.calibration
+    written: str | None = None
+    if card_file is not None:
+        written = _write_card(card_file, result, target_fmr, card)
+    elif policy_file is not None:
+        written = _write_policy(policy_file, result)
+    if as_json:
+        _echo_json({**result.to_dict(), "written": written})
+    else:
+        low, high = cal.fmr_ci
+        click.echo(f"threshold {cal.threshold:.6f} for a false-match rate of {target_fmr:g}")
+        click.echo(
+            f"  measured FMR {cal.fmr:.3g} ({cal.false_matches} of {cal.impostor_pairs:,} impostor "
+            "comparisons); "
+            f"{cal.confidence:.0%} interval {low:.3g} - {high:.3g} (Clopper-Pearson)"
+        )
+        if cal.tar is not None:
+            click.echo(f"  true accept rate {cal.tar:.4f} on {cal.genuine_pairs:,} genuine comparisons")
+        if not cal.supported:
+            click.echo(f"  warning: {cal.reason}", err=True)
+        if written:
+            click.echo(f"written to {written}")
+    if failed:
+        sys.exit(1)
+
+
+def _write_card(path: Path, result: Any, default_fmr: float, card: Any) -> str:
+    from faceledger.errors import ModelError
+    from faceledger.evaluate.calibration import card_table
+    from faceledger.evaluate.tomlfile import TomlEditError, render_table, replace_table, write_text_atomic
+    from faceledger.models.cards import Calibration
+
+    table = card_table(result, default_fmr)
+    try:
+        Calibration.from_table(table, str(path))
+    except ModelError as exc:
+        click.echo(f"faceledger: {exc}", err=True)
+        sys.exit(1)
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else _minimal_card(card)
+        comment = (
+            "Measured by `faceledger calibrate`: FMR and FNMR at each threshold (a match is similarity >= "
+            "threshold);\nfmr_ci_high is the upper Clopper-Pearson bound on FMR at the stated confidence."
+        )
+        new_text = replace_table(text, "calibration", render_table("calibration", table, comment), str(path))
+        write_text_atomic(path, new_text)
+    except (TomlEditError, OSError) as exc:
+        click.echo(f"faceledger: {exc}", err=True)
+        sys.exit(1)
+    return str(path)
+
+
+def _minimal_card(card: Any) -> str:
+    from faceledger.evaluate.tomlfile import render_table
+
+    fields = {
+        "name": str(getattr(card, "name", "recognizer")),
+        "kind": "recognizer",
+        "file": Path(str(getattr(card, "path", "model.onnx"))).name,
+        "sha256": str(getattr(card, "sha256", "")),
+    }
+    if getattr(card, "dim", None):
+        fields["dim"] = card.dim
+    header = render_table("x", fields).split("\n", 1)[1]
+    return f"# Model card written by `faceledger calibrate`\n{header}"
+
+
+def _write_policy(path: Path, result: Any) -> str:
+    from faceledger.evaluate.calibration import policy_table
+    from faceledger.evaluate.tomlfile import TomlEditError, render_table, replace_table, write_text_atomic
+
+    if not path.is_file():
+        click.echo(
+            f"faceledger: {path}: policy file not found; `faceledger policy example` prints one", err=True
+        )
+        sys.exit(1)
+    try:
+        text = path.read_text(encoding="utf-8")
+        comment = "Threshold measured by `faceledger calibrate` for target_fmr, with the evidence behind it."
+        table = render_table("calibration", policy_table(result), comment)
+        new_text = replace_table(text, "calibration", table, str(path))
+    except (TomlEditError, OSError, UnicodeDecodeError) as exc:
+        click.echo(f"faceledger: {exc}", err=True)
+        sys.exit(1)
+    problem = _policy_problem(new_text, str(path))
+    if problem:
+        click.echo(
+            f"faceledger: {path}: the policy would not validate with a [calibration] table "
+            f"({problem}); nothing "
+            "written. Write the calibration into the recognizer's model card with --card instead.",
+            err=True,
+        )
+        sys.exit(1)
+    try:
+        write_text_atomic(path, new_text)
+    except OSError as exc:
+        click.echo(f"faceledger: {path}: cannot write ({exc.strerror or exc})", err=True)
+        sys.exit(1)
+    click.echo(
+        f"faceledger: {path} changed; apply it with `faceledger policy set {path}` (recorded in the "
+        "audit ledger)",
+        err=True,
+    )
+    return str(path)
+
+
+def _policy_problem(text: str, where: str) -> str | None:
+    """Why the policy schema rejects ``text`` (None when it validates or no schema is available)."""
+    try:
+        from faceledger.ledger.policy import parse_policy
+    except ImportError:
+        return None
+    try:
+        parse_policy(text, where)
+    except Exception as exc:  # the policy module's own error, whatever its type
+        return str(exc)
+    return None
+
+
+def register(group: click.Group) -> None:
+    """Add ``evaluate`` and ``calibrate`` to the faceledger command group."""
+    group.add_command(evaluate_command)
+    group.add_command(calibrate_command)

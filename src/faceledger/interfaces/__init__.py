@@ -1,0 +1,1 @@
+"""Thin interfaces over the engine and the gallery: the command line and the REST service."""

@@ -17,6 +17,7 @@ from faceledger.ledger.audit import (
 from faceledger.ledger.crypto import MASTER_KEY_ENV, MasterKey, create_key_file, load_master_key
 from faceledger.ledger.errors import (
     AccessDenied,
+    AccountabilityError,
     ConsentError,
     DuplicateError,
     LedgerError,
@@ -46,6 +47,7 @@ __all__ = [
     "MASTER_KEY_ENV",
     "ROLES",
     "AccessDenied",
+    "AccountabilityError",
     "ApiKey",
     "AuditDraft",
     "AuditEntry",

@@ -241,7 +241,7 @@ def verify_chain(
                 first_seq,
                 None,
                 missing_from,
-                f"entries {missing_from}..{first_seq - 1} removed: no audit.purge checkpoint accounts for them",
+                f"entries {missing_from}..{first_seq - 1} removed: no audit.purge checkpoint covers them",
             )
         start_prev = str(covering[-1]["details"].get("last_hash"))
 

@@ -53,3 +53,7 @@ class ReviewError(LedgerError):
 
 class AccessDenied(LedgerError, PermissionError):
     """An API key is unknown, revoked, or lacks the role an operation needs."""
+
+
+class AccountabilityError(LedgerError, ValueError):
+    """A call that touches people came without an actor or a purpose."""

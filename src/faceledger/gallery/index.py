@@ -1,0 +1,148 @@
+"""Exact search: every enrolled template in one in-memory float32 matrix, one matrix product per search.
+
+Templates are L2-normalised, so the similarity of a probe and a template is their dot product. Columns are
+kept grouped by subject so a subject's score (the best of its templates) is one ``np.maximum.reduceat``. There
+is no approximation: the top candidates are exactly the highest-scoring subjects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A subject and its similarity to a probe (the best over the subject's templates)."""
+
+    subject: str
+    similarity: float
+
+
+class SearchIndex:
+    """Templates of many subjects in one matrix; :meth:`search` returns the top subjects per query.
+
+    ``version`` is the store's data version the index reflects (managed by the caller).
+    """
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.version: int | None = None
+        self._ids: list[str] = []
+        self._subject_of: list[str] = []
+        self._matrix = np.zeros((0, dim), np.float32)
+        self._subjects: list[str] = []
+        self._starts = np.zeros(0, np.int64)
+        self.generation = 0
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def template_ids(self) -> set[str]:
+        """Ids of the templates in the index."""
+        return set(self._ids)
+
+    @property
+    def subjects(self) -> list[str]:
+        """Subjects with at least one template, in column order."""
+        return list(self._subjects)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the template matrix."""
+        return int(self._matrix.nbytes)
+
+    def clear(self) -> None:
+        """Remove everything."""
+        self.update(
+            remove=self._ids, add_ids=[], add_subjects=[], add_vectors=np.zeros((0, self.dim), np.float32)
+        )
+        self.version = None
+
+    def update(
+        self,
+        *,
+        remove: Collection[str],
+        add_ids: Sequence[str],
+        add_subjects: Sequence[str],
+        add_vectors: np.ndarray,
+    ) -> None:
+        """Remove templates by id and add new ones, then regroup the columns by subject."""
+        add_vectors = np.asarray(add_vectors, np.float32).reshape(-1, self.dim)
+        if not (len(add_ids) == len(add_subjects) == len(add_vectors)):
+            raise ValueError("add_ids, add_subjects and add_vectors must have the same length")
+        if not remove and not len(add_ids):
+            return
+        removing = set(remove)
+        keep = [i for i, tid in enumerate(self._ids) if tid not in removing]
+        ids = [self._ids[i] for i in keep] + list(add_ids)
+        subject_of = [self._subject_of[i] for i in keep] + list(add_subjects)
+        if len(keep) == len(self._ids):
+            matrix = np.concatenate([self._matrix, add_vectors]) if len(add_ids) else self._matrix
+        else:
+            matrix = np.concatenate([self._matrix[keep], add_vectors])
+        # group columns by subject (stable, so a subject's templates keep their order)
+        names, codes = np.unique(np.asarray(subject_of, dtype=object), return_inverse=True)
+        order = np.argsort(codes, kind="stable")
+        self._ids = [ids[i] for i in order]
+        self._subject_of = [subject_of[i] for i in order]
+        self._matrix = np.ascontiguousarray(matrix[order], dtype=np.float32)
+        sorted_codes = codes[order]
+        self._subjects = [str(n) for n in names]
+        self.generation += 1
+        self._starts = (
+            np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+            if len(order)
+            else (np.zeros(0, np.int64))
+        )
+
+    def mask(self, allowed: Collection[str]) -> np.ndarray:
+        """Boolean mask over :attr:`subjects` of those in ``allowed`` (valid until the next update)."""
+        allowed_set = allowed if isinstance(allowed, set | frozenset) else set(allowed)
+        return np.fromiter((s in allowed_set for s in self._subjects), bool, len(self._subjects))
+
+    def scores(self, queries: np.ndarray, allowed: Collection[str] | np.ndarray | None = None) -> np.ndarray:
+        """Similarity of each query to each subject ``(Q, S)`` in :attr:`subjects` order.
+
+        Subjects outside ``allowed`` (ids, or a mask from :meth:`mask`) score ``-inf``.
+        """
+        queries = np.asarray(queries, np.float32).reshape(-1, self.dim)
+        if not self._subjects:
+            return np.zeros((len(queries), 0), np.float32)
+        sims = queries @ self._matrix.T
+        per_subject = np.maximum.reduceat(sims, self._starts, axis=1)
+        if allowed is not None:
+            mask = allowed if isinstance(allowed, np.ndarray) else self.mask(allowed)
+            per_subject[:, ~mask] = -np.inf
+        return per_subject
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        allowed: Collection[str] | np.ndarray | None = None,
+        min_similarity: float = -np.inf,
+    ) -> list[list[Hit]]:
+        """Top ``k`` subjects per query with similarity at least ``min_similarity``, best first."""
+        per_subject = self.scores(queries, allowed)
+        out: list[list[Hit]] = []
+        n = per_subject.shape[1]
+        for row in per_subject:
+            if n == 0:
+                out.append([])
+                continue
+            kk = min(k, n)
+            top = np.argpartition(-row, kk - 1)[:kk] if kk < n else np.arange(n)
+            top = top[np.argsort(-row[top], kind="stable")]
+            out.append(
+                [
+                    Hit(self._subjects[j], float(row[j]))
+                    for j in top
+                    if np.isfinite(row[j]) and row[j] >= min_similarity
+                ]
+            )
+        return out

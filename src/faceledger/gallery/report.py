@@ -1,0 +1,235 @@
+"""Transparency report: what the deployment did, counted from the audit ledger, in Markdown and JSON.
+
+Counts per period (day, week, month or year), gallery and purpose: enrollments, searches, faces searched,
+candidates, confirmed and rejected matches, erasures, consents recorded and withdrawn, refused searches.
+Only entries still on the ledger are counted: the report states the period its entries cover.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from faceledger.ledger.audit import AuditEntry
+from faceledger.ledger.policy import LoadedPolicy
+from faceledger.ledger.timeutil import from_text, to_text
+
+PERIODS = ("day", "week", "month", "year")
+COUNTERS = (
+    "enrollments",
+    "templates_added",
+    "searches",
+    "faces_searched",
+    "faces_matched",
+    "candidates",
+    "confirmed",
+    "rejected",
+    "erasures",
+    "consents_added",
+    "consents_withdrawn",
+    "consents_expired",
+    "refused_searches",
+)
+
+
+def period_of(moment: datetime, period: str) -> str:
+    """Label of the period containing ``moment``: ``2025-03-14``, ``2025-W11``, ``2025-03`` or ``2025``."""
+    if period == "day":
+        return moment.strftime("%Y-%m-%d")
+    if period == "week":
+        year, week, _ = moment.isocalendar()
+        return f"{year}-W{week:02d}"
+    if period == "month":
+        return moment.strftime("%Y-%m")
+    if period == "year":
+        return moment.strftime("%Y")
+    raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
+
+
+@dataclass
+class ReportRow:
+    """Counts for one period, gallery and purpose."""
+
+    period: str
+    gallery: str
+    purpose: str
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"period": self.period, "gallery": self.gallery, "purpose": self.purpose, **self.counts}
+
+
+@dataclass
+class TransparencyReport:
+    """The report: rows of counts, totals, current state, and what the counts cover."""
+
+    generated_at: str
+    period: str
+    controller: str
+    deployment_purpose: str
+    legal_basis: str
+    policy_hash: str
+    target_fmr: float
+    reviewers_required: int
+    covers_from: str | None
+    covers_to: str | None
+    rows: list[ReportRow]
+    totals: dict[str, int]
+    current: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form with stable keys."""
+        return {
+            "generated_at": self.generated_at,
+            "period": self.period,
+            "controller": self.controller,
+            "deployment_purpose": self.deployment_purpose,
+            "legal_basis": self.legal_basis,
+            "policy_hash": self.policy_hash,
+            "target_fmr": self.target_fmr,
+            "reviewers_required": self.reviewers_required,
+            "covers_from": self.covers_from,
+            "covers_to": self.covers_to,
+            "rows": [r.to_dict() for r in self.rows],
+            "totals": self.totals,
+            "current": self.current,
+        }
+
+    def to_markdown(self) -> str:
+        """The report as a Markdown document."""
+        lines = [
+            "# Transparency report",
+            "",
+            f"- Controller: {self.controller}",
+            f"- Purpose of the deployment: {self.deployment_purpose}",
+            f"- Legal basis: {self.legal_basis}",
+            f"- Policy: `{self.policy_hash}` (target false-match rate {self.target_fmr:g}, "
+            f"{self.reviewers_required} reviewer(s) must confirm a match)",
+            f"- Generated: {self.generated_at}",
+            f"- Ledger entries counted: {self.covers_from or 'none'} to {self.covers_to or 'none'}",
+            "- Faces that matched no one are discarded: they are counted here and stored nowhere.",
+            "",
+            "## Now",
+            "",
+            "| enrolled subjects | templates | valid consents | pending reviews |",
+            "| ---: | ---: | ---: | ---: |",
+            f"| {self.current.get('subjects', 0)} | {self.current.get('templates', 0)} | "
+            f"{self.current.get('valid_consents', 0)} | {self.current.get('pending_reviews', 0)} |",
+            "",
+            f"## Activity per {self.period}",
+            "",
+        ]
+        columns = [
+            ("enrollments", "enrolled"),
+            ("searches", "searches"),
+            ("faces_searched", "faces"),
+            ("faces_matched", "faces matched"),
+            ("candidates", "candidates"),
+            ("confirmed", "confirmed"),
+            ("rejected", "rejected"),
+            ("erasures", "erasures"),
+            ("consents_added", "consents"),
+            ("consents_withdrawn", "withdrawn"),
+            ("refused_searches", "refused"),
+        ]
+        if not self.rows:
+            lines.append("No activity in the period covered.")
+        else:
+            lines.append("| period | gallery | purpose | " + " | ".join(label for _, label in columns) + " |")
+            lines.append("| --- | --- | --- | " + " | ".join("---:" for _ in columns) + " |")
+            for row in self.rows:
+                values = " | ".join(str(row.counts[key]) for key, _ in columns)
+                lines.append(f"| {row.period} | {row.gallery} | {row.purpose} | {values} |")
+            totals = " | ".join(str(self.totals[key]) for key, _ in columns)
+            lines.append(f"| **total** | | | {totals} |")
+        return "\n".join(lines) + "\n"
+
+
+def build_report(
+    entries: list[AuditEntry],
+    *,
+    period: str,
+    since: datetime | None,
+    until: datetime | None,
+    generated_at: str,
+    policy: LoadedPolicy,
+    current: dict[str, int],
+) -> TransparencyReport:
+    """Count audit ``entries`` into a :class:`TransparencyReport`."""
+    period_of(from_text(generated_at), period)  # validates the period name
+    rows: dict[tuple[str, str, str], ReportRow] = {}
+    first: str | None = None
+    last: str | None = None
+    for entry in entries:
+        data = entry.data
+        moment = from_text(data["ts"])
+        if (since is not None and moment < since) or (until is not None and moment >= until):
+            continue
+        first = first or data["ts"]
+        last = data["ts"]
+        action = data["action"]
+        details = data.get("details") or {}
+        key = (period_of(moment, period), data.get("gallery") or "-", data.get("purpose") or "-")
+        counted = _count(action, details)
+        if not counted:
+            continue
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = ReportRow(*key)
+        for name, value in counted.items():
+            row.counts[name] += value
+    ordered = [rows[k] for k in sorted(rows)]
+    totals: defaultdict[str, int] = defaultdict(int)
+    for row in ordered:
+        for name, value in row.counts.items():
+            totals[name] += value
+    p = policy.policy
+    return TransparencyReport(
+        generated_at=generated_at,
+        period=period,
+        controller=p.deployment.controller,
+        deployment_purpose=p.deployment.purpose,
+        legal_basis=p.deployment.legal_basis,
+        policy_hash=policy.hash,
+        target_fmr=p.identification.target_fmr,
+        reviewers_required=p.identification.reviewers_required,
+        covers_from=first,
+        covers_to=last,
+        rows=ordered,
+        totals={name: totals[name] for name in COUNTERS},
+        current=current,
+    )
+
+
+def _count(action: str, details: dict[str, Any]) -> dict[str, int]:
+    if action == "enroll":
+        added = int(details.get("templates_added", 0))
+        return {"enrollments": int(added > 0), "templates_added": added}
+    if action == "identify":
+        candidates = details.get("candidates", [])
+        return {
+            "searches": 1,
+            "faces_searched": int(details.get("faces", 0)),
+            "faces_matched": int(details.get("matched_faces", 0)),
+            "candidates": len(candidates),
+        }
+    if action in ("review.confirm", "review.reject"):
+        status = details.get("status_after")
+        return {"confirmed": int(status == "confirmed"), "rejected": int(status == "rejected")}
+    if action == "subject.erase":
+        return {"erasures": 1}
+    if action == "consent.add":
+        return {"consents_added": 1}
+    if action == "consent.withdraw":
+        return {"consents_withdrawn": len(details.get("consent_ids", []))}
+    if action == "consent.expire":
+        return {"consents_expired": len(details.get("consent_ids", []))}
+    if action == "identify.refused":
+        return {"refused_searches": 1}
+    return {}
+
+
+__all__ = ["PERIODS", "ReportRow", "TransparencyReport", "build_report", "period_of", "to_text"]

@@ -1,0 +1,180 @@
+"""The gallery and ledger commands, run through click: JSON output, exit codes, tamper detection."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from faceledger.engine import Engine
+from faceledger.interfaces.cli_gallery import register
+from faceledger.ledger import MASTER_KEY_ENV
+
+pytestmark = pytest.mark.shared_data
+
+
+@pytest.fixture(scope="module")
+def cli() -> click.Group:
+    @click.group()
+    def main() -> None:
+        """faceledger"""
+
+    register(main)
+    return main
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
+    monkeypatch.setenv("FACELEDGER_DB", str(tmp_path / "cli.db"))
+    monkeypatch.setenv("FACELEDGER_ACTOR", "tester")
+    monkeypatch.delenv("FACELEDGER_PURPOSE", raising=False)
+    if Engine().calibration is None:  # pragma: no cover - until the bundled card is calibrated
+        monkeypatch.setattr(Engine, "threshold_for_fmr", lambda self, fmr: 0.363)
+
+
+def run(cli: click.Group, *args: str) -> tuple[int, list[dict], str]:  # type: ignore[type-arg]
+    result = CliRunner().invoke(cli, list(args))
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return result.exit_code, lines, result.stderr
+
+
+def test_cli_end_to_end(cli: click.Group, faces_dir: Path, tmp_path: Path) -> None:
+    amy = sorted((faces_dir / "face_api_js" / "examples" / "images" / "amy").glob("amy*.png"))
+    code, out, _ = run(cli, "init", "--json")
+    assert code == 0 and out[0]["audit_head"]["seq"] == 1
+    assert (tmp_path / "cli.db.key").stat().st_mode & 0o077 == 0
+    code, _, err = run(cli, "init")
+    assert code == 1 and "already initialised" in err
+
+    code, _, err = run(cli, "enroll", "amy", str(amy[0]), "--purpose", "access-control")
+    assert code == 1 and "no consent" in err
+    code, _, err = run(cli, "enroll", "amy", str(amy[0]))
+    assert code == 2 and "--purpose" in err
+    code, out, _ = run(
+        cli,
+        "consent",
+        "add",
+        "amy",
+        "--collected-by",
+        "desk",
+        "--legal-basis",
+        "explicit consent",
+        "--evidence",
+        "form-7",
+        "--purpose",
+        "access-control",
+        "--json",
+    )
+    assert code == 0 and out[0]["state"] == "valid"
+    consent_id = out[0]["id"]
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    code, out, err = run(
+        cli,
+        "enroll",
+        "amy",
+        str(amy[0]),
+        str(amy[1]),
+        str(broken),
+        "--consent",
+        consent_id,
+        "--purpose",
+        "access-control",
+        "--json",
+    )
+    assert code == 1 and "broken.png" in err
+    assert out[0]["enrolled"] == 2 and out[0]["rejected"] == 1
+
+    code, out, err = run(
+        cli, "identify", "--json", "--purpose", "access-control", str(amy[2]), str(tmp_path / "gone.jpg")
+    )
+    assert code == 1 and "gone.jpg" in err
+    face = out[0]["faces"][0]
+    assert set(face) >= {"box", "candidates"} and len(face["box"]) == 4
+    assert face["candidates"][0]["subject"] == "amy" and isinstance(
+        face["candidates"][0]["similarity"], float
+    )
+    assert out[1]["error"]
+    candidate = face["candidates"][0]["candidate_id"]
+
+    code, _, err = run(cli, "identify", "--purpose", "marketing", str(amy[2]))
+    assert code == 2 and "not allowed" in err
+
+    code, out, _ = run(cli, "review", "list", "--purpose", "access-control", "--json")
+    assert code == 0 and [c["id"] for c in out] == [candidate]
+    code, out, _ = run(
+        cli, "review", "confirm", candidate, "--reason", "checked", "--actor", "rev-1", "--json"
+    )
+    assert code == 0 and out[0]["status"] == "confirmed"
+
+    code, out, _ = run(cli, "subjects", "--purpose", "audit", "--json")
+    assert out == [
+        {
+            "id": "amy",
+            "gallery": "staff",
+            "templates": 2,
+            "created_at": out[0]["created_at"],
+            "consent": "valid",
+        }
+    ]
+    code, out, _ = run(cli, "keys", "create", "door-service", "--role", "operator", "--json")
+    assert code == 0 and out[0]["token"].startswith("flk_")
+    code, out, _ = run(cli, "report", "--purpose", "transparency", "--json")
+    assert code == 0 and out[0]["totals"]["searches"] == 1 and out[0]["totals"]["confirmed"] == 1
+
+    code, out, _ = run(cli, "erase", "amy", "--purpose", "erasure request", "--json")
+    assert code == 0 and out[0]["templates_destroyed"] == 2 and out[0]["reclaimed"]
+    code, _, err = run(cli, "erase", "amy", "--purpose", "erasure request")
+    assert code == 0  # consent records remain: erasing again ends nothing new but is recorded
+    code, _, err = run(cli, "erase", "nobody", "--purpose", "erasure request")
+    assert code == 1 and "nobody" in err
+    code, out, _ = run(cli, "purge", "--json")
+    assert code == 0 and "audit_entries_purged" in out[0]
+
+    code, out, _ = run(cli, "audit", "head", "--json")
+    head = out[0]
+    code, out, _ = run(cli, "audit", "verify", "--json", "--expect", f"{head['seq']}:{head['hash']}")
+    assert code == 0 and out[0]["ok"] and out[0]["entries"] == head["seq"]
+    exported = tmp_path / "audit.jsonl"
+    code, _, _ = run(cli, "audit", "export", "-o", str(exported), "--purpose", "audit")
+    assert code == 0 and len(exported.read_text().splitlines()) == head["seq"] + 1
+
+    # tamper with the ledger by hand: the first altered entry is named, exit code 1
+    conn = sqlite3.connect(tmp_path / "cli.db")
+    conn.execute("DROP TRIGGER audit_append_only")
+    conn.execute("UPDATE audit SET body = replace(body, 'access-control', 'other') WHERE seq = 5")
+    conn.commit()
+    conn.close()
+    code, out, err = run(cli, "audit", "verify", "--json")
+    assert code == 1 and out[0]["bad_seq"] == 5 and "entry 5" in err
+
+
+def test_help_and_policy_commands(cli: click.Group, tmp_path: Path) -> None:
+    for command in (
+        "init",
+        "enroll",
+        "identify",
+        "review",
+        "audit",
+        "report",
+        "keys",
+        "consent",
+        "erase",
+        "purge",
+    ):
+        code, _, _ = run(cli, command, "--help")
+        assert code == 0, command
+    result = CliRunner().invoke(cli, ["policy", "example"])
+    policy = tmp_path / "p.toml"
+    policy.write_text(result.stdout.replace('"discard"', '"keep"'))
+    code, out, _ = run(cli, "policy", "check", str(policy), "--json")
+    assert code == 1 and out[0]["problems"][0][0] == "unmatched_faces"
+    code, _, err = run(cli, "init", "--policy", str(policy))
+    assert code == 2 and "unmatched_faces" in err
+    assert not (tmp_path / "cli.db").exists()

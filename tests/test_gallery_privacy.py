@@ -1,0 +1,167 @@
+"""Erasure leaves no template bytes behind, and faces that match no one leave no trace."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceledger import Engine
+from faceledger.gallery import Gallery
+from faceledger.ledger import MASTER_KEY_ENV
+
+pytestmark = pytest.mark.shared_data
+PURPOSE = "access-control"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    """The default engine (with SFace's published threshold until the bundled card is calibrated)."""
+    eng = Engine()
+    if eng.calibration is None:  # pragma: no cover - depends on the model card
+        eng.threshold_for_fmr = lambda fmr: 0.363  # type: ignore[method-assign]
+    return eng
+
+
+@pytest.fixture
+def gallery(tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gallery]:
+    monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
+    g = Gallery.init(tmp_path / "g.db", actor="admin", engine=engine)
+    yield g
+    g.close()
+
+
+def photos(faces_dir: Path, who: str) -> list[Path]:
+    return sorted((faces_dir / "face_api_js" / "examples" / "images" / who).glob(f"{who}*.png"))
+
+
+def enroll(g: Gallery, subject: str, images: list[Path]) -> None:
+    g.add_consent(
+        subject,
+        actor="desk",
+        collected_by="desk",
+        legal_basis="explicit consent",
+        purpose=PURPOSE,
+        evidence_ref="f",
+    )
+    result = g.enroll(subject, images, actor="desk", purpose=PURPOSE)
+    assert len(result.enrolled) == len(images), result.to_dict()
+
+
+def disk_bytes(db: Path) -> bytes:
+    """Everything SQLite keeps on disk for this database: the file, its WAL and shared-memory index."""
+    out = b""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path = Path(str(db) + suffix)
+        if path.exists():
+            out += path.read_bytes()
+    return out
+
+
+def chunks(data: bytes, size: int = 24) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data) - size + 1, size)]
+
+
+def test_erasure_leaves_no_template_bytes(gallery: Gallery, engine: Engine, faces_dir: Path) -> None:
+    db = Path(gallery.store.location)
+    amy, sheldon = photos(faces_dir, "amy"), photos(faces_dir, "sheldon")
+    enroll(gallery, "amy", amy[:2])
+    enroll(gallery, "sheldon", sheldon[:2])
+    # the stored ciphertexts and the plaintext vectors they hold (decrypted with the subject's key)
+    with gallery.store.read() as tx:
+        records = tx.templates_of("amy")
+        plain = [gallery._decrypt(tx, r) for r in records]
+        other = tx.templates_of("sheldon")
+    expected = engine.embed(amy[0]).vectors[0]
+    assert any(np.allclose(p, expected, atol=1e-5) for p in plain)
+    secrets = [r.ciphertext for r in records] + [r.nonce + r.ciphertext[:8] for r in records]
+    plaintexts = [p.astype("<f4").tobytes() for p in plain]
+    before = disk_bytes(db)
+    assert all(c in before for c in (r.ciphertext for r in records)), "sanity: ciphertext is on disk"
+    assert not any(part in before for p in plaintexts for part in chunks(p)), "plaintext never on disk"
+    assert gallery.identify(amy[3], actor="door", purpose=PURPOSE).faces[0].candidates[0].subject == "amy"
+
+    receipt = gallery.erase("amy", actor="dpo", purpose="erasure request", reason="subject asked")
+    assert receipt.templates_destroyed == 2 and receipt.key_id and receipt.reclaimed
+    assert receipt.candidates_deleted == 1
+    entry = gallery.audit_entries(after_seq=receipt.audit_seq - 1, limit=1)[0]
+    assert entry.data["action"] == "subject.erase" and entry.hash == receipt.audit_hash
+    assert entry.data["details"]["key_destroyed"] is True
+
+    after = disk_bytes(db)
+    for ciphertext in secrets:
+        for part in chunks(ciphertext, 16):
+            assert part not in after, "ciphertext bytes survived erasure"
+    for p in plaintexts:
+        assert not any(part in after for part in chunks(p)), "plaintext bytes on disk"
+    # the other subject is untouched and still found; amy is never returned again
+    assert any(r.ciphertext in after for r in other)
+    for probe in amy[2:4]:
+        found = gallery.identify(probe, actor="door", purpose=PURPOSE)
+        assert all(c.subject != "amy" for f in found.faces for c in f.candidates)
+    assert (
+        gallery.identify(sheldon[3], actor="door", purpose=PURPOSE).faces[0].candidates[0].subject
+        == "sheldon"
+    )
+    with sqlite3.connect(db) as conn:
+        for table in ("subjects", "subject_keys", "templates", "candidates"):
+            column = "id" if table == "subjects" else "subject_id"
+            assert conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {column} = 'amy'").fetchone()[0] == 0
+    assert gallery.audit_verify().ok
+
+
+def _snapshot(db: Path) -> dict[str, list[tuple[object, ...]]]:
+    with sqlite3.connect(db) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
+
+
+def test_unmatched_faces_leave_no_trace(
+    gallery: Gallery, engine: Engine, faces_dir: Path, manifest: list
+) -> None:  # type: ignore[type-arg]
+    db = Path(gallery.store.location)
+    enroll(gallery, "amy", photos(faces_dir, "amy")[:2])
+    group = next(r.path for r in manifest if r.n_faces >= 4)
+    vectors = engine.embed(group).vectors
+    assert len(vectors) >= 4
+    files_before = sorted(p.name for p in db.parent.iterdir())
+    before = _snapshot(db)
+
+    result = gallery.identify(group, actor="door", purpose=PURPOSE)
+    assert len(result.faces) == len(vectors) and not any(f.candidates for f in result.faces)
+
+    after = _snapshot(db)
+    assert sorted(p.name for p in db.parent.iterdir()) == files_before, "no file was created"
+    for table in before:
+        if table in ("audit", "meta"):
+            continue
+        assert after[table] == before[table], f"table {table} changed"
+    new_audit = [row for row in after["audit"] if row not in before["audit"]]
+    assert len(new_audit) == 1
+    meta_changes = {k for k, *_ in set(after["meta"]) ^ set(before["meta"])}
+    assert meta_changes == {"audit_head"}
+    entry = gallery.audit_entries(after_seq=len(before["audit"]))[0].data
+    assert entry["action"] == "identify" and entry["subjects"] == []
+    assert entry["details"]["faces"] == len(vectors) and entry["details"]["candidates"] == []
+    assert entry["probe_sha256"] == __import__("hashlib").sha256(group.read_bytes()).hexdigest()
+    # no template of the bystanders reached the disk, in the database or its WAL
+    on_disk = disk_bytes(db)
+    for vector in vectors:
+        assert not any(part in on_disk for part in chunks(vector.astype("<f4").tobytes(), 16))
+
+
+def test_withdrawal_erases_and_stops_searches(gallery: Gallery, faces_dir: Path) -> None:
+    amy = photos(faces_dir, "amy")
+    enroll(gallery, "amy", amy[:1])
+    assert gallery.identify(amy[2], actor="door", purpose=PURPOSE).faces[0].candidates
+    withdrawal = gallery.withdraw_consent("amy", actor="desk", purpose=PURPOSE)
+    assert withdrawal.erasure is not None and withdrawal.erasure.templates_destroyed == 1
+    assert not gallery.identify(amy[2], actor="door", purpose=PURPOSE).faces[0].candidates
+    with gallery.store.read() as tx:
+        consent = tx.list_consents("amy")[0]
+        assert tx.get_subject("amy") is None and consent.withdrawn_at is not None
+    actions = [e.data["action"] for e in gallery.audit_entries()]
+    assert actions[-3:-1] == ["consent.withdraw", "subject.erase"]

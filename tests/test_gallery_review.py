@@ -1,0 +1,182 @@
+"""Human review with distinct reviewers, retention (expired consent, old audit entries), report, API keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from faceledger import Engine
+from faceledger.gallery import Gallery
+from faceledger.ledger import (
+    EXAMPLE_POLICY,
+    MASTER_KEY_ENV,
+    AccessDenied,
+    DuplicateError,
+    PurposeError,
+    ReviewError,
+    UnknownSubjectError,
+    parse_policy,
+)
+
+pytestmark = pytest.mark.shared_data
+PURPOSE = "access-control"
+
+
+class Clock:
+    """A clock the test moves forward."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2025, 1, 10, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += timedelta(**kw)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    """The default engine (with SFace's published threshold until the bundled card is calibrated)."""
+    eng = Engine()
+    if eng.calibration is None:  # pragma: no cover - depends on the model card
+        eng.threshold_for_fmr = lambda fmr: 0.363  # type: ignore[method-assign]
+    return eng
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def make(tmp_path: Path, engine: Engine, clock: Clock, policy: str) -> Gallery:
+    return Gallery.init(
+        tmp_path / "g.db", actor="admin", engine=engine, clock=clock, policy=parse_policy(policy)
+    )
+
+
+@pytest.fixture
+def photos(faces_dir: Path) -> dict[str, list[Path]]:
+    root = faces_dir / "face_api_js" / "examples" / "images"
+    return {who: sorted((root / who).glob(f"{who}*.png")) for who in ("amy", "sheldon", "stuart")}
+
+
+def consent_and_enroll(
+    g: Gallery, subject: str, images: list[Path], expires_at: datetime | None = None
+) -> None:
+    g.add_consent(
+        subject,
+        actor="desk",
+        collected_by="desk",
+        legal_basis="explicit consent",
+        purpose=PURPOSE,
+        evidence_ref="form",
+        expires_at=expires_at,
+    )
+    assert g.enroll(subject, images, actor="desk", purpose=PURPOSE).enrolled
+
+
+@pytest.fixture(autouse=True)
+def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
+    yield
+
+
+def test_two_distinct_reviewers_are_needed(
+    tmp_path: Path, engine: Engine, clock: Clock, photos: dict
+) -> None:  # type: ignore[type-arg]
+    g = make(
+        tmp_path, engine, clock, EXAMPLE_POLICY.replace("reviewers_required = 1", "reviewers_required = 2")
+    )
+    consent_and_enroll(g, "amy", photos["amy"][:1])
+    consent_and_enroll(g, "sheldon", photos["sheldon"][:1])
+    first = g.identify(photos["amy"][1], actor="door", purpose=PURPOSE).faces[0].candidates[0]
+    second = g.identify(photos["sheldon"][1], actor="door", purpose=PURPOSE).faces[0].candidates[0]
+    assert (first.subject, second.subject) == ("amy", "sheldon")
+    assert {c.id for c in g.pending_reviews(actor="rev", purpose=PURPOSE)} == {
+        first.candidate_id,
+        second.candidate_id,
+    }
+
+    with pytest.raises(ReviewError, match="reason"):
+        g.review(first.candidate_id, reviewer="rev-1", decision="confirm", reason=" ")
+    one = g.review(first.candidate_id, reviewer="rev-1", decision="confirm", reason="same face and ears")
+    assert (one.status, one.confirmations, one.required) == ("pending", 1, 2)
+    with pytest.raises(DuplicateError, match="another reviewer"):
+        g.review(first.candidate_id, reviewer="rev-1", decision="confirm", reason="really sure")
+    with pytest.raises(PurposeError):
+        g.review(first.candidate_id, reviewer="rev-2", decision="confirm", reason="x", purpose="marketing")
+    two = g.review(first.candidate_id, reviewer="rev-2", decision="confirm", reason="agree")
+    assert (two.status, two.confirmations) == ("confirmed", 2)
+    with pytest.raises(ReviewError, match="already confirmed"):
+        g.review(first.candidate_id, reviewer="rev-3", decision="reject", reason="late")
+
+    rejected = g.review(second.candidate_id, reviewer="rev-1", decision="reject", reason="different person")
+    assert rejected.status == "rejected"
+    with pytest.raises(UnknownSubjectError):
+        g.review("no-such-candidate", reviewer="rev-1", decision="confirm", reason="x")
+    assert g.pending_reviews(actor="rev", purpose=PURPOSE) == []
+    assert [c.subject_id for c in g.candidates(status="confirmed")] == ["amy"]
+
+    report = g.report(actor="auditor", purpose="transparency")
+    totals = report.to_dict()["totals"]
+    assert totals["searches"] == 2 and totals["candidates"] == 2
+    assert totals["confirmed"] == 1 and totals["rejected"] == 1 and totals["enrollments"] == 2
+    markdown = report.to_markdown()
+    assert "| 2025-01 | staff | access-control |" in markdown and "Transparency report" in markdown
+    assert g.audit_verify().ok
+
+
+def test_expired_consent_stops_search_and_purge_erases(
+    tmp_path: Path,
+    engine: Engine,
+    clock: Clock,
+    photos: dict,  # type: ignore[type-arg]
+) -> None:
+    policy = EXAMPLE_POLICY.replace("consents_days = 1095", "consents_days = 30").replace(
+        "# audit_days = 2190", "audit_days = 60"
+    )
+    g = make(tmp_path, engine, clock, policy)
+    consent_and_enroll(g, "amy", photos["amy"][:1], expires_at=clock.now + timedelta(days=7))
+    consent_and_enroll(g, "stuart", photos["stuart"][:1])
+    assert g.identify(photos["amy"][2], actor="door", purpose=PURPOSE).faces[0].candidates
+
+    clock.advance(days=8)
+    # expired consent: no longer searched, even before the purge runs
+    assert not g.identify(photos["amy"][2], actor="door", purpose=PURPOSE).faces[0].candidates
+    report = g.purge()
+    assert [r.subject for r in report.subjects_erased] == ["amy"] and len(report.consents_expired) == 1
+    assert report.reclaimed
+    with g.store.read() as tx:
+        assert tx.get_subject("amy") is None and tx.templates_of("amy") == []
+        assert tx.list_consents("amy")[0].ended_reason == "expired"  # kept as proof, for now
+    assert g.identify(photos["stuart"][2], actor="door", purpose=PURPOSE).faces[0].candidates
+
+    clock.advance(days=40)  # consent record past its 30-day retention; audit entries still within 60 days
+    second = g.purge()
+    assert second.consents_deleted == 1 and second.audit_entries_purged == 0
+    with g.store.read() as tx:
+        assert tx.list_consents("amy") == []
+
+    clock.advance(days=30)  # the first entries are now older than 60 days
+    third = g.purge()
+    assert third.audit_entries_purged > 0
+    result = g.audit_verify()
+    assert result.ok and result.first_seq is not None and result.first_seq > 1, result
+    checkpoint = g.audit_entries(action="audit.purge")[-1].data["details"]
+    assert checkpoint["purged_to_seq"] == result.first_seq - 1
+
+
+def test_api_keys_are_on_the_ledger(tmp_path: Path, engine: Engine, clock: Clock) -> None:
+    g = make(tmp_path, engine, clock, EXAMPLE_POLICY)
+    record, token = g.create_api_key("svc-door", "operator", actor="admin")
+    assert g.authenticate(token).role == "operator"
+    g.revoke_api_key(record.id, actor="admin")
+    with pytest.raises(AccessDenied, match="revoked"):
+        g.authenticate(token)
+    actions = [e.data["action"] for e in g.audit_entries()]
+    assert actions[-2:] == ["key.create", "key.revoke"]
+    assert token not in "".join(e.body for e in g.audit_entries())

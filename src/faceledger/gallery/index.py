@@ -113,7 +113,10 @@ class SearchIndex:
         if not self._subjects:
             return np.zeros((len(queries), 0), np.float32)
         sims = queries @ self._matrix.T
-        per_subject = np.maximum.reduceat(sims, self._starts, axis=1)
+        if len(self._starts) == len(self._ids):  # one template per subject: nothing to reduce
+            per_subject = sims
+        else:
+            per_subject = np.maximum.reduceat(sims, self._starts, axis=1)
         if allowed is not None:
             mask = allowed if isinstance(allowed, np.ndarray) else self.mask(allowed)
             per_subject[:, ~mask] = -np.inf
@@ -129,20 +132,23 @@ class SearchIndex:
     ) -> list[list[Hit]]:
         """Top ``k`` subjects per query with similarity at least ``min_similarity``, best first."""
         per_subject = self.scores(queries, allowed)
-        out: list[list[Hit]] = []
         n = per_subject.shape[1]
-        for row in per_subject:
-            if n == 0:
-                out.append([])
-                continue
-            kk = min(k, n)
-            top = np.argpartition(-row, kk - 1)[:kk] if kk < n else np.arange(n)
-            top = top[np.argsort(-row[top], kind="stable")]
-            out.append(
-                [
-                    Hit(self._subjects[j], float(row[j]))
-                    for j in top
-                    if np.isfinite(row[j]) and row[j] >= min_similarity
-                ]
-            )
-        return out
+        if n == 0 or k < 1:
+            return [[] for _ in range(len(per_subject))]
+        kk = min(k, n)
+        if kk < n:
+            top = np.argpartition(per_subject, n - kk, axis=1)[:, n - kk :]
+        else:
+            top = np.broadcast_to(np.arange(n), per_subject.shape).copy()
+        values = np.take_along_axis(per_subject, top, axis=1)
+        order = np.argsort(-values, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        values = np.take_along_axis(values, order, axis=1)
+        return [
+            [
+                Hit(self._subjects[j], float(v))
+                for j, v in zip(row_top.tolist(), row_values.tolist(), strict=True)
+                if np.isfinite(v) and v >= min_similarity
+            ]
+            for row_top, row_values in zip(top, values, strict=True)
+        ]

@@ -412,7 +412,10 @@ def _enroll_text(result: Any) -> None:
 )
 @click.option("--gallery", help="Gallery (default: the policy's only gallery).")
 @click.option(
-    "--recognizer", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Recognizer ONNX file."
+    "--recognizer",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="FACELEDGER_RECOGNIZER",
+    help="ArcFace-family recognizer ONNX file (default: bundled SFace; $FACELEDGER_RECOGNIZER).",
 )
 @_common
 @_who
@@ -461,7 +464,10 @@ def enroll_command(
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--gallery", help="Gallery (default: the policy's only gallery).")
 @click.option(
-    "--recognizer", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Recognizer ONNX file."
+    "--recognizer",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="FACELEDGER_RECOGNIZER",
+    help="ArcFace-family recognizer ONNX file (default: bundled SFace; $FACELEDGER_RECOGNIZER).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_common
@@ -552,7 +558,10 @@ def subjects_command(
     "--top-k", type=click.IntRange(1, 100), help="Candidates per face (default: the policy's top_k)."
 )
 @click.option(
-    "--recognizer", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Recognizer ONNX file."
+    "--recognizer",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="FACELEDGER_RECOGNIZER",
+    help="ArcFace-family recognizer ONNX file (default: bundled SFace; $FACELEDGER_RECOGNIZER).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_common

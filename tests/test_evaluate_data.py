@@ -349,3 +349,24 @@ def test_card_table_is_read_back_by_the_card_loader() -> None:
     pol = policy_table(result)
     assert pol["threshold"] == result.calibration.threshold and pol["impostor_pairs"] == 60000
     assert pol["fmr_ci_low"] <= pol["fmr"] <= pol["fmr_ci_high"]
+
+
+def test_pairs_dataset_evaluates_listed_pairs_only() -> None:
+    from faceledger.evaluate.datasets import Pair
+
+    ds, outcomes = synthetic()
+    # same-person pairs (0,1), (4,5); different-person pairs (0,4), (1,8);
+    # a pair with the no-face image is skipped
+    blank = len(outcomes) - 1
+    ds.pairs = [Pair(0, 1, True), Pair(4, 5, True), Pair(0, 4, False), Pair(1, 8, False)]
+    ds.pairs.append(Pair(0, blank, True))
+    ds.kind = "pairs"
+    rep = evaluate_outcomes(ds, outcomes, threshold=0.3, threshold_source="test").report
+    ver = rep["verification"]
+    assert (ver["genuine_pairs"], ver["impostor_pairs"], ver["pairs_skipped"]) == (2, 2, 1)
+    v = [o.vector for o in outcomes]
+    gen = [float(v[0] @ v[1]), float(v[4] @ v[5])]  # type: ignore[operator]
+    imp = [float(v[0] @ v[4]), float(v[1] @ v[8])]  # type: ignore[operator]
+    assert ver["auc"] == pytest.approx(np.mean([[g > i for i in imp] for g in gen]))
+    assert rep["identification"]["closed_set"] is None
+    assert all(not e["supported"] for e in ver["tar_at_fmr"])  # 2 impostor pairs support nothing

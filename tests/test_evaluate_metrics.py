@@ -267,54 +267,72 @@ def test_detection_counts() -> None:
 def test_demographic_differentials_brute_force() -> None:
     rng = np.random.default_rng(11)
     groups = ["a", "b", "c"]
-    n_img = 90
-    ident = np.arange(n_img) // 3
-    img_group = rng.integers(0, 3, n_img // 3).repeat(3)  # an identity's images share its group
+    n_img = 240
+    ident = np.arange(n_img) // 4
+    img_group = rng.permutation(np.arange(n_img // 4) % 3).repeat(4)  # an identity's images share its group
     img_group[5] = -1  # one image without a label
-    emb = rng.normal(size=(n_img, 8)) + 1.5 * rng.normal(size=(n_img // 3, 8)).repeat(3, axis=0)
+    emb = rng.normal(size=(n_img, 8)) + 1.5 * rng.normal(size=(n_img // 4, 8)).repeat(4, axis=0)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    emb[img_group == 2] += 0.8  # group "c": impostors look more alike
+    emb[img_group == 2] += 0.5  # group "c": impostors look more alike
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     sim = emb @ emb.T
-    gen_s, gen_g, imp_s, imp_g = [], [], [], []
-    for i in range(n_img):
-        for j in range(i + 1, n_img):
-            (gen_s if ident[i] == ident[j] else imp_s).append(sim[i, j])
-            (gen_g if ident[i] == ident[j] else imp_g).append((img_group[i], img_group[j]))
-    thr = 0.5
+    iu = np.triu_indices(n_img, 1)
+    same = ident[iu[0]] == ident[iu[1]]
+    pair_groups = np.stack([img_group[iu[0]], img_group[iu[1]]], axis=1)
+    gen_s, imp_s = sim[iu][same], sim[iu][~same]
+    gen_g, imp_g = pair_groups[same], pair_groups[~same]
+    thr = 0.6
     rep = demographic_differentials(gen_s, gen_g, imp_s, imp_g, groups, thr, max_ratio=2.0)
-    imp_pairs = list(zip(imp_s, imp_g, strict=True))
     for gi, entry in enumerate(rep["groups"]):
-        imp_in = [s for s, (x, y) in imp_pairs if x == gi and y == gi]
-        gen_in = [s for s, (x, y) in zip(gen_s, gen_g, strict=True) if x == gi and y == gi]
-        assert entry["impostor_pairs"] == len(imp_in)
-        assert entry["fmr"] == pytest.approx(np.mean(np.array(imp_in) >= thr))
-        assert entry["fnmr"] == pytest.approx(np.mean(np.array(gen_in) < thr))
+        imp_in = imp_s[(imp_g[:, 0] == gi) & (imp_g[:, 1] == gi)]
+        gen_in = gen_s[(gen_g[:, 0] == gi) & (gen_g[:, 1] == gi)]
+        assert entry["impostor_pairs"] == imp_in.size
+        assert entry["fmr"] == pytest.approx(np.mean(imp_in >= thr))
+        assert entry["fnmr"] == pytest.approx(np.mean(gen_in < thr))
     for a in range(3):
         for b in range(3):
-            cell = [s for s, (x, y) in imp_pairs if {x, y} == {a, b} and min(x, y) >= 0]
+            cell = [
+                s
+                for s, (x, y) in zip(imp_s.tolist(), imp_g.tolist(), strict=True)
+                if {x, y} == {a, b} and min(x, y) >= 0
+            ]
             assert rep["cross_group_fmr"]["impostor_pairs"][a][b] == len(cell)
             assert rep["cross_group_fmr"]["fmr"][a][b] == pytest.approx(np.mean(np.array(cell) >= thr))
-    best = min(e["fmr"] for e in rep["groups"])
-    assert best > 0
-    for e in rep["groups"]:
+    entries = rep["groups"]
+    assert all(e["fmr_comparable"] for e in entries), [e["notes"] for e in entries]
+    best = min(e["fmr"] for e in entries)
+    assert best > 0 and rep["best_group"]["fmr"] in ("a", "b")
+    for e in entries:
         assert e["fmr_ratio_to_best"] == pytest.approx(e["fmr"] / best)
-    assert rep["groups"][2]["fmr_ratio_to_best"] > 2.0
+    assert entries[2]["fmr_ratio_to_best"] > 2.0
     assert any("'c'" in w and "FMR" in w for w in rep["warnings"])
 
 
-def test_differentials_equal_groups_and_zero_best() -> None:
-    gen = [0.9, 0.8, 0.9, 0.8]
-    gen_g = [(0, 0), (0, 0), (1, 1), (1, 1)]
-    imp = [0.6, 0.1, 0.6, 0.1]
-    imp_g = [(0, 0), (0, 0), (1, 1), (1, 1)]
-    rep = demographic_differentials(gen, gen_g, imp, imp_g, ["x", "y"], threshold=0.5)
+def test_differentials_need_enough_pairs_and_bound_zero_best() -> None:
+    # two groups of 1000 impostor pairs; overall FMR 1% -> each group needs 1000 pairs to be compared
+    imp_g = np.array([(0, 0)] * 1000 + [(1, 1)] * 1000)
+    gen_g = np.array([(0, 0)] * 50 + [(1, 1)] * 50)
+    gen = np.full(100, 0.9)
+    equal = np.r_[np.full(10, 0.8), np.zeros(990), np.full(10, 0.8), np.zeros(990)]
+    rep = demographic_differentials(gen, gen_g, equal, imp_g, ["x", "y"], threshold=0.5)
     assert rep["warnings"] == []
     assert [g["fmr_ratio_to_best"] for g in rep["groups"]] == [1.0, 1.0]
-    # the best group has no false match: the other group's ratio is unbounded and warned about
-    rep = demographic_differentials(gen, gen_g, [0.1, 0.1, 0.6, 0.1], imp_g, ["x", "y"], threshold=0.5)
-    assert rep["groups"][1]["fmr_ratio_to_best"] is None
-    assert any("unbounded" in w for w in rep["warnings"])
+    assert rep["overall_fmr"] == pytest.approx(0.01)
+    # all false matches in group y: x has none, so y's ratio uses x's upper bound and is a lower bound
+    skewed = np.r_[np.zeros(1000), np.full(25, 0.8), np.zeros(975)]
+    rep = demographic_differentials(gen, gen_g, skewed, imp_g, ["x", "y"], threshold=0.5)
+    y = rep["groups"][1]
+    upper = m.clopper_pearson(0, 1000)[1]
+    assert y["fmr_ratio_is_lower_bound"] and y["fmr_ratio_to_best"] == pytest.approx(0.025 / upper)
+    assert any("'y'" in w and "at least" in w for w in rep["warnings"])
+    # a tiny group is reported but never compared (and never chosen as the best)
+    tiny_g = np.r_[imp_g, [(2, 2)] * 5]
+    tiny = np.r_[skewed, np.zeros(5)]
+    rep = demographic_differentials(gen, gen_g, tiny, tiny_g, ["x", "y", "z"], threshold=0.5)
+    z = rep["groups"][2]
+    assert z["impostor_pairs"] == 5 and z["fmr"] == 0.0 and not z["fmr_comparable"]
+    assert z["fmr_ratio_to_best"] is None and any("too few" in n for n in z["notes"])
+    assert rep["best_group"]["fmr"] == "x"
 
 
 def test_split_rule() -> None:

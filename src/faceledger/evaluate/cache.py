@@ -1,8 +1,9 @@
 """A cache of detections and embeddings, so each image of a dataset is embedded once.
 
 One ``.npz`` file per image and pipeline: ``<cache dir>/<image sha256>-<pipeline id>.npz``. The pipeline id is
-a short hash of the recognizer's SHA-256, the detector's SHA-256 and the engine settings that change which
-faces are found or how they are embedded; change any of them and the old entries are simply not used. Entries
+a short hash of the recognizer's SHA-256, the detector's SHA-256, the engine settings that change which
+faces are found or how they are embedded, and the pipeline's source code; change any of them and the old
+entries are simply not used. Entries
 hold every face of the image (largest first): boxes, detector scores, quality and embedding vectors. Nothing
 but these arrays is stored (no image pixels), and the cache can be deleted at any time.
 """
@@ -20,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CACHE_FORMAT", "CachedFaces", "EmbeddingCache", "default_cache_dir", "pipeline_id"]
+__all__ = [
+    "CACHE_FORMAT",
+    "CachedFaces",
+    "EmbeddingCache",
+    "code_fingerprint",
+    "default_cache_dir",
+    "pipeline_id",
+]
 
 #: Bumped when the stored layout changes.
 CACHE_FORMAT = 1
@@ -35,8 +43,34 @@ def default_cache_dir() -> Path:
     return Path(base) / "faceledger" / "embeddings"
 
 
+#: Modules whose code decides which faces are found and how they are embedded.
+_PIPELINE_MODULES = ("engine.py", "imageio.py", "vision", "models")
+
+
+def code_fingerprint() -> str:
+    """SHA-256 over the Python source of the image pipeline (decoding, detection, alignment, embedding).
+
+    Part of the pipeline id, so entries made by an older version of that code are not reused.
+    """
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for name in _PIPELINE_MODULES:
+        path = root / name
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in files:
+            try:
+                digest.update(file.relative_to(root).as_posix().encode())
+                digest.update(file.read_bytes())
+            except OSError:
+                continue
+    return digest.hexdigest()
+
+
 def pipeline_id(engine: Any) -> str:
-    """Short id of everything that decides the faces and vectors an engine produces for an image."""
+    """Short id of everything that decides the faces and vectors an engine produces for an image.
+
+    Covers the recognizer's and detector's SHA-256, the engine settings and :func:`code_fingerprint`.
+    """
     recognizer = getattr(engine.recognizer, "card", None)
     detector = getattr(getattr(engine, "detector", None), "card", None)
     settings = {
@@ -48,6 +82,7 @@ def pipeline_id(engine: Any) -> str:
         "upscale_small": getattr(engine, "upscale_small", None),
         "flip": getattr(engine.recognizer, "flip", None),
         "max_pixels": getattr(engine, "max_pixels", None),
+        "code": code_fingerprint(),
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -8,7 +8,8 @@ At one global threshold (the deployment's threshold, not one per group):
 
 * FMR per group: impostor pairs whose two images are both in the group;
 * FNMR per group: genuine pairs whose two images are both in the group;
-* each group's ratio to the best (lowest) group, for FMR and FNMR;
+* each group's ratio to the best (lowest) group, for FMR and FNMR, among groups with enough pairs to measure
+  the overall rate (at least ``10 / overall rate``, the rule used for every rate faceledger reports);
 * the cross-group impostor FMR matrix: FMR over impostor pairs with one image in group A and one in group B;
 * a warning when a ratio exceeds the allowed maximum (``max_ratio``, 2.0 unless the policy sets another).
 """
@@ -16,6 +17,7 @@ At one global threshold (the deployment's threshold, not one per group):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,21 +31,52 @@ __all__ = ["DEFAULT_MAX_RATIO", "demographic_differentials"]
 DEFAULT_MAX_RATIO = 2.0
 
 
-def _ratios(rates: list[float | None]) -> tuple[list[float | None], float | None]:
-    """Each rate divided by the lowest rate; None where undefined (no data, or 0 / 0); inf when x / 0."""
-    known = [r for r in rates if r is not None]
-    if not known:
-        return [None] * len(rates), None
-    best = min(known)
-    out: list[float | None] = []
-    for r in rates:
-        if r is None:
-            out.append(None)
-        elif best > 0:
-            out.append(r / best)
+@dataclass(frozen=True)
+class _Ratios:
+    """Ratios of each group's rate to the best comparable group's (see :func:`_compare`)."""
+
+    overall: float | None
+    ratios: list[float | None]
+    lower_bound: list[bool]
+    comparable: list[bool]
+    best: int | None
+
+
+def _compare(errors: Sequence[int], counts: Sequence[int], confidence: float) -> _Ratios:
+    """Compare groups' error rates to the best group, only among groups with enough comparisons.
+
+    A group is *comparable* when its comparisons can measure the overall rate (at least ``10 / overall rate``,
+    the project's support rule); the best group is the comparable one with the lowest rate. When that best
+    rate is zero, the other groups' ratios use its upper confidence bound instead, so they are lower bounds.
+    """
+    total_n, total_e = int(sum(counts)), int(sum(errors))
+    overall = total_e / total_n if total_n else None
+    k = len(counts)
+    comparable = [
+        bool(overall) and counts[g] > 0 and supports_rate(counts[g], overall or 0.0) for g in range(k)
+    ]
+    rates = [errors[g] / counts[g] if counts[g] else 0.0 for g in range(k)]
+    candidates = [g for g in range(k) if comparable[g]]
+    if not candidates:
+        return _Ratios(overall, [None] * k, [False] * k, comparable, None)
+    best = min(candidates, key=lambda g: rates[g])
+    denominator = rates[best]
+    lower = denominator == 0
+    if lower:
+        denominator = clopper_pearson(0, counts[best], confidence)[1]
+    ratios: list[float | None] = []
+    bounds: list[bool] = []
+    for g in range(k):
+        if not comparable[g]:
+            ratios.append(None)
+            bounds.append(False)
+        elif g == best or (lower and rates[g] == 0):
+            ratios.append(1.0)
+            bounds.append(False)
         else:
-            out.append(1.0 if r == 0 else float("inf"))
-    return out, best
+            ratios.append(rates[g] / denominator)
+            bounds.append(lower)
+    return _Ratios(overall, ratios, bounds, comparable, best)
 
 
 def demographic_differentials(
@@ -90,57 +123,57 @@ def demographic_differentials(
     gen_pairs = np.bincount(gen_group, minlength=k)
     fnm = np.bincount(gen_group[gen_rejected], minlength=k)
 
-    fmr_rates: list[float | None] = []
-    fnmr_rates: list[float | None] = []
-    for g in range(k):
-        n_i = int(pairs_mat[g, g])
-        fmr_rates.append(int(fm_mat[g, g]) / n_i if n_i else None)
-        n_g = int(gen_pairs[g])
-        fnmr_rates.append(int(fnm[g]) / n_g if n_g else None)
-    fmr_ratio, best_fmr = _ratios(fmr_rates)
-    fnmr_ratio, best_fnmr = _ratios(fnmr_rates)
+    diag_pairs = [int(pairs_mat[g, g]) for g in range(k)]
+    diag_fm = [int(fm_mat[g, g]) for g in range(k)]
+    gen_n = [int(x) for x in gen_pairs]
+    gen_e = [int(x) for x in fnm]
+    fmr_cmp = _compare(diag_fm, diag_pairs, confidence)
+    fnmr_cmp = _compare(gen_e, gen_n, confidence)
 
     groups: list[dict[str, Any]] = []
     warnings: list[str] = []
     for g, name in enumerate(group_names):
-        n_i, n_g = int(pairs_mat[g, g]), int(gen_pairs[g])
         notes: list[str] = []
-        entry: dict[str, Any] = {
-            "group": name,
-            "impostor_pairs": n_i,
-            "false_matches": int(fm_mat[g, g]),
-            "fmr": fmr_rates[g],
-            "fmr_ci": list(clopper_pearson(int(fm_mat[g, g]), n_i, confidence)) if n_i else None,
-            "fmr_ratio_to_best": fmr_ratio[g],
-            "genuine_pairs": n_g,
-            "false_non_matches": int(fnm[g]),
-            "fnmr": fnmr_rates[g],
-            "fnmr_ci": list(clopper_pearson(int(fnm[g]), n_g, confidence)) if n_g else None,
-            "fnmr_ratio_to_best": fnmr_ratio[g],
-            "notes": notes,
-        }
-        for what, ratio, n, rate, best in (
-            ("FMR", fmr_ratio[g], n_i, fmr_rates[g], best_fmr),
-            ("FNMR", fnmr_ratio[g], n_g, fnmr_rates[g], best_fnmr),
+        entry: dict[str, Any] = {"group": name}
+        for key, kind, errors, counts, cmp in (
+            ("fmr", "impostor", diag_fm, diag_pairs, fmr_cmp),
+            ("fnmr", "genuine", gen_e, gen_n, fnmr_cmp),
         ):
-            kind = "impostor" if what == "FMR" else "genuine"
+            n, e = counts[g], errors[g]
+            count_key = "impostor_pairs" if key == "fmr" else "genuine_pairs"
+            error_key = "false_matches" if key == "fmr" else "false_non_matches"
+            ratio = cmp.ratios[g]
+            entry.update(
+                {
+                    count_key: n,
+                    error_key: e,
+                    key: e / n if n else None,
+                    f"{key}_ci": list(clopper_pearson(e, n, confidence)) if n else None,
+                    f"{key}_ratio_to_best": ratio,
+                    f"{key}_ratio_is_lower_bound": cmp.lower_bound[g],
+                    f"{key}_comparable": cmp.comparable[g],
+                }
+            )
+            what = key.upper()
             if n == 0:
                 notes.append(f"no {kind} pairs within this group: {what} not measured")
-                continue
-            if rate is not None and rate > 0 and not supports_rate(n, rate):
-                notes.append(f"{what} rests on few errors ({n} {kind} pairs): wide interval")
-            if ratio is not None and ratio > max_ratio:
-                if best == 0:
-                    text = (
-                        f"group {name!r}: {what} {rate:.3g} while the best group has no errors at this "
-                        f"threshold (ratio unbounded, allowed {max_ratio:g})"
+            elif not cmp.comparable[g]:
+                if cmp.overall:
+                    need = int(np.ceil(10 / cmp.overall))
+                    notes.append(
+                        f"{n} {kind} pairs are too few to compare {what} with other groups (the overall "
+                        f"{what} {cmp.overall:.3g} needs at least {need})"
                     )
                 else:
-                    text = f"group {name!r}: {what} is {ratio:.2f}x the best group's (allowed {max_ratio:g})"
-                warnings.append(text)
-            if ratio is not None and np.isinf(ratio):
-                notes.append(f"{what} ratio to best unbounded: the best group has no errors")
-                entry[f"{what.lower()}_ratio_to_best"] = None
+                    notes.append(f"no {what} errors at this threshold in any group: nothing to compare")
+            if ratio is not None and ratio > max_ratio:
+                at_least = "at least " if cmp.lower_bound[g] else ""
+                best_name = group_names[cmp.best] if cmp.best is not None else "?"
+                warnings.append(
+                    f"group {name!r}: {what} {e / n:.3g} is {at_least}{ratio:.2f}x that of the best group "
+                    f"{best_name!r} (allowed {max_ratio:g})"
+                )
+        entry["notes"] = notes
         groups.append(entry)
 
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -148,6 +181,17 @@ def demographic_differentials(
     return {
         "threshold": float(threshold),
         "max_ratio": float(max_ratio),
+        "overall_fmr": fmr_cmp.overall,
+        "overall_fnmr": fnmr_cmp.overall,
+        "best_group": {
+            "fmr": group_names[fmr_cmp.best] if fmr_cmp.best is not None else None,
+            "fnmr": group_names[fnmr_cmp.best] if fnmr_cmp.best is not None else None,
+        },
+        "comparability_rule": (
+            "a group is compared only when its pairs can measure the overall rate (at least 10 / overall "
+            "rate); when the best such group has no errors, ratios use its upper confidence bound and are "
+            "lower bounds"
+        ),
         "groups": groups,
         "cross_group_fmr": {
             "groups": list(group_names),

@@ -142,12 +142,21 @@ def plot_groups(demographics: dict[str, Any], path: Path) -> Path:
             capsize=3,
             lw=1,
         )
-        known = values[~np.isnan(values)]
-        if known.size and known.min() > 0:
-            ax.axhline(
-                known.min() * max_ratio, color="#333333", ls=":", lw=1, label=f"{max_ratio:g}x the best group"
-            )
-            ax.legend(fontsize=7, loc="upper right")
+        comparable = np.array([bool(g[f"{key}_comparable"]) for g in groups])
+        for i in np.nonzero(~comparable)[0]:
+            ax.text(x[i], 0, "too few\npairs", ha="center", va="bottom", fontsize=6, color="#666666")
+        best = (demographics.get("best_group") or {}).get(key)
+        if best is not None:
+            best_rate = values[names.index(best)]
+            if best_rate > 0:
+                ax.axhline(
+                    best_rate * max_ratio,
+                    color="#333333",
+                    ls=":",
+                    lw=1,
+                    label=f"{max_ratio:g}x the best group ({best})",
+                )
+                ax.legend(fontsize=7, loc="upper right")
         ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
         ax.set_title(f"{label} per group", fontsize=10)
         ax.grid(True, axis="y", alpha=0.25)

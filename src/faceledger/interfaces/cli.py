@@ -9,7 +9,6 @@ prints one JSON object per line with stable keys; a progress bar on stderr for m
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from importlib import resources
@@ -22,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from faceledger import __version__
-from faceledger.errors import FaceledgerError, ImageError
+from faceledger.errors import FaceledgerError
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -39,36 +38,71 @@ def warn(message: str) -> None:
 
 def progress(items: Sequence[Any], label: str) -> Iterator[Any]:
     """Iterate with a progress bar on stderr when there are several items and stderr is a terminal."""
-    return iter(tqdm(items, desc=label, unit="img", disable=None if len(items) > 1 else True, file=sys.stderr))
+    return iter(
+        tqdm(items, desc=label, unit="img", disable=None if len(items) > 1 else True, file=sys.stderr)
+    )
 
 
 def engine_options(func: Any) -> Any:
     """Options shared by the commands that run the engine."""
     options = [
-        click.option("--detector", type=click.Path(dir_okay=False), envvar="FACELEDGER_DETECTOR",
-                     help="YuNet-compatible ONNX detector file (default: bundled YuNet 2023mar)."),
-        click.option("--recognizer", type=click.Path(dir_okay=False), envvar="FACELEDGER_RECOGNIZER",
-                     help="ArcFace-family ONNX recognizer file (default: bundled SFace 2021dec)."),
-        click.option("--min-face", type=click.FloatRange(min=0), default=0.0, show_default=True,
-                     help="Ignore faces whose shorter side is smaller than this many pixels."),
-        click.option("--score-threshold", type=click.FloatRange(0, 1), default=0.6, show_default=True,
-                     help="Detector confidence below which a candidate face is dropped."),
-        click.option("--max-pixels", type=click.IntRange(min=1), default=None, envvar="FACELEDGER_MAX_PIXELS",
-                     help="Refuse images with more pixels than this (decompression-bomb guard)."),
+        click.option(
+            "--detector",
+            type=click.Path(dir_okay=False),
+            envvar="FACELEDGER_DETECTOR",
+            help="YuNet-compatible ONNX detector file (default: bundled YuNet 2023mar).",
+        ),
+        click.option(
+            "--recognizer",
+            type=click.Path(dir_okay=False),
+            envvar="FACELEDGER_RECOGNIZER",
+            help="ArcFace-family ONNX recognizer file (default: bundled SFace 2021dec).",
+        ),
+        click.option(
+            "--min-face",
+            type=click.FloatRange(min=0),
+            default=0.0,
+            show_default=True,
+            help="Ignore faces whose shorter side is smaller than this many pixels.",
+        ),
+        click.option(
+            "--score-threshold",
+            type=click.FloatRange(0, 1),
+            default=0.6,
+            show_default=True,
+            help="Detector confidence below which a candidate face is dropped.",
+        ),
+        click.option(
+            "--max-pixels",
+            type=click.IntRange(min=1),
+            default=None,
+            envvar="FACELEDGER_MAX_PIXELS",
+            help="Refuse images with more pixels than this (decompression-bomb guard).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def make_engine(detector: str | None, recognizer: str | None, min_face: float, score_threshold: float,
-                max_pixels: int | None) -> Any:
+def make_engine(
+    detector: str | None,
+    recognizer: str | None,
+    min_face: float,
+    score_threshold: float,
+    max_pixels: int | None,
+) -> Any:
     """Build the engine or exit 2 with the reason (a bad model path is a usage error)."""
     from faceledger.engine import Engine
 
     try:
-        return Engine(detector, recognizer, min_face_size=min_face, score_threshold=score_threshold,
-                      max_pixels=max_pixels)
+        return Engine(
+            detector,
+            recognizer,
+            min_face_size=min_face,
+            score_threshold=score_threshold,
+            max_pixels=max_pixels,
+        )
     except FaceledgerError as exc:
         warn(f"error: {exc}")
         sys.exit(EXIT_USAGE)
@@ -86,8 +120,12 @@ def main() -> None:
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout.")
-@click.option("--draw", type=click.Path(file_okay=False), default=None,
-              help="Write a copy of each image with boxes and landmarks drawn into this folder.")
+@click.option(
+    "--draw",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write a copy of each image with boxes and landmarks drawn into this folder.",
+)
 @engine_options
 def detect(images: tuple[str, ...], as_json: bool, draw: str | None, **engine_kw: Any) -> None:
     """Find faces in IMAGES: boxes, detector scores, five landmarks and a quality score.
@@ -114,7 +152,9 @@ def detect(images: tuple[str, ...], as_json: bool, draw: str | None, **engine_kw
             for i, face in enumerate(faces):
                 x1, y1, x2, y2 = (int(round(v)) for v in face.box)
                 why = f"  ({', '.join(face.reasons)})" if face.reasons else ""
-                click.echo(f"  #{i} box=({x1},{y1},{x2},{y2}) score={face.score:.2f} quality={face.quality:.2f}{why}")
+                click.echo(
+                    f"  #{i} box=({x1},{y1},{x2},{y2}) score={face.score:.2f} quality={face.quality:.2f}{why}"
+                )
         if draw:
             out = Path(draw)
             out.mkdir(parents=True, exist_ok=True)
@@ -130,8 +170,15 @@ def draw_faces(image: np.ndarray, faces: Any) -> np.ndarray:
     for i, face in enumerate(faces):
         x1, y1, x2, y2 = (int(round(v)) for v in face.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), (0, 200, 0), thickness)
-        cv2.putText(out, f"#{i} {face.score:.2f}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4 * thickness, (0, 200, 0), thickness)
+        cv2.putText(
+            out,
+            f"#{i} {face.score:.2f}",
+            (x1, max(12, y1 - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * thickness,
+            (0, 200, 0),
+            thickness,
+        )
         for x, y in face.landmarks:
             cv2.circle(out, (int(round(x)), int(round(y))), thickness + 1, (0, 0, 255), -1)
     return out
@@ -139,7 +186,9 @@ def draw_faces(image: np.ndarray, faces: Any) -> np.ndarray:
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout (the only format).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per image on stdout (the only format)."
+)
 @engine_options
 def embed(images: tuple[str, ...], as_json: bool, **engine_kw: Any) -> None:
     """Embeddings of every face in IMAGES (largest face first), as JSON lines.
@@ -168,14 +217,23 @@ def embed(images: tuple[str, ...], as_json: bool, **engine_kw: Any) -> None:
 @click.argument("image_a", type=click.Path())
 @click.argument("image_b", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-@click.option("--threshold", type=click.FloatRange(-1, 1), default=None,
-              help="Decision threshold on the cosine similarity (default: from --fmr).")
-@click.option("--fmr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
-              help="Target false-match rate; the threshold comes from the recognizer's calibration "
-                   "(default: the calibration's default FMR).")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(-1, 1),
+    default=None,
+    help="Decision threshold on the cosine similarity (default: from --fmr).",
+)
+@click.option(
+    "--fmr",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="Target false-match rate; the threshold comes from the recognizer's calibration "
+    "(default: the calibration's default FMR).",
+)
 @engine_options
-def verify(image_a: str, image_b: str, as_json: bool, threshold: float | None, fmr: float | None,
-           **engine_kw: Any) -> None:
+def verify(
+    image_a: str, image_b: str, as_json: bool, threshold: float | None, fmr: float | None, **engine_kw: Any
+) -> None:
     """Are the largest faces of IMAGE_A and IMAGE_B the same person?
 
     JSON: {"similarity", "match", "threshold", "fmr"}; fmr is the false-match rate the threshold corresponds to.
@@ -194,20 +252,33 @@ def verify(image_a: str, image_b: str, as_json: bool, threshold: float | None, f
     else:
         verdict = "same person" if result.match else "different people"
         fmr_text = f" (false-match rate {result.fmr:.1e})" if result.fmr is not None else ""
-        click.echo(f"{verdict}: similarity {result.similarity:.3f}, threshold {result.threshold:.3f}{fmr_text}")
+        click.echo(
+            f"{verdict}: similarity {result.similarity:.3f}, threshold {result.threshold:.3f}{fmr_text}"
+        )
 
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Folder for the anonymized copies (created; originals are never modified).")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the anonymized copies (created; originals are never modified).",
+)
 @click.option("--method", type=click.Choice(["blur", "pixelate", "fill"]), default="blur", show_default=True)
-@click.option("--keep", "keep", multiple=True, type=click.IntRange(min=0),
-              help="Index of a face to leave visible (largest face is 0); repeatable.")
+@click.option(
+    "--keep",
+    "keep",
+    multiple=True,
+    type=click.IntRange(min=0),
+    help="Index of a face to leave visible (largest face is 0); repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout.")
 @engine_options
-def anonymize(images: tuple[str, ...], out_dir: str, method: str, keep: tuple[int, ...], as_json: bool,
-              **engine_kw: Any) -> None:
+def anonymize(
+    images: tuple[str, ...], out_dir: str, method: str, keep: tuple[int, ...], as_json: bool, **engine_kw: Any
+) -> None:
     """Blur, pixelate or fill every face in IMAGES and write the copies to --out."""
     engine = make_engine(**engine_kw)
     out = Path(out_dir)
@@ -230,8 +301,13 @@ def anonymize(images: tuple[str, ...], out_dir: str, method: str, keep: tuple[in
             failed += 1
             warn(f"error: {target}: could not write the anonymized image")
             continue
-        record = {"image": path, "output": str(target), "faces": len(faces), "hidden": len(faces) - len(kept),
-                  "error": None}
+        record = {
+            "image": path,
+            "output": str(target),
+            "faces": len(faces),
+            "hidden": len(faces) - len(kept),
+            "error": None,
+        }
         if as_json:
             emit(record)
         else:
@@ -250,8 +326,14 @@ def example_path(name: str = "astronaut.jpg") -> Path:
 
 
 @main.command()
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="faceledger-demo", show_default=True,
-              help="Folder for the demo's drawn and anonymized images.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="faceledger-demo",
+    show_default=True,
+    help="Folder for the demo's drawn and anonymized images.",
+)
 def demo(out_dir: str) -> None:
     """Run the engine on the bundled example photo: detect, draw, verify against a transformed copy, anonymize."""
     from faceledger.engine import Engine
@@ -264,22 +346,30 @@ def demo(out_dir: str) -> None:
     faces = engine.detect(image)
     click.echo(f"detect  {photo.name}: {len(faces)} face(s)")
     for face in faces:
-        click.echo(f"        box={[int(v) for v in face.box]} score={face.score:.2f} quality={face.quality:.2f}")
+        click.echo(
+            f"        box={[int(v) for v in face.box]} score={face.score:.2f} quality={face.quality:.2f}"
+        )
     cv2.imwrite(str(out / "detected.jpg"), draw_faces(image, faces))
     # the same person in a different picture: mirrored, rotated, rescaled, darker
     h, w = image.shape[:2]
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), 12, 0.8)
-    other = cv2.convertScaleAbs(cv2.warpAffine(image[:, ::-1], matrix, (w, h), borderValue=(40, 40, 40)), alpha=0.7)
+    other = cv2.convertScaleAbs(
+        cv2.warpAffine(image[:, ::-1], matrix, (w, h), borderValue=(40, 40, 40)), alpha=0.7
+    )
     cv2.imwrite(str(out / "transformed.jpg"), other)
     same = engine.verify(image, other)
-    click.echo(f"verify  astronaut vs transformed copy: similarity {same.similarity:.3f} -> "
-               f"{'match' if same.match else 'no match'} (threshold {same.threshold:.3f}, FMR {same.fmr:.0e})")
+    click.echo(
+        f"verify  astronaut vs transformed copy: similarity {same.similarity:.3f} -> "
+        f"{'match' if same.match else 'no match'} (threshold {same.threshold:.3f}, FMR {same.fmr:.0e})"
+    )
     hidden = engine.anonymize(image, detections=faces)
     cv2.imwrite(str(out / "anonymized.jpg"), hidden)
     click.echo(f"anonymize: {len(faces)} face(s) blurred")
     found = engine.detect(hidden)
     if len(faces) and len(found):
-        check = engine.compare(engine.embed_faces(image, faces[:1])[0], engine.embed_faces(hidden, faces[:1])[0])
+        check = engine.compare(
+            engine.embed_faces(image, faces[:1])[0], engine.embed_faces(hidden, faces[:1])[0]
+        )
         click.echo(f"          similarity of the blurred face to the original: {check.similarity:.3f}")
     else:
         click.echo("          the detector finds no face in the anonymized image")
@@ -288,6 +378,10 @@ def demo(out_dir: str) -> None:
 
 def _register_extensions() -> None:
     """Add the command groups that live in their own modules."""
+    from faceledger.interfaces import cli_evaluate, cli_gallery
+
+    cli_gallery.register(main)
+    cli_evaluate.register(main)
 
 
 _register_extensions()

@@ -57,7 +57,9 @@ def fold_weight_dequantization(data: bytes) -> bytes:
     constant = {init.name for init in model.graph.initializer}
     folded = []
     for node in model.graph.node:
-        if node.op_type in {"DequantizeLinear", "Reshape"} and all(name in constant for name in node.input if name):
+        if node.op_type in {"DequantizeLinear", "Reshape"} and all(
+            name in constant for name in node.input if name
+        ):
             constant.update(node.output)
             folded.append(node)
     if not any(node.op_type == "DequantizeLinear" for node in folded):
@@ -104,7 +106,9 @@ def make_session(path: Path, threads: int | None = None) -> ort.InferenceSession
     try:
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several private exception types
-        raise ModelError(f"{path}: onnxruntime cannot load this file ({str(exc).splitlines()[0][:200]})") from exc
+        raise ModelError(
+            f"{path}: onnxruntime cannot load this file ({str(exc).splitlines()[0][:200]})"
+        ) from exc
 
 
 def signature(session: ort.InferenceSession) -> str:
@@ -127,8 +131,13 @@ def classify(session: ort.InferenceSession) -> str:
         return "detector"
     if len(ins) == 1 and len(outs) == 1:
         shape, out_shape = ins[0].shape, outs[0].shape
-        if (len(shape) == 4 and _dim(shape[1]) == 3 and _dim(shape[2]) == 112 and _dim(shape[3]) == 112
-                and len(out_shape) == 2):
+        if (
+            len(shape) == 4
+            and _dim(shape[1]) == 3
+            and _dim(shape[2]) == 112
+            and _dim(shape[3]) == 112
+            and len(out_shape) == 2
+        ):
             return "recognizer"
     return "unknown"
 
@@ -184,7 +193,9 @@ def load_detector(path: str | os.PathLike[str] | None = None, threads: int | Non
     return model
 
 
-def load_recognizer(path: str | os.PathLike[str] | None = None, threads: int | None = None) -> ArcFaceRecognizer:
+def load_recognizer(
+    path: str | os.PathLike[str] | None = None, threads: int | None = None
+) -> ArcFaceRecognizer:
     """The bundled SFace recognizer, or an ArcFace-family file at ``path``."""
     card = bundled_card(DEFAULT_RECOGNIZER) if path is None else None
     model = load_model(card.path if card else path, card, threads)  # type: ignore[arg-type]

@@ -40,5 +40,7 @@ def align_faces(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np
     out = np.empty((len(landmarks), size, size, 3), np.uint8)
     for i, points in enumerate(landmarks):
         matrix = similarity_transform(points, size)
-        out[i] = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        out[i] = cv2.warpAffine(
+            image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        )
     return out

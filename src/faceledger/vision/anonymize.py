@@ -17,7 +17,7 @@ def anonymize(
 
     The region is the box grown by ``margin`` on each side (hair, ears and jaw identify people too) and is destroyed,
     not softened: ``"blur"`` averages it with a kernel half the face's size, three times, inside an ellipse;
-    ``"pixelate"`` reduces it to about 6 blocks across; ``"fill"`` paints it solid grey.
+    ``"pixelate"`` reduces it to 4 blocks across; ``"fill"`` paints it solid grey.
     """
     if method not in {"blur", "pixelate", "fill"}:
         raise ValueError(f"unknown anonymization method {method!r}; use 'blur', 'pixelate' or 'fill'")
@@ -37,7 +37,7 @@ def anonymize(
         if method == "fill":
             hidden = np.full_like(region, 128)
         elif method == "pixelate":
-            blocks = 6
+            blocks = 4
             tiny = cv2.resize(region, (blocks, max(1, round(blocks * rh / rw))), interpolation=cv2.INTER_AREA)
             hidden = cv2.resize(tiny, (rw, rh), interpolation=cv2.INTER_NEAREST)
         else:

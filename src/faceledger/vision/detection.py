@@ -76,7 +76,9 @@ class Detections:
     def empty(cls, image_size: tuple[int, int] = (0, 0)) -> Detections:
         """No faces."""
         return cls(
-            np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32),
+            np.zeros((0, 4), np.float32),
+            np.zeros(0, np.float32),
+            np.zeros((0, 5, 2), np.float32),
             image_size=image_size,
         )
 
@@ -96,13 +98,20 @@ class Detections:
         if isinstance(index, int | np.integer):
             i = int(index)
             return Face(
-                self.boxes[i], float(self.scores[i]), self.landmarks[i], float(self.quality[i]),
+                self.boxes[i],
+                float(self.scores[i]),
+                self.landmarks[i],
+                float(self.quality[i]),
                 self.quality_reasons[i],
             )
         idx = np.arange(len(self))[index]
         return Detections(
-            self.boxes[idx], self.scores[idx], self.landmarks[idx], self.quality[idx],
-            tuple(self.quality_reasons[i] for i in idx), self.image_size,
+            self.boxes[idx],
+            self.scores[idx],
+            self.landmarks[idx],
+            self.quality[idx],
+            tuple(self.quality_reasons[i] for i in idx),
+            self.image_size,
         )
 
     @property
@@ -116,8 +125,14 @@ class Detections:
 
     def with_quality(self, quality: np.ndarray, reasons: Sequence[tuple[str, ...]]) -> Detections:
         """A copy carrying quality scores and reasons."""
-        return Detections(self.boxes, self.scores, self.landmarks, quality.astype(np.float32), tuple(reasons),
-                          self.image_size)
+        return Detections(
+            self.boxes,
+            self.scores,
+            self.landmarks,
+            quality.astype(np.float32),
+            tuple(reasons),
+            self.image_size,
+        )
 
     def to_dicts(self) -> list[dict[str, Any]]:
         """One JSON-ready dictionary per face."""
@@ -149,7 +164,9 @@ class YuNetDetector:
         if missing:
             raise ValueError(f"not a YuNet model: outputs {sorted(missing)} missing")
 
-    def run_once(self, image: np.ndarray, score_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def run_once(
+        self, image: np.ndarray, score_threshold: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One forward pass on ``image`` as it is (padded to a multiple of 32); boxes before NMS."""
         h, w = image.shape[:2]
         ph, pw = int(math.ceil(h / 32) * 32), int(math.ceil(w / 32) * 32)
@@ -179,8 +196,11 @@ class YuNetDetector:
             all_kps.append((kps + np.stack([gx, gy], axis=1)[:, None, :]) * s)
         if not all_boxes:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
-        return (np.concatenate(all_boxes).astype(np.float32), np.concatenate(all_scores).astype(np.float32),
-                np.concatenate(all_kps).astype(np.float32))
+        return (
+            np.concatenate(all_boxes).astype(np.float32),
+            np.concatenate(all_scores).astype(np.float32),
+            np.concatenate(all_kps).astype(np.float32),
+        )
 
     def detect(
         self,
@@ -210,7 +230,9 @@ class YuNetDetector:
         h, w = image.shape[:2]
         boxes, scores, kps = [], [], []
 
-        def add(b: np.ndarray, s: np.ndarray, k: np.ndarray, scale: float, dx: float = 0, dy: float = 0) -> None:
+        def add(
+            b: np.ndarray, s: np.ndarray, k: np.ndarray, scale: float, dx: float = 0, dy: float = 0
+        ) -> None:
             if len(b):
                 offset = np.array([dx, dy, dx, dy], np.float32)
                 boxes.append(b / scale + offset)
@@ -221,7 +243,9 @@ class YuNetDetector:
         scale = min(1.0, base_size / long_side)
         small = image
         if scale < 1.0:
-            small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+            small = cv2.resize(
+                image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+            )
         # a face that touches the border or fills the frame is found reliably only with a margin around it
         pad = max(16, int(0.15 * max(small.shape[:2])))
         padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
@@ -244,7 +268,9 @@ class YuNetDetector:
         ok = sides >= max(min_face_size, 1.0)
         return Detections(b[ok], s[ok], k[ok], image_size=(h, w)).sorted_by_area()
 
-    def _tiles(self, image: np.ndarray, tile: int, score_threshold: float, add: Any, scale: float = 1.0) -> None:
+    def _tiles(
+        self, image: np.ndarray, tile: int, score_threshold: float, add: Any, scale: float = 1.0
+    ) -> None:
         """Run on overlapping tiles; keep faces well inside each tile (those on the cut are found by a neighbour)."""
         h, w = image.shape[:2]
         overlap = tile // 4
@@ -257,7 +283,7 @@ class YuNetDetector:
             xs.append(w - tile)
         for y in ys:
             for x in xs:
-                crop = image[y:y + tile, x:x + tile]
+                crop = image[y : y + tile, x : x + tile]
                 b, s, k = self.run_once(crop, score_threshold)
                 if len(b) == 0:
                     continue

@@ -49,7 +49,7 @@ class ArcFaceRecognizer:
             blob /= self.std
         outs = []
         for start in range(0, len(blob), self.batch_size):
-            part = blob[start:start + self.batch_size]
+            part = blob[start : start + self.batch_size]
             outs.append(self.session.run([self.output_name], {self.input_name: part})[0])
         return np.concatenate(outs).reshape(len(blob), -1).astype(np.float32, copy=False)
 

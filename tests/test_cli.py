@@ -1,0 +1,111 @@
+"""The engine commands of the CLI: JSON shapes scripts depend on, exit codes, outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import ManifestRow
+from faceledger.interfaces.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = str(ROOT / "src" / "faceledger" / "examples" / "astronaut.jpg")
+
+
+def run(*args: str) -> tuple[int, list[dict], str]:
+    result = CliRunner().invoke(main, list(args))
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return result.exit_code, lines, result.stderr
+
+
+def test_detect_json_shape_and_partial_failure(tmp_path: Path, manifest: list[ManifestRow]) -> None:
+    group = str(next(row.path for row in manifest if row.n_faces == 6))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    code, lines, err = run("detect", "--json", EXAMPLE, str(broken), group)
+    assert code == 1, "some inputs failed"
+    assert [line["image"] for line in lines] == [EXAMPLE, str(broken), group], (
+        "the rest is processed, in order"
+    )
+    assert "broken.png" in err
+    first, bad, crowd = lines
+    assert first["error"] is None and len(first["faces"]) == 1
+    face = first["faces"][0]
+    assert set(face) >= {"box", "score", "landmarks", "quality"}
+    assert (
+        len(face["box"]) == 4 and len(face["landmarks"]) == 5 and all(len(p) == 2 for p in face["landmarks"])
+    )
+    assert isinstance(face["score"], float) and isinstance(face["quality"], float)
+    assert bad["faces"] == [] and bad["error"]
+    assert len(crowd["faces"]) == 6
+
+
+def test_embed_json_largest_face_first_with_unit_embeddings(manifest: list[ManifestRow]) -> None:
+    group = str(next(row.path for row in manifest if row.n_faces == 7))
+    code, lines, _ = run("embed", "--json", group)
+    assert code == 0
+    faces = lines[0]["faces"]
+    assert len(faces) == 7
+    areas = [(f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]) for f in faces]
+    assert areas == sorted(areas, reverse=True)
+    vectors = np.array([f["embedding"] for f in faces])
+    assert vectors.shape == (7, 128)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_verify_json(manifest: list[ManifestRow]) -> None:
+    by_person: dict[str, list[str]] = {}
+    for row in manifest:
+        if row.source == "opencv_course" and row.identity:
+            by_person.setdefault(row.identity, []).append(str(row.path))
+    a, b = sorted(by_person)[:2]
+    code, same, _ = run("verify", "--json", by_person[a][0], by_person[a][1])
+    assert code == 0
+    assert set(same[0]) == {"similarity", "match", "threshold", "fmr"}
+    code, diff, _ = run("verify", "--json", by_person[a][0], by_person[b][0])
+    assert code == 0 and diff[0]["match"] is False
+    assert same[0]["similarity"] > diff[0]["similarity"]
+    assert 0 < diff[0]["fmr"] < 0.1
+
+
+def test_verify_without_a_face_exits_1(tmp_path: Path) -> None:
+    blank = tmp_path / "blank.png"
+    import cv2
+
+    cv2.imwrite(str(blank), np.full((120, 120, 3), 200, np.uint8))
+    code, lines, err = run("verify", "--json", EXAMPLE, str(blank))
+    assert code == 1 and "no face" in err
+    assert lines[0]["match"] is None
+
+
+def test_usage_errors_exit_2() -> None:
+    assert CliRunner().invoke(main, ["detect"]).exit_code == 2
+    assert CliRunner().invoke(main, ["verify", EXAMPLE]).exit_code == 2
+    assert CliRunner().invoke(main, ["detect", "--score-threshold", "7", EXAMPLE]).exit_code == 2
+    assert CliRunner().invoke(main, ["detect", "--recognizer", "/nonexistent.onnx", EXAMPLE]).exit_code == 2
+
+
+def test_anonymize_writes_copies(tmp_path: Path, manifest: list[ManifestRow]) -> None:
+    group = str(next(row.path for row in manifest if row.n_faces == 6))
+    code, lines, _ = run("anonymize", "--json", "--out", str(tmp_path / "out"), EXAMPLE, group)
+    assert code == 0
+    assert [line["hidden"] for line in lines] == [1, 6]
+    for line in lines:
+        assert Path(line["output"]).is_file()
+
+
+@pytest.mark.parametrize("command", ["detect", "embed", "verify", "anonymize", "demo"])
+def test_help_everywhere(command: str) -> None:
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_demo_runs(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "1 face(s)" in result.stdout and "match" in result.stdout
+    assert (tmp_path / "anonymized.jpg").is_file()

@@ -37,9 +37,8 @@ def main() -> None:
     print(
         f"{len(images)} images: {n_group} with 2+ faces ({sum(n for _, n, _ in images)} faces), {n_empty} with none"
     )
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-    )
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     strategies = {
         "640 pass with margin": {"tile": False, "upscale_small": False},
         "640 pass + full-resolution tiles (default)": {"tile": True, "upscale_small": False},

@@ -153,7 +153,7 @@ def test_expired_consent_stops_search_and_purge_erases(
     with g.store.read() as tx:
         assert tx.get_subject("amy") is None and tx.templates_of("amy") == []
         assert tx.list_consents("amy")[0].ended_reason == "expired"  # kept as proof, for now
-    assert g.identify(photos["stuart"][2], actor="door", purpose=PURPOSE).faces[0].candidates
+    assert g.identify(photos["stuart"][1], actor="door", purpose=PURPOSE).faces[0].candidates
 
     clock.advance(days=40)  # consent record past its 30-day retention; audit entries still within 60 days
     second = g.purge()
@@ -180,3 +180,30 @@ def test_api_keys_are_on_the_ledger(tmp_path: Path, engine: Engine, clock: Clock
     actions = [e.data["action"] for e in g.audit_entries()]
     assert actions[-2:] == ["key.create", "key.revoke"]
     assert token not in "".join(e.body for e in g.audit_entries())
+
+
+def test_verify_subject_and_changes_seen_by_another_process_view(
+    tmp_path: Path,
+    engine: Engine,
+    clock: Clock,
+    photos: dict,  # type: ignore[type-arg]
+) -> None:
+    g = make(tmp_path, engine, clock, EXAMPLE_POLICY)
+    consent_and_enroll(g, "amy", photos["amy"][:1])
+    check = g.verify_subject("amy", photos["amy"][1], actor="door", purpose=PURPOSE)
+    assert check.match and check.similarity >= check.threshold
+    other = g.verify_subject("amy", photos["sheldon"][0], actor="door", purpose=PURPOSE)
+    assert not other.match
+    with pytest.raises(UnknownSubjectError):
+        g.verify_subject("nobody", photos["amy"][1], actor="door", purpose=PURPOSE)
+    assert [e.data["details"]["match"] for e in g.audit_entries(action="verify")] == [True, False]
+
+    # a second Gallery on the same file (its own connection and index, as another process would have)
+    other_view = Gallery.open(tmp_path / "g.db", engine=engine, clock=clock)
+    assert other_view.identify(photos["amy"][2], actor="door", purpose=PURPOSE).faces[0].candidates
+    consent_and_enroll(g, "stuart", photos["stuart"][:1])
+    g.erase("amy", actor="dpo", purpose="erasure request")
+    assert not other_view.identify(photos["amy"][2], actor="door", purpose=PURPOSE).faces[0].candidates
+    found = other_view.identify(photos["stuart"][1], actor="door", purpose=PURPOSE).faces[0].candidates
+    assert [c.subject for c in found] == ["stuart"]
+    other_view.close()

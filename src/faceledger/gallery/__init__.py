@@ -25,6 +25,7 @@ from faceledger.gallery.results import (
     PurgeReport,
     ReviewOutcome,
     SubjectInfo,
+    SubjectVerification,
 )
 from faceledger.gallery.service import DB_ENV, KEY_FILE_ENV, Gallery, default_db_path, default_key_file
 
@@ -45,6 +46,7 @@ __all__ = [
     "ReviewOutcome",
     "SearchIndex",
     "SubjectInfo",
+    "SubjectVerification",
     "TransparencyReport",
     "default_db_path",
     "default_key_file",

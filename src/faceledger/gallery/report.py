@@ -21,6 +21,7 @@ COUNTERS = (
     "enrollments",
     "templates_added",
     "searches",
+    "verifications",
     "faces_searched",
     "faces_matched",
     "candidates",
@@ -125,6 +126,7 @@ class TransparencyReport:
         columns = [
             ("enrollments", "enrolled"),
             ("searches", "searches"),
+            ("verifications", "1:1 checks"),
             ("faces_searched", "faces"),
             ("faces_matched", "faces matched"),
             ("candidates", "candidates"),
@@ -216,6 +218,8 @@ def _count(action: str, details: dict[str, Any]) -> dict[str, int]:
             "faces_matched": int(details.get("matched_faces", 0)),
             "candidates": len(candidates),
         }
+    if action == "verify":
+        return {"verifications": 1}
     if action in ("review.confirm", "review.reject"):
         status = details.get("status_after")
         return {"confirmed": int(status == "confirmed"), "rejected": int(status == "rejected")}

@@ -193,6 +193,35 @@ class Identification:
 
 
 @dataclass(frozen=True)
+class SubjectVerification:
+    """Result of a 1:1 check of a probe's largest face against one enrolled subject."""
+
+    subject: str
+    source: str
+    probe_sha256: str
+    similarity: float
+    match: bool
+    threshold: float
+    target_fmr: float
+    box: list[float]
+    audit_seq: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "subject": self.subject,
+            "image": self.source,
+            "probe_sha256": self.probe_sha256,
+            "similarity": _round(self.similarity),
+            "match": self.match,
+            "threshold": _round(self.threshold),
+            "target_fmr": self.target_fmr,
+            "box": [round(float(v), 1) for v in self.box],
+            "audit_seq": self.audit_seq,
+        }
+
+
+@dataclass(frozen=True)
 class ReviewOutcome:
     """A recorded review and where the candidate stands after it."""
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceledger.errors import FaceledgerError, ImageError, ModelError
+from faceledger.errors import FaceledgerError, ImageError, ModelError, NoFaceError
 from faceledger.gallery.index import SearchIndex
 from faceledger.gallery.results import (
     CandidateMatch,
@@ -34,6 +34,7 @@ from faceledger.gallery.results import (
     PurgeReport,
     ReviewOutcome,
     SubjectInfo,
+    SubjectVerification,
 )
 from faceledger.ledger import crypto
 from faceledger.ledger.apikeys import authenticate as _authenticate
@@ -1093,6 +1094,79 @@ class Gallery:
             policy_hash=policy.hash,
             audit_seq=entry.seq,
             faces=faces,
+        )
+
+    def verify_subject(
+        self,
+        subject: str,
+        image: ImageInput,
+        *,
+        actor: str,
+        purpose: str,
+        gallery: str | None = None,
+    ) -> SubjectVerification:
+        """1:1: is the largest face of ``image`` the enrolled ``subject`` (at the policy threshold)?
+
+        The subject needs a consent valid now for this gallery and purpose. The similarity is the best over
+        the subject's templates; the check is an audit entry (probe hash, subject, similarity, decision).
+        """
+        actor, purpose = _accountable(actor, purpose)
+        with self.store.read() as tx:
+            policy = self._refresh_policy(tx)
+            gallery_name = self._gallery_name(policy, gallery)
+        self._check_purpose(policy, gallery_name, purpose)
+        threshold = self.threshold()
+        probe = self._probe(image)
+        embeddings = self.engine.embed(probe.array)
+        if len(embeddings.vectors) == 0:
+            raise NoFaceError(f"{probe.source}: no face found")
+        vector = np.asarray(embeddings.vectors[:1], np.float32)
+        now_dt = self._now()
+        with self.store.write() as tx:
+            policy = self._refresh_policy(tx)
+            record = tx.get_subject(subject)
+            if record is None or record.gallery != gallery_name:
+                raise UnknownSubjectError(f"no subject {subject!r} enrolled in gallery {gallery_name!r}")
+            allowed = self._allowed_subjects(tx, gallery_name, purpose, now_dt)
+            if subject not in allowed.subjects:
+                raise ConsentError(
+                    f"subject {subject!r} has no consent valid now for gallery {gallery_name!r} and purpose "
+                    f"{purpose!r}: verification refused"
+                )
+            index = self._sync_index(tx)
+            hits = index.search(vector, 1, allowed={subject})[0]
+            similarity = hits[0].similarity if hits else float("-inf")
+            match = similarity >= threshold
+            entry = self._append(
+                tx,
+                AuditDraft(
+                    action="verify",
+                    actor=actor,
+                    purpose=purpose,
+                    gallery=gallery_name,
+                    probe_sha256=probe.sha256,
+                    subjects=(subject,),
+                    threshold=threshold,
+                    policy_hash=policy.hash,
+                    details={
+                        "similarity": round(similarity, 4),
+                        "match": match,
+                        "faces": len(embeddings.vectors),
+                        "model": self.model_id(),
+                    },
+                ),
+                to_text(now_dt),
+            )
+        return SubjectVerification(
+            subject=subject,
+            source=probe.source,
+            probe_sha256=probe.sha256,
+            similarity=similarity,
+            match=match,
+            threshold=threshold,
+            target_fmr=policy.policy.identification.target_fmr,
+            box=[float(v) for v in embeddings.detections.boxes[0]],
+            audit_seq=entry.seq,
         )
 
     # ------------------------------------------------------------------------------------------ review

@@ -617,6 +617,45 @@ def identify_command(
         sys.exit(1)
 
 
+@click.command("verify-subject")
+@click.argument("subject")
+@click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--gallery", help="Gallery of the subject (default: the policy's only gallery).")
+@click.option(
+    "--recognizer",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="FACELEDGER_RECOGNIZER",
+    help="ArcFace-family recognizer ONNX file (default: bundled SFace; $FACELEDGER_RECOGNIZER).",
+)
+@_common
+@_who
+@click.pass_context
+def verify_subject_command(
+    ctx: click.Context,
+    subject: str,
+    image: Path,
+    gallery: str | None,
+    recognizer: Path | None,
+    db: Path | None,
+    key_file: Path | None,
+    as_json: bool,
+    actor: str | None,
+    purpose: str | None,
+) -> None:
+    """1:1: is the largest face in IMAGE the enrolled SUBJECT? (recorded on the ledger)"""
+    actor, purpose = _need(actor, purpose)
+    with _gallery(ctx, db, key_file, recognizer) as g:
+        result = g.verify_subject(subject, image, actor=actor, purpose=purpose, gallery=gallery)
+    if as_json:
+        _emit(result.to_dict())
+    else:
+        verdict = "match" if result.match else "no match"
+        click.echo(
+            f"{image}: {verdict} for {subject} (similarity {result.similarity:.3f}, "
+            f"threshold {result.threshold:.3f})"
+        )
+
+
 # review
 @click.group("review")
 def review_group() -> None:
@@ -1012,6 +1051,7 @@ COMMANDS: list[click.Command] = [
     enroll_batch_command,
     subjects_command,
     identify_command,
+    verify_subject_command,
     review_group,
     erase_command,
     purge_command,

@@ -35,6 +35,8 @@ class SearchIndex:
         self._matrix = np.zeros((0, dim), np.float32)
         self._subjects: list[str] = []
         self._starts = np.zeros(0, np.int64)
+        self._codes = np.zeros(0, np.int64)
+        self._max_per_subject = 0
         self.generation = 0
 
     def __len__(self) -> int:
@@ -57,9 +59,7 @@ class SearchIndex:
 
     def clear(self) -> None:
         """Remove everything."""
-        self.update(
-            remove=self._ids, add_ids=[], add_subjects=[], add_vectors=np.zeros((0, self.dim), np.float32)
-        )
+        self.update(remove=self._ids, add_ids=[], add_subjects=[], add_vectors=np.zeros((0, self.dim), np.float32))
         self.version = None
 
     def update(
@@ -93,11 +93,13 @@ class SearchIndex:
         sorted_codes = codes[order]
         self._subjects = [str(n) for n in names]
         self.generation += 1
-        self._starts = (
-            np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-            if len(order)
-            else (np.zeros(0, np.int64))
-        )
+        self._codes = np.asarray(sorted_codes, np.int64)
+        if len(order):
+            self._starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+            self._max_per_subject = int(np.diff(np.r_[self._starts, len(order)]).max())
+        else:
+            self._starts = np.zeros(0, np.int64)
+            self._max_per_subject = 0
 
     def mask(self, allowed: Collection[str]) -> np.ndarray:
         """Boolean mask over :attr:`subjects` of those in ``allowed`` (valid until the next update)."""
@@ -113,10 +115,8 @@ class SearchIndex:
         if not self._subjects:
             return np.zeros((len(queries), 0), np.float32)
         sims = queries @ self._matrix.T
-        if len(self._starts) == len(self._ids):  # one template per subject: nothing to reduce
-            per_subject = sims
-        else:
-            per_subject = np.maximum.reduceat(sims, self._starts, axis=1)
+        single = len(self._starts) == len(self._ids)  # one template per subject: nothing to reduce
+        per_subject = sims if single else np.maximum.reduceat(sims, self._starts, axis=1)
         if allowed is not None:
             mask = allowed if isinstance(allowed, np.ndarray) else self.mask(allowed)
             per_subject[:, ~mask] = -np.inf
@@ -130,25 +130,39 @@ class SearchIndex:
         allowed: Collection[str] | np.ndarray | None = None,
         min_similarity: float = -np.inf,
     ) -> list[list[Hit]]:
-        """Top ``k`` subjects per query with similarity at least ``min_similarity``, best first."""
-        per_subject = self.scores(queries, allowed)
-        n = per_subject.shape[1]
-        if n == 0 or k < 1:
-            return [[] for _ in range(len(per_subject))]
-        kk = min(k, n)
-        if kk < n:
-            top = np.argpartition(per_subject, n - kk, axis=1)[:, n - kk :]
+        """Top ``k`` subjects per query with similarity at least ``min_similarity``, best first.
+
+        Exact: a subject's score is its best template. Only the best ``k * m`` templates (``m``: most templates
+        any subject has) need sorting, since the k-th best subject's best template ranks at most that low.
+        """
+        queries = np.asarray(queries, np.float32).reshape(-1, self.dim)
+        if not self._subjects or k < 1:
+            return [[] for _ in range(len(queries))]
+        sims = queries @ self._matrix.T
+        if allowed is not None:
+            mask = allowed if isinstance(allowed, np.ndarray) else self.mask(allowed)
+            if not mask.all():
+                sims[:, ~mask[self._codes]] = -np.inf
+        n = sims.shape[1]
+        depth = min(n, k * self._max_per_subject)
+        if depth < n:
+            top = np.argpartition(sims, n - depth, axis=1)[:, n - depth :]
         else:
-            top = np.broadcast_to(np.arange(n), per_subject.shape).copy()
-        values = np.take_along_axis(per_subject, top, axis=1)
+            top = np.broadcast_to(np.arange(n), sims.shape).copy()
+        values = np.take_along_axis(sims, top, axis=1)
         order = np.argsort(-values, axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)
         values = np.take_along_axis(values, order, axis=1)
-        return [
-            [
-                Hit(self._subjects[j], float(v))
-                for j, v in zip(row_top.tolist(), row_values.tolist(), strict=True)
-                if np.isfinite(v) and v >= min_similarity
-            ]
-            for row_top, row_values in zip(top, values, strict=True)
-        ]
+        out: list[list[Hit]] = []
+        for row_top, row_values in zip(top.tolist(), values.tolist(), strict=True):
+            hits: list[Hit] = []
+            seen: set[int] = set()
+            for column, value in zip(row_top, row_values, strict=True):
+                if len(hits) == k or not (np.isfinite(value) and value >= min_similarity):
+                    break
+                code = int(self._codes[column])
+                if code not in seen:
+                    seen.add(code)
+                    hits.append(Hit(self._subjects[code], float(value)))
+            out.append(hits)
+        return out

@@ -1,0 +1,55 @@
+"""The exact search index against a brute-force reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faceledger.gallery.index import SearchIndex
+
+
+def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    v = rng.standard_normal((n, d)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_search_equals_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, d = int(rng.integers(1, 300)), 16
+    vectors = _unit(rng, n, d)
+    subjects = [f"s{int(x)}" for x in rng.integers(0, max(1, n // 3), n)]
+    index = SearchIndex(d)
+    index.update(remove=(), add_ids=[str(i) for i in range(n)], add_subjects=subjects, add_vectors=vectors)
+    removed = {str(i) for i in rng.choice(n, size=n // 4, replace=False)}
+    extra = _unit(rng, 5, d)
+    index.update(remove=removed, add_ids=[f"x{i}" for i in range(5)], add_subjects=["new"] * 5, add_vectors=extra)
+    kept = [(subjects[i], vectors[i]) for i in range(n) if str(i) not in removed] + [("new", e) for e in extra]
+    assert len(index) == len(kept)
+    allowed = {s for s, _ in kept if rng.random() < 0.7}
+    queries = _unit(rng, 3, d)
+    k, threshold = int(rng.integers(1, 6)), float(rng.uniform(-0.3, 0.3))
+    got = index.search(queries, k, allowed=allowed, min_similarity=threshold)
+    for q, hits in zip(queries, got, strict=True):
+        best: dict[str, float] = {}
+        for subject, vector in kept:
+            if subject in allowed:
+                best[subject] = max(best.get(subject, -2.0), float(q @ vector))
+        expected = [s for s in sorted(best.values(), reverse=True)[:k] if s >= threshold + 1e-5]
+        scores = [h.similarity for h in hits]
+        assert np.allclose(scores[: len(expected)], expected, atol=1e-5)
+        assert len(scores) - len(expected) in (0, 1)  # a score within float error of the threshold
+        assert len({h.subject for h in hits}) == len(hits)
+        for hit in hits:
+            assert abs(best[hit.subject] - hit.similarity) < 1e-5
+
+
+def test_empty_index_and_removal_of_everything() -> None:
+    index = SearchIndex(4)
+    assert index.search(np.ones((2, 4), np.float32), 3) == [[], []]
+    index.update(remove=(), add_ids=["a"], add_subjects=["x"], add_vectors=np.eye(4, dtype=np.float32)[:1])
+    assert index.search(np.eye(4, dtype=np.float32)[:1], 3)[0][0].subject == "x"
+    index.update(remove={"a"}, add_ids=[], add_subjects=[], add_vectors=np.zeros((0, 4), np.float32))
+    assert len(index) == 0 and index.search(np.ones((1, 4), np.float32), 3) == [[]]
+    with pytest.raises(ValueError, match="same length"):
+        index.update(remove=(), add_ids=["a", "b"], add_subjects=["x"], add_vectors=np.zeros((2, 4), np.float32))

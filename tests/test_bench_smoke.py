@@ -48,6 +48,17 @@ def test_best_accuracy_tries_every_threshold() -> None:
     assert bench.best_accuracy([-float("inf"), 0.9], [float("inf"), 0.1]) == 0.5
 
 
+def test_missing_faces_are_non_matches_for_the_match_rates() -> None:
+    inf = float("inf")
+    genuine = [0.9, 0.8, 0.7, -inf]
+    impostor = [0.1, 0.2, 0.3, inf] * 25  # 100 impostor pairs, 25 of them without a face
+    # FMR 1%: one impostor may pass; the face-less ones never do, so the threshold is the second real score, 0.3
+    assert bench.tar_at_fmr(genuine, impostor, 0.01) == pytest.approx(3 / 4)
+    embeddings = [[1.0, 0.0], [1.0, 0.0], None, [0.0, 1.0]]
+    result = bench.verification(embeddings, [(0, 1), (0, 2)], [(0, 3), (1, 2)], bench._dot, lambda s: s >= 0.5)
+    assert result["true_match_rate"] == 0.5 and result["false_match_rate"] == 0.0
+
+
 def test_no_default_threshold_means_no_accuracy() -> None:
     result = bench.verification([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], [(0, 1)], [(0, 2)], bench._dot, None)
     assert result["accuracy"] is None and result["true_match_rate"] is None

@@ -95,6 +95,19 @@ def test_pairs_cover_all_genuine_and_sample_impostors_within_source() -> None:
     assert bench.build_pairs(rows) == (genuine, impostor)  # deterministic
 
 
+def test_held_out_pairs_avoid_the_calibration_identities() -> None:
+    from faceledger.evaluate.splits import is_calibration_identity
+
+    rows = [bench.Row(f"s/{who}{k}.png", f"s:{who}", "s", 1) for who in "abcdefghij" for k in range(3)]
+    held_out = bench.held_out_pairs(rows)
+    assert held_out is not None
+    genuine, impostor = held_out
+    used = {rows[i].identity for pair in genuine + impostor for i in pair}
+    outside = {r.identity for r in rows if not is_calibration_identity(r.identity)}
+    assert used == outside and genuine and impostor  # this set of ten names has identities in both halves
+    assert len(genuine) == 3 * len(outside)
+
+
 def test_limit_spreads_over_the_manifest() -> None:
     rows = [bench.Row(str(i), "", "s", 1) for i in range(10)]
     assert [r.path for r in bench.select_rows(rows, 3)] == ["0", "4", "9"]

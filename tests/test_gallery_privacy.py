@@ -102,10 +102,7 @@ def test_erasure_leaves_no_template_bytes(gallery: Gallery, engine: Engine, face
     for probe in amy[2:4]:
         found = gallery.identify(probe, actor="door", purpose=PURPOSE)
         assert all(c.subject != "amy" for f in found.faces for c in f.candidates)
-    assert (
-        gallery.identify(sheldon[3], actor="door", purpose=PURPOSE).faces[0].candidates[0].subject
-        == "sheldon"
-    )
+    assert gallery.identify(sheldon[3], actor="door", purpose=PURPOSE).faces[0].candidates[0].subject == "sheldon"
     with sqlite3.connect(db) as conn:
         for table in ("subjects", "subject_keys", "templates", "candidates"):
             column = "id" if table == "subjects" else "subject_id"
@@ -119,9 +116,7 @@ def _snapshot(db: Path) -> dict[str, list[tuple[object, ...]]]:
         return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
 
 
-def test_unmatched_faces_leave_no_trace(
-    gallery: Gallery, engine: Engine, faces_dir: Path, manifest: list
-) -> None:  # type: ignore[type-arg]
+def test_unmatched_faces_leave_no_trace(gallery: Gallery, engine: Engine, faces_dir: Path, manifest: list) -> None:  # type: ignore[type-arg]
     db = Path(gallery.store.location)
     enroll(gallery, "amy", photos(faces_dir, "amy")[:2])
     group = next(r.path for r in manifest if r.n_faces >= 4)
@@ -165,3 +160,58 @@ def test_withdrawal_erases_and_stops_searches(gallery: Gallery, faces_dir: Path)
         assert tx.get_subject("amy") is None and consent.withdrawn_at is not None
     actions = [e.data["action"] for e in gallery.audit_entries()]
     assert actions[-3:-1] == ["consent.withdraw", "subject.erase"]
+
+
+def test_master_key_rotation_makes_old_backups_unreadable(gallery: Gallery, faces_dir: Path, engine: Engine) -> None:
+    import shutil
+
+    from faceledger.ledger import MasterKeyError
+
+    db = Path(gallery.store.location)
+    amy = photos(faces_dir, "amy")
+    enroll(gallery, "amy", amy[:1])
+    gallery.store.reclaim()
+    backup = db.with_name("backup.db")
+    shutil.copy(db, backup)
+    shutil.copy(Path(str(db) + ".key"), db.with_name("old.key"))
+    with gallery.store.read() as tx:
+        old_wrapped = tx.get_subject_key("amy").wrapped  # type: ignore[union-attr]
+
+    info = gallery.rotate_master_key(actor="admin")
+    assert info["subject_keys"] == 1 and info["old_master_key_id"] != info["new_master_key_id"]
+    assert not Path(str(db) + ".key.new").exists()
+    assert old_wrapped[:16] not in disk_bytes(db), "the old wrapping is gone from the database and WAL"
+    # the rotated database opens with the new key file and still finds amy
+    with Gallery.open(db, engine=engine) as reopened:
+        assert reopened.identify(amy[2], actor="door", purpose=PURPOSE).faces[0].candidates[0].subject == "amy"
+        assert reopened.audit_entries(action="key.rotate")[0].data["details"]["subject_keys"] == 1
+    # a backup from before the rotation does not open with the new key: destroying the old key shreds it
+    with (
+        Gallery.open(backup, key_file=db.with_name(db.name + ".key"), engine=engine) as old,
+        pytest.raises(MasterKeyError, match="not the one"),
+    ):
+        old.identify(amy[2], actor="door", purpose=PURPOSE)
+    with Gallery.open(backup, key_file=db.with_name("old.key"), engine=engine) as old:
+        assert old.identify(amy[2], actor="door", purpose=PURPOSE).faces[0].candidates
+
+
+def test_interrupted_rotation_is_completed_on_next_open(
+    gallery: Gallery, faces_dir: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import faceledger.gallery.service as service
+
+    db = Path(gallery.store.location)
+    amy = photos(faces_dir, "amy")
+    enroll(gallery, "amy", amy[:1])
+
+    def crash(*args: object) -> None:
+        raise OSError("power cut before the new key file was moved into place")
+
+    monkeypatch.setattr(service.os, "replace", crash)
+    with pytest.raises(OSError, match="power cut"):
+        gallery.rotate_master_key(actor="admin")
+    monkeypatch.undo()
+    assert Path(str(db) + ".key.new").exists()
+    with Gallery.open(db, engine=engine) as reopened:
+        assert reopened.identify(amy[2], actor="door", purpose=PURPOSE).faces[0].candidates[0].subject == "amy"
+    assert not Path(str(db) + ".key.new").exists()

@@ -152,8 +152,7 @@ class Gallery:
         with self.store.read() as tx:
             if tx.get_meta("initialised_at") is None:
                 raise StoreError(
-                    f"{store.location}: database is not initialised; "
-                    f"run `faceledger --db {store.location} init`"
+                    f"{store.location}: database is not initialised; run `faceledger --db {store.location} init`"
                 )
             self._refresh_policy(tx)
 
@@ -281,9 +280,7 @@ class Gallery:
         if self._policy is None or self._policy.hash != current:
             text = tx.get_policy(current)
             if text is None:
-                raise StoreError(
-                    f"{self.store.location}: active policy {current[:12]} is missing from the database"
-                )
+                raise StoreError(f"{self.store.location}: active policy {current[:12]} is missing from the database")
             self._policy = parse_policy(text, f"policy {current[:12]}")
         return self._policy
 
@@ -291,6 +288,19 @@ class Gallery:
         if self._master is None:
             master = crypto.load_master_key(self.key_file)
             expected = tx.get_meta("master_key_id")
+            pending = None if self.key_file is None else _pending_key_file(self.key_file)
+            if (
+                expected != master.id
+                and pending is not None
+                and pending.exists()
+                and master.source != (crypto.MASTER_KEY_ENV)
+            ):
+                # a rotation committed but was interrupted before the new key file replaced the old one
+                candidate = crypto.load_master_key(pending)
+                if candidate.id == expected:
+                    assert self.key_file is not None
+                    os.replace(pending, self.key_file)
+                    master = crypto.MasterKey(candidate.key, str(self.key_file))
             if expected != master.id:
                 raise MasterKeyError(
                     f"{master.source}: master key {master.id} is not the one this database was created with "
@@ -298,6 +308,62 @@ class Gallery:
                 )
             self._master = master
         return self._master
+
+    def rotate_master_key(self, *, actor: str, purpose: str = "key rotation") -> dict[str, Any]:
+        """Re-wrap every subject data key with a new master key written to the key file.
+
+        Afterwards only the new key opens this database; backups taken before the rotation need the old key,
+        so destroying every copy of the old key makes them unreadable (including subjects erased since).
+        Only key files can be rotated (not ``FACELEDGER_MASTER_KEY``). The rotation is an audit entry.
+        """
+        actor, purpose = _accountable(actor, purpose)
+        if os.environ.get(crypto.MASTER_KEY_ENV):
+            raise MasterKeyError(
+                f"the master key comes from {crypto.MASTER_KEY_ENV}; rotation writes a key file, so unset it and "
+                "give the key file (--key-file)"
+            )
+        if self.key_file is None:
+            raise MasterKeyError("no key file to rotate; open the gallery with key_file=...")
+        with self.store.read() as tx:
+            old = self._master_key(tx)
+        pending = _pending_key_file(self.key_file)
+        if pending.exists():
+            raise MasterKeyError(f"{pending} exists: an earlier rotation did not finish; move it away first")
+        new = crypto.create_key_file(pending)
+        now = to_text(self._now())
+        try:
+            with self.store.write() as tx:
+                if tx.get_meta("master_key_id") != old.id:
+                    raise MasterKeyError("the master key changed while rotating; retry")
+                keys = tx.list_subject_keys()
+                for key in keys:
+                    data_key = old.unwrap(key.wrapped, subject_id=key.subject_id, key_id=key.id)
+                    tx.rewrap_subject_key(key.id, new.wrap(data_key, subject_id=key.subject_id, key_id=key.id), new.id)
+                tx.set_meta("master_key_id", new.id)
+                entry = self._append(
+                    tx,
+                    AuditDraft(
+                        action="key.rotate",
+                        actor=actor,
+                        purpose=purpose,
+                        details={"old_master_key_id": old.id, "new_master_key_id": new.id, "subject_keys": len(keys)},
+                    ),
+                    now,
+                )
+        except BaseException:
+            pending.unlink(missing_ok=True)
+            raise
+        os.replace(pending, self.key_file)
+        self._master = crypto.MasterKey(new.key, str(self.key_file))
+        reclaimed = self.store.reclaim()
+        return {
+            "old_master_key_id": old.id,
+            "new_master_key_id": new.id,
+            "subject_keys": len(keys),
+            "key_file": str(self.key_file),
+            "audit_seq": entry.seq,
+            "reclaimed": reclaimed,
+        }
 
     def _gallery_name(self, policy: LoadedPolicy, gallery: str | None) -> str:
         try:
@@ -331,9 +397,7 @@ class Gallery:
         if key is None:
             record = tx.get_subject_key(subject)
             if record is None:
-                raise StoreError(
-                    f"subject {subject!r} has templates but no data key: the database is damaged"
-                )
+                raise StoreError(f"subject {subject!r} has templates but no data key: the database is damaged")
             key = self._master_key(tx).unwrap(record.wrapped, subject_id=subject, key_id=record.id)
             self._data_keys[subject] = key
         return key
@@ -384,9 +448,7 @@ class Gallery:
                 del self._data_keys[subject]
         return index
 
-    def _allowed_subjects(
-        self, tx: Transaction, gallery: str, purpose: str | None, now: datetime
-    ) -> _AllowedCache:
+    def _allowed_subjects(self, tx: Transaction, gallery: str, purpose: str | None, now: datetime) -> _AllowedCache:
         """Subjects of ``gallery`` whose consent is valid now for ``purpose`` (any purpose when None)."""
         version = (tx.get_meta("consent_version"), tx.data_version())
         key = (gallery, purpose or "")
@@ -440,9 +502,7 @@ class Gallery:
             data = image.read()
             source = str(getattr(image, "name", "<stream>"))
         else:
-            raise ImageError(
-                repr(type(image).__name__), "not an image: give a path, bytes, a file or an array"
-            )
+            raise ImageError(repr(type(image).__name__), "not an image: give a path, bytes, a file or an array")
         try:
             array = self.engine.load(io.BytesIO(data))
         except ImageError as exc:
@@ -523,9 +583,7 @@ class Gallery:
         given = _moment(given_at, "given_at") or now
         expires = _moment(expires_at, "expires_at")
         if expires is not None and expires <= max(given, now):
-            raise ConsentError(
-                f"consent for {subject!r}: expires_at {to_text(expires)} is not after given_at and now"
-            )
+            raise ConsentError(f"consent for {subject!r}: expires_at {to_text(expires)} is not after given_at and now")
         with self.store.write() as tx:
             policy = self._refresh_policy(tx)
             gallery_name = self._gallery_name(policy, gallery)
@@ -652,9 +710,7 @@ class Gallery:
         return ConsentWithdrawal(subject, [c.id for c in active], entry.seq, erasure)
 
     def _has_valid_consent(self, tx: Transaction, subject: str, gallery: str, now: datetime) -> bool:
-        return any(
-            c.gallery == gallery and c.state(now) == "valid" for c in tx.list_consents(subject_id=subject)
-        )
+        return any(c.gallery == gallery and c.state(now) == "valid" for c in tx.list_consents(subject_id=subject))
 
     def _find_consent(
         self,
@@ -681,9 +737,7 @@ class Gallery:
                 f"no consent recorded for subject {subject!r}: enrollment refused. Record it first with "
                 f"`faceledger consent add {subject} --collected-by ... --legal-basis ... --evidence ...`"
             )
-        states = ", ".join(
-            f"{c.id[:8]} ({c.gallery}/{c.purpose}: {c.state(now)})" for c in (candidates or records)
-        )
+        states = ", ".join(f"{c.id[:8]} ({c.gallery}/{c.purpose}: {c.state(now)})" for c in (candidates or records))
         raise ConsentError(
             f"subject {subject!r} has no valid consent for gallery {gallery!r} and purpose {purpose!r} "
             f"(found: {states}): enrollment refused"
@@ -766,9 +820,7 @@ class Gallery:
                 queries = np.stack([v for _, _, v in accepted])
                 hits = index.search(queries, 3, allowed=enrolled_here, min_similarity=threshold)
                 for (_, outcome, _), face_hits in zip(accepted, hits, strict=True):
-                    duplicates += [
-                        DuplicateWarning(outcome.source, h.subject, h.similarity) for h in face_hits
-                    ]
+                    duplicates += [DuplicateWarning(outcome.source, h.subject, h.similarity) for h in face_hits]
 
             created = False
             key_id = None
@@ -845,8 +897,7 @@ class Gallery:
                             for o in final
                         ],
                         "possible_duplicates": [
-                            {"subject": d.other_subject, "similarity": round(d.similarity, 4)}
-                            for d in duplicates
+                            {"subject": d.other_subject, "similarity": round(d.similarity, 4)} for d in duplicates
                         ],
                     },
                 ),
@@ -950,9 +1001,7 @@ class Gallery:
                 states = [c.state(now_dt) for c in tx.list_consents(subject.id, subject.gallery)]
                 state: Any = "valid" if "valid" in states else (states[-1] if states else "none")
                 out.append(
-                    SubjectInfo(
-                        subject.id, subject.gallery, counts.get(subject.id, 0), subject.created_at, state
-                    )
+                    SubjectInfo(subject.id, subject.gallery, counts.get(subject.id, 0), subject.created_at, state)
                 )
             self._append(
                 tx,
@@ -1080,9 +1129,7 @@ class Gallery:
                         )
                     )
                     matches.append(CandidateMatch(hit.subject, hit.similarity, rank, cid))
-                faces.append(
-                    FaceResult(i, box, float(dets.quality[i]), list(dets.quality_reasons[i]), matches)
-                )
+                faces.append(FaceResult(i, box, float(dets.quality[i]), list(dets.quality_reasons[i]), matches))
         return Identification(
             search_id=search_id,
             source=probe.source,
@@ -1170,9 +1217,7 @@ class Gallery:
         )
 
     # ------------------------------------------------------------------------------------------ review
-    def pending_reviews(
-        self, *, actor: str, purpose: str, gallery: str | None = None
-    ) -> list[CandidateRecord]:
+    def pending_reviews(self, *, actor: str, purpose: str, gallery: str | None = None) -> list[CandidateRecord]:
         """Candidates awaiting review (oldest first); the look-up is an audit entry."""
         actor, purpose = _accountable(actor, purpose)
         now = to_text(self._now())
@@ -1228,9 +1273,7 @@ class Gallery:
                     f"it cannot be reviewed for {purpose!r}"
                 )
             if candidate.status != "pending":
-                raise ReviewError(
-                    f"candidate {candidate_id} was already {candidate.status} at {candidate.decided_at}"
-                )
+                raise ReviewError(f"candidate {candidate_id} was already {candidate.status} at {candidate.decided_at}")
             record = ReviewRecord(uuid.uuid4().hex, candidate_id, reviewer, decision, reason.strip(), now)  # type: ignore[arg-type]
             tx.add_review(record)
             reviews = tx.reviews_of(candidate_id)
@@ -1282,9 +1325,7 @@ class Gallery:
             return tx.list_candidates(status=status, gallery=gallery, subject_id=subject)
 
     # ------------------------------------------------------------------------------------------ erase
-    def erase(
-        self, subject: str, *, actor: str, purpose: str, reason: str = "erasure request"
-    ) -> ErasureReceipt:
+    def erase(self, subject: str, *, actor: str, purpose: str, reason: str = "erasure request") -> ErasureReceipt:
         """Erase a subject: templates, data key, candidates, reviews deleted; consents ended; space reclaimed.
 
         The receipt names the audit entry that records the erasure. Consent records stay (they prove past
@@ -1293,9 +1334,7 @@ class Gallery:
         actor, purpose = _accountable(actor, purpose)
         with self.store.write() as tx:
             self._refresh_policy(tx)
-            receipt = self._erase_in(
-                tx, subject, reason=reason, actor=actor, purpose=purpose, now=self._now()
-            )
+            receipt = self._erase_in(tx, subject, reason=reason, actor=actor, purpose=purpose, now=self._now())
         return _with_reclaim(receipt, self.store.reclaim())
 
     def _erase_in(
@@ -1305,9 +1344,7 @@ class Gallery:
         record = tx.get_subject(subject)
         consents = tx.list_consents(subject_id=subject)
         if record is None and not consents:
-            raise UnknownSubjectError(
-                f"no subject {subject!r}: nothing to erase (`faceledger subjects` lists them)"
-            )
+            raise UnknownSubjectError(f"no subject {subject!r}: nothing to erase (`faceledger subjects` lists them)")
         templates = len(tx.templates_of(subject))
         key = tx.get_subject_key(subject)
         candidates = tx.delete_candidates_of(subject)
@@ -1394,9 +1431,7 @@ class Gallery:
                 report.audit_seqs.append(entry.seq)
                 report.consents_expired += [c.id for c in expired]
                 enrolled = tx.get_subject(subject)
-                if enrolled is not None and not self._has_valid_consent(
-                    tx, subject, enrolled.gallery, now_dt
-                ):
+                if enrolled is not None and not self._has_valid_consent(tx, subject, enrolled.gallery, now_dt):
                     receipt = self._erase_in(
                         tx, subject, reason="consent expired", actor=actor, purpose=purpose, now=now_dt
                     )
@@ -1521,9 +1556,7 @@ class Gallery:
                     actor=actor,
                     purpose=purpose,
                     policy_hash=policy.hash,
-                    details={
-                        k: v for k, v in report.to_dict().items() if k not in ("audit_seqs", "reclaimed")
-                    },
+                    details={k: v for k, v in report.to_dict().items() if k not in ("audit_seqs", "reclaimed")},
                 ),
                 report.ran_at,
             )
@@ -1656,6 +1689,10 @@ class Gallery:
                 to_text(now_dt),
             )
         return report
+
+
+def _pending_key_file(key_file: Path) -> Path:
+    return key_file.with_name(key_file.name + ".new")
 
 
 def _as_policy(policy: str | os.PathLike[str] | LoadedPolicy | None) -> LoadedPolicy:

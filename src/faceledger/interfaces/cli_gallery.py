@@ -342,18 +342,14 @@ def consent_withdraw(
     """Withdraw SUBJECT's consent; with no valid consent left, the subject is erased."""
     actor, purpose = _need(actor, purpose)
     with _gallery(ctx, db, key_file) as g:
-        result = g.withdraw_consent(
-            subject, actor=actor, purpose=purpose, consent_id=consent_id, reason=reason
-        )
+        result = g.withdraw_consent(subject, actor=actor, purpose=purpose, consent_id=consent_id, reason=reason)
     if as_json:
         _emit(result.to_dict())
     else:
         click.echo(f"withdrew {len(result.withdrawn)} consent(s) of {subject}")
         if result.erasure is not None:
             e = result.erasure
-            click.echo(
-                f"erased {subject}: {e.templates_destroyed} template(s), key destroyed (audit #{e.audit_seq})"
-            )
+            click.echo(f"erased {subject}: {e.templates_destroyed} template(s), key destroyed (audit #{e.audit_seq})")
 
 
 @consent_group.command("list")
@@ -404,12 +400,8 @@ def _enroll_text(result: Any) -> None:
 @click.command("enroll")
 @click.argument("subject")
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--consent", "consent_id", help="Consent record to rely on (default: the valid one for --purpose)."
-)
-@click.option(
-    "--face", "face_index", type=int, help="Face to enroll when an image has several (0 = largest)."
-)
+@click.option("--consent", "consent_id", help="Consent record to rely on (default: the valid one for --purpose).")
+@click.option("--face", "face_index", type=int, help="Face to enroll when an image has several (0 = largest).")
 @click.option("--gallery", help="Gallery (default: the policy's only gallery).")
 @click.option(
     "--recognizer",
@@ -545,18 +537,14 @@ def subjects_command(
         if as_json:
             _emit(s.to_dict())
         else:
-            click.echo(
-                f"{s.id}  {s.gallery}  {s.templates} template(s)  consent {s.consent}  since {s.created_at}"
-            )
+            click.echo(f"{s.id}  {s.gallery}  {s.templates} template(s)  consent {s.consent}  since {s.created_at}")
 
 
 # identify
 @click.command("identify")
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--gallery", help="Gallery to search (default: the policy's only gallery).")
-@click.option(
-    "--top-k", type=click.IntRange(1, 100), help="Candidates per face (default: the policy's top_k)."
-)
+@click.option("--top-k", type=click.IntRange(1, 100), help="Candidates per face (default: the policy's top_k).")
 @click.option(
     "--recognizer",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -607,8 +595,7 @@ def identify_command(
                     box = ", ".join(f"{v:.0f}" for v in face.box)
                     if face.candidates:
                         names = ", ".join(
-                            f"{c.subject} ({c.similarity:.3f}, candidate {c.candidate_id})"
-                            for c in face.candidates
+                            f"{c.subject} ({c.similarity:.3f}, candidate {c.candidate_id})" for c in face.candidates
                         )
                         click.echo(f"  face {face.index} [{box}]: {names}  -> pending review")
                     else:
@@ -651,8 +638,7 @@ def verify_subject_command(
     else:
         verdict = "match" if result.match else "no match"
         click.echo(
-            f"{image}: {verdict} for {subject} (similarity {result.similarity:.3f}, "
-            f"threshold {result.threshold:.3f})"
+            f"{image}: {verdict} for {subject} (similarity {result.similarity:.3f}, threshold {result.threshold:.3f})"
         )
 
 
@@ -830,14 +816,10 @@ def _parse_head(value: str | None) -> AuditHead | None:
 
 
 @audit_group.command("verify")
-@click.option(
-    "--expect", help="A head published earlier (SEQ:HASH from `audit head`); the chain must extend it."
-)
+@click.option("--expect", help="A head published earlier (SEQ:HASH from `audit head`); the chain must extend it.")
 @_common
 @click.pass_context
-def audit_verify(
-    ctx: click.Context, expect: str | None, db: Path | None, key_file: Path | None, as_json: bool
-) -> None:
+def audit_verify(ctx: click.Context, expect: str | None, db: Path | None, key_file: Path | None, as_json: bool) -> None:
     """Recompute the chain; exit 1 and name the first entry altered, removed, inserted or reordered."""
     anchor = _parse_head(expect)
     with _gallery(ctx, db, key_file) as g:
@@ -901,9 +883,7 @@ def audit_show(
 
 
 @audit_group.command("export")
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout)."
-)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
 @_common
 @_who
 @click.pass_context
@@ -934,9 +914,7 @@ def audit_export(
 
 # report
 @click.command("report")
-@click.option(
-    "--period", type=click.Choice(["day", "week", "month", "year"]), default="month", show_default=True
-)
+@click.option("--period", type=click.Choice(["day", "week", "month", "year"]), default="month", show_default=True)
 @click.option("--since", help="Count from this date (ISO 8601).")
 @click.option("--until", help="Count until this date, exclusive (ISO 8601).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write Markdown here.")
@@ -1014,9 +992,7 @@ def keys_list(ctx: click.Context, db: Path | None, key_file: Path | None, as_jso
             _emit(key.to_dict())
         else:
             state = "active" if key.active else f"revoked {key.revoked_at}"
-            click.echo(
-                f"{key.id}  {key.owner}  {key.role}  {state}  created {key.created_at} by {key.created_by}"
-            )
+            click.echo(f"{key.id}  {key.owner}  {key.role}  {state}  created {key.created_at} by {key.created_by}")
 
 
 @keys_group.command("revoke")
@@ -1041,6 +1017,35 @@ def keys_revoke(
         _emit(record.to_dict())
     else:
         click.echo(f"key {record.id} revoked")
+
+
+@keys_group.command("rotate-master")
+@_common
+@_who
+@click.pass_context
+def keys_rotate_master(
+    ctx: click.Context,
+    db: Path | None,
+    key_file: Path | None,
+    as_json: bool,
+    actor: str | None,
+    purpose: str | None,
+) -> None:
+    """Re-wrap every subject key with a new master key (written to the key file).
+
+    Destroy every copy of the old key file afterwards: backups taken before the rotation then become
+    unreadable, including the templates of subjects erased since.
+    """
+    actor, _ = _need(actor, "key rotation")
+    with _gallery(ctx, db, key_file) as g:
+        info = g.rotate_master_key(actor=actor, purpose=purpose or "key rotation")
+    if as_json:
+        _emit(info)
+    else:
+        click.echo(
+            f"master key {info['old_master_key_id']} -> {info['new_master_key_id']}: "
+            f"{info['subject_keys']} subject key(s) re-wrapped; new key in {info['key_file']}"
+        )
 
 
 COMMANDS: list[click.Command] = [

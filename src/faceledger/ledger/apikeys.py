@@ -22,9 +22,7 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_api_key(
-    tx: Transaction, *, owner: str, role: str, created_by: str, now: str
-) -> tuple[ApiKey, str]:
+def create_api_key(tx: Transaction, *, owner: str, role: str, created_by: str, now: str) -> tuple[ApiKey, str]:
     """Create a key; returns the record and the token (shown once, never stored)."""
     checked = role_of(role)
     if not owner.strip():

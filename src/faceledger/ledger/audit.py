@@ -195,13 +195,9 @@ def verify_chain(
     rows = list(rows)
     if not rows:
         if recorded_head is not None and recorded_head.seq > 0:
-            return _fail(
-                0, None, None, recorded_head.seq, f"all entries up to seq {recorded_head.seq} are missing"
-            )
+            return _fail(0, None, None, recorded_head.seq, f"all entries up to seq {recorded_head.seq} are missing")
         if expected_head is not None and expected_head.seq > 0:
-            return _fail(
-                0, None, None, expected_head.seq, "the ledger is empty but an anchored head was given"
-            )
+            return _fail(0, None, None, expected_head.seq, "the ledger is empty but an anchored head was given")
         return VerifyResult(True, 0, None, None)
 
     first_seq = rows[0].seq
@@ -212,9 +208,7 @@ def verify_chain(
             if not isinstance(data, dict):
                 raise ValueError("not an object")
         except ValueError:
-            return _fail(
-                len(rows), first_seq, None, row.seq, f"entry {row.seq} altered: body is not valid JSON"
-            )
+            return _fail(len(rows), first_seq, None, row.seq, f"entry {row.seq} altered: body is not valid JSON")
         parsed.append(data)
 
     # Where the chain starts after a retention purge: the prev hash the first remaining entry must carry.
@@ -252,14 +246,10 @@ def verify_chain(
         if seq != expected_seq:
             if seq > expected_seq:
                 span = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}..{seq - 1}"
-                return _fail(
-                    len(rows), first_seq, None, expected_seq, f"entry {span} removed before entry {seq}"
-                )
+                return _fail(len(rows), first_seq, None, expected_seq, f"entry {span} removed before entry {seq}")
             return _fail(len(rows), first_seq, None, seq, f"entry {seq} out of order")
         if sha256_hex(row.body) != row.hash:
-            return _fail(
-                len(rows), first_seq, None, seq, f"entry {seq} altered: its hash does not match its content"
-            )
+            return _fail(len(rows), first_seq, None, seq, f"entry {seq} altered: its hash does not match its content")
         if data.get("seq") != seq:
             return _fail(
                 len(rows),
@@ -285,9 +275,7 @@ def verify_chain(
         }
         for name, value in columns.items():
             if data.get(name) != value:
-                return _fail(
-                    len(rows), first_seq, None, seq, f"entry {seq} altered: column {name!r} was changed"
-                )
+                return _fail(len(rows), first_seq, None, seq, f"entry {seq} altered: column {name!r} was changed")
         prev_hash = row.hash
         expected_seq = seq + 1
 

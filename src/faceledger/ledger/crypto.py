@@ -49,9 +49,7 @@ class MasterKey:
 
     def __post_init__(self) -> None:
         if len(self.key) != KEY_BYTES:
-            raise MasterKeyError(
-                f"{self.source}: the master key must be {KEY_BYTES} bytes, got {len(self.key)}"
-            )
+            raise MasterKeyError(f"{self.source}: the master key must be {KEY_BYTES} bytes, got {len(self.key)}")
 
     def __repr__(self) -> str:
         return f"MasterKey(id={self.id!r}, source={self.source!r})"
@@ -129,8 +127,7 @@ def load_master_key(key_file: str | os.PathLike[str] | None) -> MasterKey:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise MasterKeyError(
-            f"{path}: master key file not found; give the key file created by init (--key-file) "
-            f"or set {MASTER_KEY_ENV}"
+            f"{path}: master key file not found; give the key file created by init (--key-file) or set {MASTER_KEY_ENV}"
         ) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise MasterKeyError(f"{path}: key file is accessible by other users; run: chmod 600 {path}")
@@ -142,17 +139,13 @@ def new_data_key() -> bytes:
     return AESGCM.generate_key(bit_length=256)
 
 
-def encrypt_template(
-    data_key: bytes, plaintext: bytes, *, subject_id: str, template_id: str
-) -> tuple[bytes, bytes]:
+def encrypt_template(data_key: bytes, plaintext: bytes, *, subject_id: str, template_id: str) -> tuple[bytes, bytes]:
     """Encrypt a template's bytes; returns ``(nonce, ciphertext+tag)``."""
     nonce = os.urandom(NONCE_BYTES)
     return nonce, AESGCM(data_key).encrypt(nonce, plaintext, _aad(_TEMPLATE_AAD, subject_id, template_id))
 
 
-def decrypt_template(
-    data_key: bytes, nonce: bytes, ciphertext: bytes, *, subject_id: str, template_id: str
-) -> bytes:
+def decrypt_template(data_key: bytes, nonce: bytes, ciphertext: bytes, *, subject_id: str, template_id: str) -> bytes:
     """Decrypt a template; :class:`MasterKeyError` if it was altered or moved to another subject."""
     try:
         return AESGCM(data_key).decrypt(nonce, ciphertext, _aad(_TEMPLATE_AAD, subject_id, template_id))

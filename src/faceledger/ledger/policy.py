@@ -28,9 +28,7 @@ class Deployment(_Strict):
 
     controller: str = Field(min_length=1, description="organisation responsible for the processing")
     purpose: str = Field(min_length=1, description="what the deployment is for, in plain words")
-    legal_basis: str = Field(
-        min_length=1, description="legal basis of the processing, e.g. 'explicit consent'"
-    )
+    legal_basis: str = Field(min_length=1, description="legal basis of the processing, e.g. 'explicit consent'")
     contact: str = Field(default="", description="where people can ask about or object to the processing")
 
 
@@ -47,16 +45,10 @@ class Identification(_Strict):
 class Retention(_Strict):
     """How long records are kept, in days. Templates and audit entries are kept without limit when unset."""
 
-    templates_days: int | None = Field(
-        default=None, ge=1, description="age after which templates are deleted"
-    )
-    consents_days: int = Field(
-        default=3 * 365, ge=0, description="days consent records are kept after they end"
-    )
+    templates_days: int | None = Field(default=None, ge=1, description="age after which templates are deleted")
+    consents_days: int = Field(default=3 * 365, ge=0, description="days consent records are kept after they end")
     audit_days: int | None = Field(default=None, ge=1, description="age after which audit entries are purged")
-    reviews_days: int = Field(
-        default=365, ge=1, description="age after which candidates and reviews are deleted"
-    )
+    reviews_days: int = Field(default=365, ge=1, description="age after which candidates and reviews are deleted")
 
 
 class GalleryPolicy(_Strict):
@@ -114,15 +106,12 @@ class Policy(_Strict):
             if len(self.galleries) == 1:
                 return self.galleries[0]
             raise KeyError(
-                "this policy has several galleries; choose one of: "
-                + ", ".join(g.name for g in self.galleries)
+                "this policy has several galleries; choose one of: " + ", ".join(g.name for g in self.galleries)
             )
         for gallery in self.galleries:
             if gallery.name == name:
                 return gallery
-        raise KeyError(
-            f"no gallery {name!r} in the policy; galleries: {', '.join(g.name for g in self.galleries)}"
-        )
+        raise KeyError(f"no gallery {name!r} in the policy; galleries: {', '.join(g.name for g in self.galleries)}")
 
 
 class LoadedPolicy:
@@ -190,9 +179,7 @@ def load_policy(path: str | os.PathLike[str]) -> LoadedPolicy:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PolicyError(
-            str(path), [("(file)", "not found; `faceledger policy example` prints a template")]
-        ) from None
+        raise PolicyError(str(path), [("(file)", "not found; `faceledger policy example` prints a template")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(str(path), [("(file)", f"cannot be read: {exc}")]) from None
     return parse_policy(text, str(path))

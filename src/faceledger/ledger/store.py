@@ -120,6 +120,14 @@ class Transaction(Protocol):
         """A subject's wrapped data key."""
         ...
 
+    def list_subject_keys(self) -> list[SubjectKey]:
+        """Every wrapped data key (for master key rotation)."""
+        ...
+
+    def rewrap_subject_key(self, key_id: str, wrapped: bytes, master_key_id: str) -> None:
+        """Replace a data key's wrapping (same data key, new master key)."""
+        ...
+
     # consents
     def add_consent(self, consent: Consent) -> None:
         """Insert a consent record."""
@@ -185,9 +193,7 @@ class Transaction(Protocol):
         """Candidates, oldest first."""
         ...
 
-    def set_candidate_status(
-        self, candidate_id: str, status: CandidateStatus, decided_at: str | None
-    ) -> None:
+    def set_candidate_status(self, candidate_id: str, status: CandidateStatus, decided_at: str | None) -> None:
         """Record a candidate's review outcome."""
         ...
 
@@ -337,9 +343,7 @@ class SQLiteStore:
         path = Path(path)
         if not path.exists():
             if not create:
-                raise StoreError(
-                    f"{path}: no faceledger database here; create one with `faceledger --db {path} init`"
-                )
+                raise StoreError(f"{path}: no faceledger database here; create one with `faceledger --db {path} init`")
             if not path.parent.is_dir():
                 raise StoreError(f"{path}: folder {path.parent} does not exist")
             # The database holds personal data: readable by its owner only.
@@ -505,9 +509,7 @@ _CONSENT_COLS = (
     "id, subject_id, gallery, collected_by, legal_basis, purpose, evidence_ref, given_at, expires_at, "
     "withdrawn_at, ended_reason, recorded_at, recorded_by"
 )
-_TEMPLATE_COLS = (
-    "id, subject_id, key_id, model, dim, nonce, ciphertext, source_sha256, face_index, quality, created_at"
-)
+_TEMPLATE_COLS = "id, subject_id, key_id, model, dim, nonce, ciphertext, source_sha256, face_index, quality, created_at"
 _CANDIDATE_COLS = (
     "id, search_id, audit_seq, gallery, purpose, actor, probe_sha256, face_index, box, subject_id, "
     "similarity, rank, threshold, policy_hash, status, created_at, decided_at"
@@ -542,8 +544,7 @@ class _SQLiteTx:
 
     def set_meta(self, key: str, value: str) -> None:
         self._c.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
 
@@ -587,9 +588,7 @@ class _SQLiteTx:
             raise DuplicateError(f"subject {subject.id!r} already exists") from None
 
     def get_subject(self, subject_id: str) -> Subject | None:
-        row = self._one(
-            "SELECT id, gallery, created_at, created_by FROM subjects WHERE id = ?", (subject_id,)
-        )
+        row = self._one("SELECT id, gallery, created_at, created_by FROM subjects WHERE id = ?", (subject_id,))
         return None if row is None else Subject(*row)
 
     def list_subjects(self, gallery: str | None = None) -> list[Subject]:
@@ -601,10 +600,7 @@ class _SQLiteTx:
         return [Subject(*r) for r in self._all(sql + " ORDER BY id", params)]
 
     def template_counts(self) -> dict[str, int]:
-        return {
-            r[0]: int(r[1])
-            for r in self._all("SELECT subject_id, COUNT(*) FROM templates GROUP BY subject_id")
-        }
+        return {r[0]: int(r[1]) for r in self._all("SELECT subject_id, COUNT(*) FROM templates GROUP BY subject_id")}
 
     def delete_subject(self, subject_id: str) -> None:
         self._c.execute("DELETE FROM templates WHERE subject_id = ?", (subject_id,))
@@ -613,18 +609,25 @@ class _SQLiteTx:
 
     def add_subject_key(self, key: SubjectKey) -> None:
         self._c.execute(
-            "INSERT INTO subject_keys (id, subject_id, wrapped, master_key_id, created_at) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO subject_keys (id, subject_id, wrapped, master_key_id, created_at) VALUES (?, ?, ?, ?, ?)",
             (key.id, key.subject_id, key.wrapped, key.master_key_id, key.created_at),
         )
 
     def get_subject_key(self, subject_id: str) -> SubjectKey | None:
         row = self._one(
-            "SELECT id, subject_id, wrapped, master_key_id, created_at FROM subject_keys "
-            "WHERE subject_id = ?",
+            "SELECT id, subject_id, wrapped, master_key_id, created_at FROM subject_keys WHERE subject_id = ?",
             (subject_id,),
         )
         return None if row is None else SubjectKey(row[0], row[1], bytes(row[2]), row[3], row[4])
+
+    def list_subject_keys(self) -> list[SubjectKey]:
+        rows = self._all("SELECT id, subject_id, wrapped, master_key_id, created_at FROM subject_keys ORDER BY id")
+        return [SubjectKey(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in rows]
+
+    def rewrap_subject_key(self, key_id: str, wrapped: bytes, master_key_id: str) -> None:
+        self._c.execute(
+            "UPDATE subject_keys SET wrapped = ?, master_key_id = ? WHERE id = ?", (wrapped, master_key_id, key_id)
+        )
 
     # consents
     def add_consent(self, consent: Consent) -> None:
@@ -665,9 +668,7 @@ class _SQLiteTx:
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         return [
             _consent(r)
-            for r in self._all(
-                f"SELECT {_CONSENT_COLS} FROM consents{where} ORDER BY recorded_at, id", params
-            )
+            for r in self._all(f"SELECT {_CONSENT_COLS} FROM consents{where} ORDER BY recorded_at, id", params)
         ]
 
     def end_consent(self, consent_id: str, withdrawn_at: str | None, reason: str) -> None:
@@ -700,8 +701,7 @@ class _SQLiteTx:
             )
         except sqlite3.IntegrityError:
             raise DuplicateError(
-                f"subject {template.subject_id!r} already has a template from this image "
-                f"(face {template.face_index})"
+                f"subject {template.subject_id!r} already has a template from this image (face {template.face_index})"
             ) from None
 
     def template_refs(self) -> list[TemplateRef]:
@@ -726,15 +726,11 @@ class _SQLiteTx:
         return [_template(r) for r in rows]
 
     def sources_of(self, source_sha256: str) -> list[tuple[str, int]]:
-        rows = self._all(
-            "SELECT subject_id, face_index FROM templates WHERE source_sha256 = ?", (source_sha256,)
-        )
+        rows = self._all("SELECT subject_id, face_index FROM templates WHERE source_sha256 = ?", (source_sha256,))
         return [(r[0], int(r[1])) for r in rows]
 
     def templates_created_before(self, cutoff: str) -> list[TemplateRef]:
-        rows = self._all(
-            "SELECT id, subject_id, model FROM templates WHERE created_at < ? ORDER BY id", (cutoff,)
-        )
+        rows = self._all("SELECT id, subject_id, model FROM templates WHERE created_at < ? ORDER BY id", (cutoff,))
         return [TemplateRef(*r) for r in rows]
 
     def delete_template(self, template_id: str) -> None:
@@ -759,14 +755,10 @@ class _SQLiteTx:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._all(
-            f"SELECT {_CANDIDATE_COLS} FROM candidates{where} ORDER BY created_at, rank, id", params
-        )
+        rows = self._all(f"SELECT {_CANDIDATE_COLS} FROM candidates{where} ORDER BY created_at, rank, id", params)
         return [_candidate(r) for r in rows]
 
-    def set_candidate_status(
-        self, candidate_id: str, status: CandidateStatus, decided_at: str | None
-    ) -> None:
+    def set_candidate_status(self, candidate_id: str, status: CandidateStatus, decided_at: str | None) -> None:
         self._c.execute(
             "UPDATE candidates SET status = ?, decided_at = ? WHERE id = ?",
             (status, decided_at, candidate_id),
@@ -896,9 +888,7 @@ class _SQLiteTx:
         return [ApiKey(*r) for r in self._all(f"SELECT {_API_COLS} FROM api_keys ORDER BY created_at, id")]
 
     def revoke_api_key(self, key_id: str, revoked_at: str) -> None:
-        self._c.execute(
-            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", (revoked_at, key_id)
-        )
+        self._c.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", (revoked_at, key_id))
 
 
 def _template(row: tuple[Any, ...]) -> TemplateRecord:

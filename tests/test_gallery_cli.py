@@ -10,7 +10,6 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from faceledger.engine import Engine
 from faceledger.interfaces.cli_gallery import register
 from faceledger.ledger import MASTER_KEY_ENV
 
@@ -33,8 +32,6 @@ def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("FACELEDGER_DB", str(tmp_path / "cli.db"))
     monkeypatch.setenv("FACELEDGER_ACTOR", "tester")
     monkeypatch.delenv("FACELEDGER_PURPOSE", raising=False)
-    if Engine().calibration is None:  # pragma: no cover - until the bundled card is calibrated
-        monkeypatch.setattr(Engine, "threshold_for_fmr", lambda self, fmr: 0.363)
 
 
 def run(cli: click.Group, *args: str) -> tuple[int, list[dict], str]:  # type: ignore[type-arg]

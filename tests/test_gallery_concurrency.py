@@ -19,13 +19,11 @@ from faceledger.ledger import MASTER_KEY_ENV, SQLiteStore
 pytestmark = pytest.mark.shared_data
 PURPOSE = "access-control"
 
-# Run in child processes: the default engine, with SFace's published threshold until the card is calibrated.
+# Run in child processes: the default engine, one thread each.
 PRELUDE = """
 from faceledger import Engine
 from faceledger.gallery import Gallery
 engine = Engine(threads=1)
-if engine.calibration is None:
-    engine.threshold_for_fmr = lambda fmr: 0.363
 """
 
 

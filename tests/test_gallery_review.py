@@ -40,11 +40,8 @@ class Clock:
 
 @pytest.fixture(scope="module")
 def engine() -> Engine:
-    """The default engine (with SFace's published threshold until the bundled card is calibrated)."""
-    eng = Engine()
-    if eng.calibration is None:  # pragma: no cover - depends on the model card
-        eng.threshold_for_fmr = lambda fmr: 0.363  # type: ignore[method-assign]
-    return eng
+    """The default engine: bundled models, thresholds from the bundled recognizer's calibration."""
+    return Engine()
 
 
 @pytest.fixture

@@ -116,6 +116,13 @@ def test_two_distinct_reviewers_are_needed(
     with pytest.raises(UnknownSubjectError):
         g.review("no-such-candidate", reviewer="rev-1", decision="confirm", reason="x")
     assert g.pending_reviews(actor="rev", purpose=PURPOSE) == []
+    assert g.stats() == {
+        "subjects": 2,
+        "templates": 2,
+        "valid_consents": 2,
+        "pending_reviews": 0,
+        "audit_head_seq": g.audit_head().seq,  # type: ignore[union-attr]
+    }
     assert [c.subject_id for c in g.candidates(status="confirmed")] == ["amy"]
 
     report = g.report(actor="auditor", purpose="transparency")

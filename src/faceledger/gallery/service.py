@@ -1237,7 +1237,8 @@ class Gallery:
         return records
 
     def reviews(self, candidate_id: str) -> list[ReviewRecord]:
-        """The reviews recorded for a candidate."""
+        """The reviews recorded for a candidate (no audit entry: call it after an audited look-up such as
+        :meth:`pending_reviews` that already records the access)."""
         with self.store.read() as tx:
             return tx.reviews_of(candidate_id)
 
@@ -1320,9 +1321,27 @@ class Gallery:
         subject: str | None = None,
         gallery: str | None = None,
     ) -> list[CandidateRecord]:
-        """Candidates by status (``pending``, ``confirmed``, ``rejected``), subject or gallery."""
+        """Candidates by status (``pending``, ``confirmed``, ``rejected``), subject or gallery.
+
+        No audit entry is written: for people-facing listings use :meth:`pending_reviews`; for counts use
+        :meth:`stats`.
+        """
         with self.store.read() as tx:
             return tx.list_candidates(status=status, gallery=gallery, subject_id=subject)
+
+    def stats(self) -> dict[str, int]:
+        """Counts only (no personal data, no audit entry): subjects, templates, valid consents, pending reviews,
+        audit entries."""
+        now = self._now()
+        with self.store.read() as tx:
+            head = tx.audit_head()
+            return {
+                "subjects": len(tx.list_subjects()),
+                "templates": sum(tx.template_counts().values()),
+                "valid_consents": sum(1 for c in tx.list_consents() if c.state(now) == "valid"),
+                "pending_reviews": len(tx.list_candidates(status="pending")),
+                "audit_head_seq": 0 if head is None else head.seq,
+            }
 
     # ------------------------------------------------------------------------------------------ erase
     def erase(self, subject: str, *, actor: str, purpose: str, reason: str = "erasure request") -> ErasureReceipt:

@@ -98,9 +98,7 @@ def summarize(name: str, report: dict[str, Any]) -> list[str]:
     opened = ident.get("open_set")
     if opened:
         pts = ", ".join(
-            f"FPIR {p['fpir_target']:g}: FNIR {p['fnir']:.4f}"
-            if p["supported"]
-            else f"FPIR {p['fpir_target']:g}: n/a"
+            f"FPIR {p['fpir_target']:g}: FNIR {p['fnir']:.4f}" if p["supported"] else f"FPIR {p['fpir_target']:g}: n/a"
             for p in opened["fnir_at_fpir"]
         )
         lines.append(
@@ -116,14 +114,19 @@ def summarize(name: str, report: dict[str, Any]) -> list[str]:
         )
     dem = report.get("demographics")
     if dem:
-        lines.append(
-            f"   per group ({report['dataset']['group_column']}) at threshold {dem['threshold']:.4f}:"
-        )
+        lines.append(f"   per group ({report['dataset']['group_column']}) at threshold {dem['threshold']:.4f}:")
         for g in dem["groups"]:
+
+            def ratio(key: str, group: dict[str, Any] = g) -> str:
+                if not group[f"{key}_comparable"]:
+                    return "(too few pairs to compare)"
+                bound = ">=" if group[f"{key}_ratio_is_lower_bound"] else ""
+                return f"x{bound}{group[f'{key}_ratio_to_best']:.2f} of best"
+
             lines.append(
                 f"     {g['group']:<16} FMR {_fmt(g['fmr'])} ({g['false_matches']}/{g['impostor_pairs']}) "
-                f"x{_fmt(g['fmr_ratio_to_best'], 2)}   FNMR {_fmt(g['fnmr'])} "
-                f"({g['false_non_matches']}/{g['genuine_pairs']}) x{_fmt(g['fnmr_ratio_to_best'], 2)}"
+                f"{ratio('fmr')}   FNMR {_fmt(g['fnmr'])} ({g['false_non_matches']}/{g['genuine_pairs']}) "
+                f"{ratio('fnmr')}"
             )
         for w in dem["warnings"]:
             lines.append(f"     warning: {w}")
@@ -143,16 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     from faceledger.evaluate.runner import evaluate_dataset
     from faceledger.evaluate.splits import split_indices
 
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_faces = os.environ.get("FACELEDGER_FACES") or str(ROOT.parent / "shared" / "data" / "faces")
     parser.add_argument("--faces", type=Path, default=Path(default_faces))
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench_evaluate")
     parser.add_argument("--cache-dir", type=Path, default=None)
-    parser.add_argument(
-        "--no-cache", action="store_true", help="embed everything again (times the embedding)"
-    )
+    parser.add_argument("--no-cache", action="store_true", help="embed everything again (times the embedding)")
     parser.add_argument("--group-column", default="source", help="manifest column used as group label")
     parser.add_argument("--json", action="store_true", help="also print one JSON object with all figures")
     args = parser.parse_args(argv)
@@ -165,9 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     # per-group report; it says nothing about the people in the photos
     full = load_manifest(manifest, group_column=args.group_column)
     engine = Engine()
-    cache = EmbeddingCache(
-        None if args.no_cache else (args.cache_dir or default_cache_dir()), pipeline_id(engine)
-    )
+    cache = EmbeddingCache(None if args.no_cache else (args.cache_dir or default_cache_dir()), pipeline_id(engine))
     info = machine()
     print(f"machine: {info['cpu']} x{info['cpus']}, {info['os']}, Python {info['python']}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))

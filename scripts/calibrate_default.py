@@ -34,9 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from faceledger.evaluate.tomlfile import render_table, replace_table, write_text_atomic
     from faceledger.models.cards import Calibration
 
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_faces = os.environ.get("FACELEDGER_FACES") or str(ROOT.parent / "shared" / "data" / "faces")
     parser.add_argument("--faces", type=Path, default=Path(default_faces), help="development face set folder")
     parser.add_argument("--card", type=Path, default=CARD, help="model card to write")
@@ -76,10 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     table = card_table(result, args.default_fmr)
     Calibration.from_table(table, str(args.card))  # the loader must accept it
     cal = result.calibration
-    print(
-        f"embedded {len(outcomes)} images in {seconds:.1f} s ({cache.hits} from cache); "
-        f"{len(failed)} without face"
-    )
+    print(f"embedded {len(outcomes)} images in {seconds:.1f} s ({cache.hits} from cache); {len(failed)} without face")
     print(f"genuine pairs {cal.genuine_pairs}, impostor pairs {cal.impostor_pairs}")
     print(
         f"threshold for FMR {args.default_fmr:g}: {cal.threshold:.6f}  measured FMR {cal.fmr:.3g} "
@@ -96,10 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(render_table("calibration", table, comment))
         return 0
     write_text_atomic(args.card, new_text)
-    print(
-        "wrote [calibration] to "
-        f"{args.card.relative_to(ROOT) if args.card.is_relative_to(ROOT) else args.card}"
-    )
+    print(f"wrote [calibration] to {args.card.relative_to(ROOT) if args.card.is_relative_to(ROOT) else args.card}")
     return 0
 
 

@@ -91,9 +91,7 @@ def evaluated(subset: dict[str, Any]) -> dict[str, Any]:
     return {"result": result, "out": out}
 
 
-def test_evaluate_reports_failures_and_writes_outputs(
-    subset: dict[str, Any], evaluated: dict[str, Any]
-) -> None:
+def test_evaluate_reports_failures_and_writes_outputs(subset: dict[str, Any], evaluated: dict[str, Any]) -> None:
     result, out = evaluated["result"], evaluated["out"]
     assert result.exit_code == 1, result.output  # one unreadable image: named, the rest evaluated
     assert "corrupt.jpg" in result.stderr
@@ -211,10 +209,11 @@ def test_calibrate_writes_card(
     assert data["calibration"]["default_fmr"] == 0.05
 
 
-def test_calibrate_policy(subset: dict[str, Any], evaluated: dict[str, Any]) -> None:
+def test_calibrate_policy_and_card_together(subset: dict[str, Any], evaluated: dict[str, Any]) -> None:
     policy_mod = pytest.importorskip("faceledger.ledger.policy")
     policy = subset["work"] / "policy.toml"
     policy.write_text(policy_mod.EXAMPLE_POLICY)
+    card = subset["work"] / "card2.toml"
     result = CliRunner().invoke(
         cli(),
         [
@@ -224,23 +223,40 @@ def test_calibrate_policy(subset: dict[str, Any], evaluated: dict[str, Any]) -> 
             "0.05",
             "--policy",
             str(policy),
+            "--card",
+            str(card),
+            "--cache-dir",
+            str(subset["cache"]),
+            "--quiet",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 1  # the corrupt image
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["written"] == [str(card), str(policy)]
+    text = policy.read_text()
+    assert tomllib.loads(text)["identification"]["target_fmr"] == 0.05
+    policy_mod.parse_policy(text, str(policy))
+    # only that value changed: every comment of the example is still there
+    assert text.replace("target_fmr = 0.05", "target_fmr = 1e-3") == policy_mod.EXAMPLE_POLICY
+    assert "policy set" in result.stderr
+    # a target the policy schema refuses leaves the file untouched
+    result = CliRunner().invoke(
+        cli(),
+        [
+            "calibrate",
+            str(subset["csv"]),
+            "--target-fmr",
+            "0.2",
+            "--policy",
+            str(policy),
             "--cache-dir",
             str(subset["cache"]),
             "--quiet",
         ],
     )
-    text = policy.read_text()
-    if "[calibration]" in text:
-        # the policy schema accepts a calibration table: it must hold the threshold and still validate
-        data = tomllib.loads(text)
-        assert data["calibration"]["target_fmr"] == 0.05 and data["calibration"]["impostor_pairs"] == 405
-        policy_mod.parse_policy(text, str(policy))
-        assert "policy set" in result.stderr
-    else:
-        # the schema refuses unknown tables: nothing written, and the user is told what to do instead
-        assert text == policy_mod.EXAMPLE_POLICY
-        assert "--card" in result.stderr
-    assert result.exit_code == 1
+    assert result.exit_code == 1 and "not changed" in result.stderr
+    assert policy.read_text() == text
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:

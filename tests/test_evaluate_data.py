@@ -207,17 +207,13 @@ def test_embed_dataset_uses_cache_and_survives_bad_files(tmp_path: Path) -> None
     again = embed_dataset(ds, engine, cache, progress=False)
     assert engine.calls == 6  # only the corrupt file is tried again; the rest come from the cache
     assert all(o.cached for o in again if o.status in ("ok", "no_face"))
-    assert all(
-        np.array_equal(a.vector, b.vector) for a, b in zip(out, again, strict=True) if a.vector is not None
-    )
+    assert all(np.array_equal(a.vector, b.vector) for a, b in zip(out, again, strict=True) if a.vector is not None)
 
 
 # --------------------------------------------------------------------------------------------- runner
 
 
-def synthetic(
-    n_ids: int = 12, per: int = 4, dim: int = 16, seed: int = 0
-) -> tuple[Dataset, list[ImageOutcome]]:
+def synthetic(n_ids: int = 12, per: int = 4, dim: int = 16, seed: int = 0) -> tuple[Dataset, list[ImageOutcome]]:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(n_ids, dim))
     samples, outcomes = [], []
@@ -226,9 +222,7 @@ def synthetic(
             v = centres[i] + 0.9 * rng.normal(size=dim)
             v = (v / np.linalg.norm(v)).astype(np.float32)
             idx = len(samples)
-            samples.append(
-                Sample(Path(f"/d/p{i}/{j}.jpg"), f"p{i}", group="g1" if i % 3 else "g2", n_faces_expected=1)
-            )
+            samples.append(Sample(Path(f"/d/p{i}/{j}.jpg"), f"p{i}", group="g1" if i % 3 else "g2", n_faces_expected=1))
             outcomes.append(ImageOutcome(idx, f"p{i}/{j}.jpg", "ok", 1, v))
     samples.append(Sample(Path("/d/crowd.jpg"), "", n_faces_expected=3))
     outcomes.append(ImageOutcome(len(outcomes), "crowd.jpg", "ok", 2, np.eye(dim, dtype=np.float32)[0]))
@@ -250,9 +244,7 @@ def test_evaluate_outcomes_matches_direct_computation() -> None:
     ver = rep["verification"]
     assert ver["genuine_pairs"] == gen.size == 12 * 6 and ver["impostor_pairs"] == imp.size
     # AUC as the Mann-Whitney probability, computed independently
-    auc = (np.sum(gen[:, None] > imp[None, :]) + 0.5 * np.sum(gen[:, None] == imp[None, :])) / (
-        gen.size * imp.size
-    )
+    auc = (np.sum(gen[:, None] > imp[None, :]) + 0.5 * np.sum(gen[:, None] == imp[None, :])) / (gen.size * imp.size)
     assert ver["auc"] == pytest.approx(auc, abs=1e-9)
     tar01 = next(e for e in ver["tar_at_fmr"] if e["fmr_target"] == 0.1)
     k = int(0.1 * imp.size)

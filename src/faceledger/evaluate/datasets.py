@@ -24,9 +24,7 @@ from pathlib import Path
 __all__ = ["IMAGE_SUFFIXES", "Dataset", "DatasetError", "Pair", "Sample", "load_dataset"]
 
 #: File name endings treated as images when scanning a folder.
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"}
-)
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"})
 
 
 class DatasetError(ValueError):
@@ -83,12 +81,8 @@ class Dataset:
         index = {old: new for new, old in enumerate(keep)}
         pairs = None
         if self.pairs is not None:
-            pairs = [
-                Pair(index[p.a], index[p.b], p.same) for p in self.pairs if p.a in index and p.b in index
-            ]
-        return Dataset(
-            self.name, self.kind, self.source, [self.samples[i] for i in keep], pairs, self.group_column
-        )
+            pairs = [Pair(index[p.a], index[p.b], p.same) for p in self.pairs if p.a in index and p.b in index]
+        return Dataset(self.name, self.kind, self.source, [self.samples[i] for i in keep], pairs, self.group_column)
 
 
 def load_dataset(
@@ -109,9 +103,7 @@ def load_dataset(
             )
         return load_folder(p)
     if not p.exists():
-        raise DatasetError(
-            f"{p}: no such file or folder; give a folder of identity subfolders, a CSV or pairs file"
-        )
+        raise DatasetError(f"{p}: no such file or folder; give a folder of identity subfolders, a CSV or pairs file")
     if p.suffix.lower() == ".csv":
         return load_manifest(p, group_column)
     if group_column:
@@ -134,8 +126,7 @@ def load_folder(root: Path) -> Dataset:
             samples.append(Sample(entry, ""))
     if not samples:
         raise DatasetError(
-            f"{root}: no images found; expected one subfolder per person "
-            f"({', '.join(sorted(IMAGE_SUFFIXES))})"
+            f"{root}: no images found; expected one subfolder per person ({', '.join(sorted(IMAGE_SUFFIXES))})"
         )
     return Dataset(root.name, "folder", root, samples)
 
@@ -146,9 +137,7 @@ def _int_field(value: str | None, where: str) -> int | None:
     try:
         number = int(value)
     except ValueError:
-        raise DatasetError(
-            f"{where}: n_faces_expected must be an integer (-1 for unknown), got {value!r}"
-        ) from None
+        raise DatasetError(f"{where}: n_faces_expected must be an integer (-1 for unknown), got {value!r}") from None
     return None if number < 0 else number
 
 
@@ -170,9 +159,7 @@ def load_manifest(csv_path: Path, group_column: str | None = None) -> Dataset:
             if column is None and "group" in fields:
                 column = "group"
             if column is not None and column not in fields:
-                raise DatasetError(
-                    f"{csv_path}: no column {column!r} for groups (header has: {', '.join(fields)})"
-                )
+                raise DatasetError(f"{csv_path}: no column {column!r} for groups (header has: {', '.join(fields)})")
             samples = []
             for line, row in enumerate(reader, start=2):
                 where = f"{csv_path}:{line}"
@@ -250,7 +237,6 @@ def load_pairs(pairs_path: Path, images: str | os.PathLike[str] | None = None) -
             pairs.append(Pair(a, b, tokens[0] == tokens[2]))
         else:
             raise DatasetError(
-                f"{where}: expected 'name i j', 'name1 i name2 j' or 'path_a path_b 1|0', got "
-                f"{' '.join(tokens)!r}"
+                f"{where}: expected 'name i j', 'name1 i name2 j' or 'path_a path_b 1|0', got {' '.join(tokens)!r}"
             )
     return Dataset(pairs_path.stem, "pairs", pairs_path, samples, pairs)

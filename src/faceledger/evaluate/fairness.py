@@ -52,9 +52,7 @@ def _compare(errors: Sequence[int], counts: Sequence[int], confidence: float) ->
     total_n, total_e = int(sum(counts)), int(sum(errors))
     overall = total_e / total_n if total_n else None
     k = len(counts)
-    comparable = [
-        bool(overall) and counts[g] > 0 and supports_rate(counts[g], overall or 0.0) for g in range(k)
-    ]
+    comparable = [bool(overall) and counts[g] > 0 and supports_rate(counts[g], overall or 0.0) for g in range(k)]
     rates = [errors[g] / counts[g] if counts[g] else 0.0 for g in range(k)]
     candidates = [g for g in range(k) if comparable[g]]
     if not candidates:

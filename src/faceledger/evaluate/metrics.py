@@ -213,10 +213,7 @@ def best_accuracy(curve: RocCurve, balanced: bool = False) -> tuple[float, float
     ``balanced=True`` averages TAR and ``1 - FMR`` instead.
     """
     n_g, n_i = curve.genuine_pairs, curve.impostor_pairs
-    if balanced:
-        acc = 0.5 * (curve.tar + 1.0 - curve.fmr)
-    else:
-        acc = (curve.tar * n_g + (1.0 - curve.fmr) * n_i) / (n_g + n_i)
+    acc = 0.5 * (curve.tar + 1.0 - curve.fmr) if balanced else (curve.tar * n_g + (1.0 - curve.fmr) * n_i) / (n_g + n_i)
     acc = acc[1:]  # skip +inf, which accepts nothing; that case is equal to a threshold above the top score
     j = int(np.argmax(acc))
     return float(acc[j]), float(curve.thresholds[j + 1])
@@ -453,9 +450,7 @@ def calibrate_threshold(
     )
 
 
-def calibration_curve(
-    genuine: npt.ArrayLike, impostor: npt.ArrayLike, n_points: int = 40
-) -> dict[str, list[float]]:
+def calibration_curve(genuine: npt.ArrayLike, impostor: npt.ArrayLike, n_points: int = 40) -> dict[str, list[float]]:
     """A compact FMR/FNMR curve for a model card: ascending ``thresholds``, non-increasing ``fmr``, ``fnmr``.
 
     Thresholds are taken at log-spaced FMR levels from 0.5 down to the smallest rate the impostor pairs can
@@ -579,9 +574,7 @@ def fnir_at_fpir(
     for target in targets:
         if n_non == 0 or n_mated == 0 or not supports_rate(n_non, target):
             reason = (
-                _unsupported(n_non, target, "non-mated searches")
-                if n_mated
-                else "not supported: no mated searches"
+                _unsupported(n_non, target, "non-mated searches") if n_mated else "not supported: no mated searches"
             )
             points.append(OpenSetPoint(float(target), False, reason))
             continue

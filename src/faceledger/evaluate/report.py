@@ -45,7 +45,7 @@ def one_in(rate: float) -> str:
 def _pct(x: float) -> str:
     if x == 0:
         return "0%"
-    if x >= 0.1 or x == 1:
+    if x >= 0.01:
         return f"{100 * x:.1f}%"
     return f"{100 * x:.2g}%"
 
@@ -91,9 +91,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                 f"(about {one_in(fnmr)}; {at['false_non_matches']:,} of {g:,})."
             )
         else:
-            lines.append(
-                f"At the same threshold, every one of the {g:,} comparisons of the same person matched."
-            )
+            lines.append(f"At the same threshold, every one of the {g:,} comparisons of the same person matched.")
         lines.append(f"The threshold comes from {thr['source']}.")
         lines.append(
             f"Overall separation: a same-person pair scores higher than a different-person pair "
@@ -161,9 +159,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if fail["no_face"]:
         parts.append(f"{len(fail['no_face'])} had no face found")
     if fail["several_faces"]:
-        parts.append(
-            f"{len(fail['several_faces'])} labeled photos showed several faces (the largest was used)"
-        )
+        parts.append(f"{len(fail['several_faces'])} labeled photos showed several faces (the largest was used)")
     if parts:
         lines.append("Of the images, " + ", ".join(parts) + "; they are listed at the end.")
     return lines
@@ -361,9 +357,7 @@ def to_markdown(report: dict[str, Any]) -> str:
                 continue
             out += [f"**{title}** ({len(items)}):", ""]
             for item in items[:MAX_LISTED]:
-                extra = item.get("reason") or (
-                    f"{item['faces']} faces" if "faces" in item else item.get("identity")
-                )
+                extra = item.get("reason") or (f"{item['faces']} faces" if "faces" in item else item.get("identity"))
                 out.append(f"- `{item['image']}`" + (f": {extra}" if extra else ""))
             if len(items) > MAX_LISTED:
                 out.append(f"- ... and {len(items) - MAX_LISTED} more (all in report.json)")
@@ -382,8 +376,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"- One face per image: the {st['face_selection']}.",
         f"- A comparison is a match when its similarity is at or above the threshold; {st['support_rule']}.",
         f"- Intervals: {st['interval']}, {st['confidence']:.0%} confidence.",
-        f"- Images: {report['images']['total']} ({report['images']['from_cache']} embeddings from the "
-        "cache).",
+        f"- Images: {report['images']['total']} ({report['images']['from_cache']} embeddings from the cache).",
     ]
     for note in report.get("notes", []):
         out.append(f"- {note}")

@@ -83,9 +83,7 @@ def _display_name(path: Path, root: Path) -> str:
         return str(path)
 
 
-def embed_dataset(
-    dataset: Dataset, engine: Any, cache: EmbeddingCache, progress: bool = True
-) -> list[ImageOutcome]:
+def embed_dataset(dataset: Dataset, engine: Any, cache: EmbeddingCache, progress: bool = True) -> list[ImageOutcome]:
     """Embed every image of ``dataset`` (each distinct file once), using and filling ``cache``.
 
     A file that cannot be read or decoded becomes an ``"unreadable"`` outcome naming the reason; the rest go
@@ -148,9 +146,7 @@ def _embed_one(index: int, name: str, path: Path, engine: Any, cache: EmbeddingC
             np.asarray(dets.boxes, np.float32).reshape(n, 4),
             np.asarray(dets.scores, np.float32).reshape(n),
             np.asarray(dets.quality, np.float32).reshape(n),
-            vectors.reshape(n, -1)
-            if n
-            else np.zeros((0, vectors.shape[-1] if vectors.ndim == 2 else 0), np.float32),
+            vectors.reshape(n, -1) if n else np.zeros((0, vectors.shape[-1] if vectors.ndim == 2 else 0), np.float32),
         )
         cache.put(digest, faces)
     if len(faces) == 0:
@@ -230,9 +226,7 @@ def _roc_points(roc: m.RocCurve, n_points: int = 200) -> dict[str, list[float | 
     """A few hundred ROC points, log-spaced in FMR, enough to draw the curve (the full ROC stays in
     memory)."""
     levels = np.geomspace(1.0 / max(roc.impostor_pairs, 1), 1.0, n_points)
-    idx = np.unique(
-        np.concatenate(([0], np.searchsorted(roc.fmr, levels, side="right") - 1, [roc.fmr.size - 1]))
-    )
+    idx = np.unique(np.concatenate(([0], np.searchsorted(roc.fmr, levels, side="right") - 1, [roc.fmr.size - 1])))
     idx = idx[idx >= 0]
     thr = roc.thresholds[idx]
     return {
@@ -317,8 +311,7 @@ def _identification(
     held = [k for k in by_identity if k not in enrolled]
     if len(enrolled) < 2 or not held:
         out["notes"].append(
-            f"open-set identification needs enrolled and held-out identities; have {len(enrolled)} "
-            f"and {len(held)}"
+            f"open-set identification needs enrolled and held-out identities; have {len(enrolled)} and {len(held)}"
         )
         return out
     gal = np.stack([multi[k][0].vector for k in enrolled])  # type: ignore[misc]
@@ -337,8 +330,7 @@ def _identification(
     out["open_set"] = {
         "enrolled_identities": len(enrolled),
         "held_out_identities": len(held),
-        "held_out_rule": "sha256('open-set:' + identity) starts with 0-3, or the identity has one "
-        "usable image",
+        "held_out_rule": "sha256('open-set:' + identity) starts with 0-3, or the identity has one usable image",
         **open_set,
     }
     return out
@@ -355,9 +347,7 @@ def _detection(dataset: Dataset, outcomes: list[ImageOutcome]) -> dict[str, Any]
     expected = [int(e) for _, e in known if e is not None]
     detected = [o.n_faces for o, _ in known]
     result = m.detection_metrics(expected, detected).to_dict()
-    result["mismatches"] = [
-        {"image": o.name, "expected": e, "detected": o.n_faces} for o, e in known if e != o.n_faces
-    ]
+    result["mismatches"] = [{"image": o.name, "expected": e, "detected": o.n_faces} for o, e in known if e != o.n_faces]
     result["method"] = "face counts: found = min(detected, expected) per image; extra detections are false"
     return result
 
@@ -401,9 +391,7 @@ def dataset_pair_scores(
     """
     if dataset.pairs is not None:
         pairs, skipped = _pairs_from_file(dataset, outcomes)
-        rule = (
-            f"{len(dataset.pairs)} pairs listed in the pairs file; {skipped} skipped (an image without face)"
-        )
+        rule = f"{len(dataset.pairs)} pairs listed in the pairs file; {skipped} skipped (an image without face)"
         return pairs, rule, skipped
     labeled = [o for o in outcomes if o.vector is not None and dataset.samples[o.index].identity]
     ids = [dataset.samples[o.index].identity for o in labeled]
@@ -411,13 +399,8 @@ def dataset_pair_scores(
     gcodes = None
     if group_names:
         gindex = {g: i for i, g in enumerate(group_names)}
-        gcodes = np.array(
-            [gindex.get(dataset.samples[o.index].group or "", -1) for o in labeled], dtype=np.int32
-        )
-    if labeled:
-        vectors = np.stack([o.vector for o in labeled if o.vector is not None])
-    else:
-        vectors = np.zeros((0, 1), np.float32)
+        gcodes = np.array([gindex.get(dataset.samples[o.index].group or "", -1) for o in labeled], dtype=np.int32)
+    vectors = np.stack([o.vector for o in labeled if o.vector is not None]) if labeled else np.zeros((0, 1), np.float32)
     pairs = all_pair_scores(vectors, np.array([codes[k] for k in ids], dtype=np.int64), gcodes)
     return pairs, "every pair of labeled images with a face (same identity: genuine, different: impostor)", 0
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TomlEditError", "render_table", "replace_table", "write_table"]
+__all__ = ["TomlEditError", "render_table", "replace_table", "set_key", "write_table", "write_text_atomic"]
 
 
 class TomlEditError(ValueError):
@@ -81,9 +81,7 @@ def replace_table(text: str, name: str, table_text: str, where: str = "<toml>") 
     try:
         before = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise TomlEditError(
-            f"{where}: not valid TOML ({exc}); fix it before writing a [{name}] table"
-        ) from exc
+        raise TomlEditError(f"{where}: not valid TOML ({exc}); fix it before writing a [{name}] table") from exc
     lines = text.splitlines()
     start = end = None
     for i, line in enumerate(lines):
@@ -114,9 +112,7 @@ def replace_table(text: str, name: str, table_text: str, where: str = "<toml>") 
     try:
         after = tomllib.loads(new_text)
     except tomllib.TOMLDecodeError as exc:
-        raise TomlEditError(
-            f"{where}: writing [{name}] would break the file ({exc}); nothing written"
-        ) from exc
+        raise TomlEditError(f"{where}: writing [{name}] would break the file ({exc}); nothing written") from exc
     before.pop(name, None)
     rendered = after.pop(name, None)
     if before != after:
@@ -155,3 +151,40 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def set_key(text: str, table: str, key: str, value: Any, where: str = "<toml>") -> str:
+    """``text`` with ``key`` of ``[table]`` set to ``value``; a comment after the old value is kept.
+
+    The key is added right after the table header when the table lacks it. Raises :class:`TomlEditError` when
+    the table is missing or when the edit would change anything besides that one value.
+    """
+    try:
+        before = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TomlEditError(f"{where}: not valid TOML ({exc})") from exc
+    if not isinstance(before.get(table), dict):
+        raise TomlEditError(f"{where}: no [{table}] table to set {key} in")
+    lines = text.splitlines()
+    header = next((i for i, ln in enumerate(lines) if _header(ln) == table and "[[" not in ln), None)
+    if header is None:
+        raise TomlEditError(f"{where}: [{table}] is not written as a table header; set {table}.{key} by hand")
+    rendered = _value(value)
+    end = next((i for i in range(header + 1, len(lines)) if _header(lines[i]) is not None), len(lines))
+    pattern = re.compile(rf"^(\s*{re.escape(key)}\s*=\s*)([^#]*?)(\s*#.*)?$")
+    for i in range(header + 1, end):
+        m = pattern.match(lines[i])
+        if m:
+            lines[i] = f"{m.group(1)}{rendered}{'  ' + m.group(3).strip() if m.group(3) else ''}"
+            break
+    else:
+        lines.insert(header + 1, f"{key} = {rendered}")
+    new_text = "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+    try:
+        after = tomllib.loads(new_text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TomlEditError(f"{where}: setting {table}.{key} would break the file ({exc}); nothing written") from exc
+    expected = {**before, table: {**before[table], key: tomllib.loads(f"v = {rendered}")["v"]}}
+    if after != expected:
+        raise TomlEditError(f"{where}: setting {table}.{key} would change other values; set it by hand")
+    return new_text

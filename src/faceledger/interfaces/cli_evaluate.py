@@ -52,8 +52,7 @@ def _dataset_options(func: Any) -> Any:
         click.option(
             "--cache-dir",
             type=click.Path(file_okay=False, path_type=Path),
-            help="Where embeddings are cached (default: $FACELEDGER_CACHE or "
-            "~/.cache/faceledger/embeddings).",
+            help="Where embeddings are cached (default: $FACELEDGER_CACHE or ~/.cache/faceledger/embeddings).",
         ),
         click.option("--no-cache", is_flag=True, help="Embed every image again and store nothing."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
@@ -113,9 +112,7 @@ def _echo_json(obj: dict[str, Any]) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for report.json, report.md and the PNG plots (created if missing).",
 )
-@click.option(
-    "--threshold", type=float, help="Operating threshold (default: the model card's, for --target-fmr)."
-)
+@click.option("--threshold", type=float, help="Operating threshold (default: the model card's, for --target-fmr).")
 @click.option(
     "--target-fmr",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -204,7 +201,8 @@ def evaluate_command(
     "--policy",
     "policy_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the threshold into this policy file's [calibration] table.",
+    help="Set this policy's identification.target_fmr to --target-fmr (the threshold for it is looked up in the "
+    "recognizer's model card calibration; write that with --card).",
 )
 @click.option(
     "--card",
@@ -228,9 +226,7 @@ def evaluate_command(
     show_default=True,
     help="Confidence of the Clopper-Pearson interval.",
 )
-@click.option(
-    "--name", "dataset_name", help="Dataset name recorded with the calibration (default: its file name)."
-)
+@click.option("--name", "dataset_name", help="Dataset name recorded with the calibration (default: its file name).")
 @_dataset_options
 def calibrate_command(
     dataset: Path,
@@ -252,13 +248,13 @@ def calibrate_command(
     """Find the threshold that meets --target-fmr on DATASET, with its confidence interval.
 
     Prints the threshold, the number of impostor comparisons behind it and a Clopper-Pearson interval for the
-    false-match rate; with --policy or --card writes them into that file (other content kept as is).
+    false-match rate. --card writes the measured FMR/FNMR curve into a model card's [calibration] table (the
+    thresholds faceledger uses come from there); --policy sets the policy's target_fmr. Other content of both
+    files is kept as is.
     """
     from faceledger.evaluate.calibration import calibrate_pairs
     from faceledger.evaluate.runner import dataset_pair_scores, embed_dataset
 
-    if policy_file is not None and card_file is not None:
-        raise click.UsageError("give either --policy or --card, not both")
     data = _load(dataset, group_column, images, split)
     engine = _engine(recognizer)
     cache = _cache(engine, cache_dir, no_cache)
@@ -292,11 +288,11 @@ def calibrate_command(
     result.recognizer = getattr(card, "name", None)
     result.recognizer_sha256 = getattr(card, "sha256", None)
     cal = result.calibration
-    written: str | None = None
+    written: list[str] = []
     if card_file is not None:
-        written = _write_card(card_file, result, target_fmr, card)
-    elif policy_file is not None:
-        written = _write_policy(policy_file, result)
+        written.append(_write_card(card_file, result, target_fmr, card))
+    if policy_file is not None:
+        written.append(_write_policy(policy_file, target_fmr))
     if as_json:
         _echo_json({**result.to_dict(), "written": written})
     else:
@@ -311,8 +307,8 @@ def calibrate_command(
             click.echo(f"  true accept rate {cal.tar:.4f} on {cal.genuine_pairs:,} genuine comparisons")
         if not cal.supported:
             click.echo(f"  warning: {cal.reason}", err=True)
-        if written:
-            click.echo(f"written to {written}")
+        for path in written:
+            click.echo(f"written to {path}")
     if failed:
         sys.exit(1)
 
@@ -358,31 +354,22 @@ def _minimal_card(card: Any) -> str:
     return f"# Model card written by `faceledger calibrate`\n{header}"
 
 
-def _write_policy(path: Path, result: Any) -> str:
-    from faceledger.evaluate.calibration import policy_table
-    from faceledger.evaluate.tomlfile import TomlEditError, render_table, replace_table, write_text_atomic
+def _write_policy(path: Path, target_fmr: float) -> str:
+    """Set ``[identification] target_fmr`` in a policy file, validated by the policy schema before writing."""
+    from faceledger.evaluate.tomlfile import TomlEditError, set_key, write_text_atomic
 
     if not path.is_file():
-        click.echo(
-            f"faceledger: {path}: policy file not found; `faceledger policy example` prints one", err=True
-        )
+        click.echo(f"faceledger: {path}: policy file not found; `faceledger policy example` prints one", err=True)
         sys.exit(1)
     try:
         text = path.read_text(encoding="utf-8")
-        comment = "Threshold measured by `faceledger calibrate` for target_fmr, with the evidence behind it."
-        table = render_table("calibration", policy_table(result), comment)
-        new_text = replace_table(text, "calibration", table, str(path))
+        new_text = set_key(text, "identification", "target_fmr", float(target_fmr), str(path))
     except (TomlEditError, OSError, UnicodeDecodeError) as exc:
         click.echo(f"faceledger: {exc}", err=True)
         sys.exit(1)
     problem = _policy_problem(new_text, str(path))
     if problem:
-        click.echo(
-            f"faceledger: {path}: the policy would not validate with a [calibration] table "
-            f"({problem}); nothing "
-            "written. Write the calibration into the recognizer's model card with --card instead.",
-            err=True,
-        )
+        click.echo(f"faceledger: {path}: not changed, the policy would be invalid: {problem}", err=True)
         sys.exit(1)
     try:
         write_text_atomic(path, new_text)
@@ -390,8 +377,8 @@ def _write_policy(path: Path, result: Any) -> str:
         click.echo(f"faceledger: {path}: cannot write ({exc.strerror or exc})", err=True)
         sys.exit(1)
     click.echo(
-        f"faceledger: {path} changed; apply it with `faceledger policy set {path}` (recorded in the "
-        "audit ledger)",
+        f"faceledger: {path}: identification.target_fmr = {target_fmr:g}; apply it with "
+        f"`faceledger policy set {path}` (recorded in the audit ledger)",
         err=True,
     )
     return str(path)

@@ -107,5 +107,8 @@ def test_help_everywhere(command: str) -> None:
 def test_demo_runs(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "1 face(s)" in result.stdout and "match" in result.stdout
-    assert (tmp_path / "anonymized.jpg").is_file()
+    assert "1 face(s)" in result.stdout and "-> match" in result.stdout
+    assert "eileen-collins (0." in result.stdout, "the enrolled subject is identified in the transformed copy"
+    assert "after erasure: 0 candidate(s)" in result.stdout and "chain verifies" in result.stdout
+    assert (tmp_path / "anonymized.jpg").is_file() and (tmp_path / "demo.db").is_file()
+    assert CliRunner().invoke(main, ["demo", "--out", str(tmp_path)]).exit_code == 0, "the demo can be rerun"

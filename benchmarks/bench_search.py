@@ -86,7 +86,7 @@ def bench(n: int, dim: int, per_subject: int, batch: int, k: int, repeats: int, 
 
     probes = unit_vectors(rng, max(batch, 1), dim)
     one = probes[:1]
-    matrix = index._matrix
+    matrix = index._matrix[: len(index)]
     matmul = median_time(lambda: one @ matrix.T, repeats)
     search_one = median_time(lambda: index.search(one, k), repeats)
     search_batch = median_time(lambda: index.search(probes, k), max(3, repeats // 4)) / len(probes)

@@ -50,9 +50,7 @@ def clock() -> Clock:
 
 
 def make(tmp_path: Path, engine: Engine, clock: Clock, policy: str) -> Gallery:
-    return Gallery.init(
-        tmp_path / "g.db", actor="admin", engine=engine, clock=clock, policy=parse_policy(policy)
-    )
+    return Gallery.init(tmp_path / "g.db", actor="admin", engine=engine, clock=clock, policy=parse_policy(policy))
 
 
 @pytest.fixture
@@ -61,9 +59,7 @@ def photos(faces_dir: Path) -> dict[str, list[Path]]:
     return {who: sorted((root / who).glob(f"{who}*.png")) for who in ("amy", "sheldon", "stuart")}
 
 
-def consent_and_enroll(
-    g: Gallery, subject: str, images: list[Path], expires_at: datetime | None = None
-) -> None:
+def consent_and_enroll(g: Gallery, subject: str, images: list[Path], expires_at: datetime | None = None) -> None:
     g.add_consent(
         subject,
         actor="desk",
@@ -82,12 +78,8 @@ def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def test_two_distinct_reviewers_are_needed(
-    tmp_path: Path, engine: Engine, clock: Clock, photos: dict
-) -> None:  # type: ignore[type-arg]
-    g = make(
-        tmp_path, engine, clock, EXAMPLE_POLICY.replace("reviewers_required = 1", "reviewers_required = 2")
-    )
+def test_two_distinct_reviewers_are_needed(tmp_path: Path, engine: Engine, clock: Clock, photos: dict) -> None:  # type: ignore[type-arg]
+    g = make(tmp_path, engine, clock, EXAMPLE_POLICY.replace("reviewers_required = 1", "reviewers_required = 2"))
     consent_and_enroll(g, "amy", photos["amy"][:1])
     consent_and_enroll(g, "sheldon", photos["sheldon"][:1])
     first = g.identify(photos["amy"][1], actor="door", purpose=PURPOSE).faces[0].candidates[0]
@@ -211,3 +203,27 @@ def test_verify_subject_and_changes_seen_by_another_process_view(
     found = other_view.identify(photos["stuart"][1], actor="door", purpose=PURPOSE).faces[0].candidates
     assert [c.subject for c in found] == ["stuart"]
     other_view.close()
+
+
+def test_own_changes_update_the_index_without_a_full_reload(
+    tmp_path: Path,
+    engine: Engine,
+    clock: Clock,
+    photos: dict,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[type-arg]
+) -> None:
+    from faceledger.ledger import store as store_module
+
+    g = make(tmp_path, engine, clock, EXAMPLE_POLICY)
+    consent_and_enroll(g, "amy", photos["amy"][:1])
+    assert g.identify(photos["amy"][1], actor="door", purpose=PURPOSE).faces[0].candidates  # index loaded once
+
+    def no_full_reload(self: object) -> None:
+        raise AssertionError("the index reloaded every template")
+
+    monkeypatch.setattr(store_module._SQLiteTx, "template_refs", no_full_reload)
+    consent_and_enroll(g, "sheldon", photos["sheldon"][:1])
+    assert g.identify(photos["sheldon"][1], actor="door", purpose=PURPOSE).faces[0].candidates[0].subject == "sheldon"
+    g.erase("amy", actor="dpo", purpose="erasure request")
+    assert not g.identify(photos["amy"][1], actor="door", purpose=PURPOSE).faces[0].candidates
+    assert g._index is not None and len(g._index) == 1

@@ -1,8 +1,9 @@
 """Exact search: every enrolled template in one in-memory float32 matrix, one matrix product per search.
 
-Templates are L2-normalised, so the similarity of a probe and a template is their dot product. Columns are
-kept grouped by subject so a subject's score (the best of its templates) is one ``np.maximum.reduceat``. There
-is no approximation: the top candidates are exactly the highest-scoring subjects.
+Templates are L2-normalised, so the similarity of a probe and a template is their dot product. A subject's
+score is its best template. There is no approximation: the top candidates are exactly the highest-scoring
+subjects. Adding or removing templates costs time proportional to the change, not to the gallery size (rows
+are appended; a removed row is replaced by the last one).
 """
 
 from __future__ import annotations
@@ -24,43 +25,56 @@ class Hit:
 class SearchIndex:
     """Templates of many subjects in one matrix; :meth:`search` returns the top subjects per query.
 
-    ``version`` is the store's data version the index reflects (managed by the caller).
+    ``version`` is the store's data version the index reflects (managed by the caller); ``generation`` changes
+    with every update (masks from :meth:`mask` are valid for one generation).
     """
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
         self.version: int | None = None
-        self._ids: list[str] = []
-        self._subject_of: list[str] = []
-        self._matrix = np.zeros((0, dim), np.float32)
-        self._subjects: list[str] = []
-        self._starts = np.zeros(0, np.int64)
-        self._codes = np.zeros(0, np.int64)
-        self._max_per_subject = 0
         self.generation = 0
+        self._matrix = np.zeros((0, dim), np.float32)
+        self._codes = np.zeros(0, np.int64)
+        self._n = 0
+        self._ids: list[str] = []
+        self._row_of: dict[str, int] = {}
+        self._subjects: list[str] = []
+        self._code_of: dict[str, int] = {}
+        self._counts = np.zeros(0, np.int64)
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._n
 
     @property
     def template_ids(self) -> set[str]:
         """Ids of the templates in the index."""
-        return set(self._ids)
+        return set(self._row_of)
 
     @property
     def subjects(self) -> list[str]:
-        """Subjects with at least one template, in column order."""
-        return list(self._subjects)
+        """Subjects with at least one template."""
+        counts = self._counts[: len(self._subjects)].tolist()
+        return [s for s, c in zip(self._subjects, counts, strict=True) if c > 0]
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the template matrix."""
-        return int(self._matrix.nbytes)
+        """Memory held by the templates in the matrix."""
+        return int(self._n * self.dim * 4)
 
     def clear(self) -> None:
         """Remove everything."""
-        self.update(remove=self._ids, add_ids=[], add_subjects=[], add_vectors=np.zeros((0, self.dim), np.float32))
+        self.update(remove=list(self._row_of), add_ids=[], add_subjects=[], add_vectors=np.zeros((0, self.dim)))
         self.version = None
+
+    def _reserve(self, rows: int) -> None:
+        if rows <= len(self._matrix):
+            return
+        capacity = max(rows, int(len(self._matrix) * 1.5) + 16)
+        matrix = np.zeros((capacity, self.dim), np.float32)
+        matrix[: self._n] = self._matrix[: self._n]
+        codes = np.zeros(capacity, np.int64)
+        codes[: self._n] = self._codes[: self._n]
+        self._matrix, self._codes = matrix, codes
 
     def update(
         self,
@@ -70,41 +84,69 @@ class SearchIndex:
         add_subjects: Sequence[str],
         add_vectors: np.ndarray,
     ) -> None:
-        """Remove templates by id and add new ones, then regroup the columns by subject."""
+        """Remove templates by id (unknown ids are ignored) and add new ones."""
         add_vectors = np.asarray(add_vectors, np.float32).reshape(-1, self.dim)
         if not (len(add_ids) == len(add_subjects) == len(add_vectors)):
             raise ValueError("add_ids, add_subjects and add_vectors must have the same length")
         if not remove and not len(add_ids):
             return
         removing = set(remove)
-        keep = [i for i, tid in enumerate(self._ids) if tid not in removing]
-        ids = [self._ids[i] for i in keep] + list(add_ids)
-        subject_of = [self._subject_of[i] for i in keep] + list(add_subjects)
-        if len(keep) == len(self._ids):
-            matrix = np.concatenate([self._matrix, add_vectors]) if len(add_ids) else self._matrix
-        else:
-            matrix = np.concatenate([self._matrix[keep], add_vectors])
-        # group columns by subject (stable, so a subject's templates keep their order)
-        names, codes = np.unique(np.asarray(subject_of, dtype=object), return_inverse=True)
-        order = np.argsort(codes, kind="stable")
-        self._ids = [ids[i] for i in order]
-        self._subject_of = [subject_of[i] for i in order]
-        self._matrix = np.ascontiguousarray(matrix[order], dtype=np.float32)
-        sorted_codes = codes[order]
-        self._subjects = [str(n) for n in names]
+        clash = [t for t in add_ids if t in self._row_of and t not in removing]
+        if clash or len(set(add_ids)) != len(add_ids):
+            raise ValueError(f"template {(clash or list(add_ids))[0]} would be in the index twice")
+        for template_id in remove:
+            row = self._row_of.pop(template_id, None)
+            if row is None:
+                continue
+            self._counts[self._codes[row]] -= 1
+            last = self._n - 1
+            if row != last:
+                self._matrix[row] = self._matrix[last]
+                self._codes[row] = self._codes[last]
+                moved = self._ids[last]
+                self._ids[row] = moved
+                self._row_of[moved] = row
+            self._ids.pop()
+            self._n = last
+        if len(add_ids):
+            new_codes = []
+            for subject in add_subjects:
+                code = self._code_of.get(subject)
+                if code is None:
+                    code = self._code_of[subject] = len(self._subjects)
+                    self._subjects.append(subject)
+                new_codes.append(code)
+            if len(self._subjects) > len(self._counts):
+                grown = np.zeros(max(len(self._subjects), 2 * len(self._counts)), np.int64)
+                grown[: len(self._counts)] = self._counts
+                self._counts = grown
+            self._reserve(self._n + len(add_ids))
+            start = self._n
+            self._matrix[start : start + len(add_ids)] = add_vectors
+            self._codes[start : start + len(add_ids)] = new_codes
+            np.add.at(self._counts, np.asarray(new_codes, np.int64), 1)
+            for offset, template_id in enumerate(add_ids):
+                self._row_of[template_id] = start + offset
+                self._ids.append(template_id)
+            self._n += len(add_ids)
         self.generation += 1
-        self._codes = np.asarray(sorted_codes, np.int64)
-        if len(order):
-            self._starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-            self._max_per_subject = int(np.diff(np.r_[self._starts, len(order)]).max())
-        else:
-            self._starts = np.zeros(0, np.int64)
-            self._max_per_subject = 0
 
     def mask(self, allowed: Collection[str]) -> np.ndarray:
-        """Boolean mask over :attr:`subjects` of those in ``allowed`` (valid until the next update)."""
-        allowed_set = allowed if isinstance(allowed, set | frozenset) else set(allowed)
-        return np.fromiter((s in allowed_set for s in self._subjects), bool, len(self._subjects))
+        """Boolean mask over subject codes of those in ``allowed`` (valid for the current generation)."""
+        mask = np.zeros(len(self._subjects), bool)
+        for subject in allowed:
+            code = self._code_of.get(subject)
+            if code is not None:
+                mask[code] = True
+        return mask
+
+    def _similarities(self, queries: np.ndarray, allowed: Collection[str] | np.ndarray | None) -> np.ndarray:
+        sims = queries @ self._matrix[: self._n].T
+        if allowed is not None:
+            mask = allowed if isinstance(allowed, np.ndarray) else self.mask(allowed)
+            if not mask.all():
+                sims[:, ~mask[self._codes[: self._n]]] = -np.inf
+        return sims
 
     def scores(self, queries: np.ndarray, allowed: Collection[str] | np.ndarray | None = None) -> np.ndarray:
         """Similarity of each query to each subject ``(Q, S)`` in :attr:`subjects` order.
@@ -112,15 +154,12 @@ class SearchIndex:
         Subjects outside ``allowed`` (ids, or a mask from :meth:`mask`) score ``-inf``.
         """
         queries = np.asarray(queries, np.float32).reshape(-1, self.dim)
-        if not self._subjects:
-            return np.zeros((len(queries), 0), np.float32)
-        sims = queries @ self._matrix.T
-        single = len(self._starts) == len(self._ids)  # one template per subject: nothing to reduce
-        per_subject = sims if single else np.maximum.reduceat(sims, self._starts, axis=1)
-        if allowed is not None:
-            mask = allowed if isinstance(allowed, np.ndarray) else self.mask(allowed)
-            per_subject[:, ~mask] = -np.inf
-        return per_subject
+        out = np.full((len(queries), len(self._subjects)), -np.inf, np.float32)
+        if self._n:
+            sims = self._similarities(queries, allowed)
+            rows = np.repeat(np.arange(len(queries)), self._n)
+            np.maximum.at(out, (rows, np.tile(self._codes[: self._n], len(queries))), sims.ravel())
+        return out[:, self._counts[: len(self._subjects)] > 0]
 
     def search(
         self,
@@ -136,15 +175,11 @@ class SearchIndex:
         any subject has) need sorting, since the k-th best subject's best template ranks at most that low.
         """
         queries = np.asarray(queries, np.float32).reshape(-1, self.dim)
-        if not self._subjects or k < 1:
+        if not self._n or k < 1:
             return [[] for _ in range(len(queries))]
-        sims = queries @ self._matrix.T
-        if allowed is not None:
-            mask = allowed if isinstance(allowed, np.ndarray) else self.mask(allowed)
-            if not mask.all():
-                sims[:, ~mask[self._codes]] = -np.inf
-        n = sims.shape[1]
-        depth = min(n, k * self._max_per_subject)
+        sims = self._similarities(queries, allowed)
+        n = self._n
+        depth = min(n, k * int(self._counts.max()))
         if depth < n:
             top = np.argpartition(sims, n - depth, axis=1)[:, n - depth :]
         else:
@@ -153,6 +188,7 @@ class SearchIndex:
         order = np.argsort(-values, axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)
         values = np.take_along_axis(values, order, axis=1)
+        codes = self._codes
         out: list[list[Hit]] = []
         for row_top, row_values in zip(top.tolist(), values.tolist(), strict=True):
             hits: list[Hit] = []
@@ -160,7 +196,7 @@ class SearchIndex:
             for column, value in zip(row_top, row_values, strict=True):
                 if len(hits) == k or not (np.isfinite(value) and value >= min_similarity):
                     break
-                code = int(self._codes[column])
+                code = int(codes[column])
                 if code not in seen:
                     seen.add(code)
                     hits.append(Hit(self._subjects[code], float(value)))

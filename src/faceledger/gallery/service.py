@@ -13,6 +13,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -332,7 +333,7 @@ class Gallery:
         new = crypto.create_key_file(pending)
         now = to_text(self._now())
         try:
-            with self.store.write() as tx:
+            with self._write() as tx:
                 if tx.get_meta("master_key_id") != old.id:
                     raise MasterKeyError("the master key changed while rotating; retry")
                 keys = tx.list_subject_keys()
@@ -509,6 +510,36 @@ class Gallery:
             raise ImageError(source, exc.reason) from None
         return _Probe(source, hashlib.sha256(data).hexdigest(), array)
 
+    @contextmanager
+    def _write(self) -> Iterator[Transaction]:
+        """A store write transaction; if it fails, the in-memory index is resynchronised from the store."""
+        try:
+            with self.store.write() as tx:
+                yield tx
+        except BaseException:
+            if self._index is not None:
+                self._index.version = None
+            raise
+
+    def _index_applied(
+        self,
+        new_version: int,
+        *,
+        remove: Sequence[str] = (),
+        add: Sequence[tuple[str, str, np.ndarray]] = (),
+    ) -> None:
+        """Apply this transaction's own template changes to the index, if it was in sync just before."""
+        index = self._index
+        if index is None or index.version != new_version - 1:
+            return
+        index.update(
+            remove=remove,
+            add_ids=[t for t, _, _ in add],
+            add_subjects=[s for _, s, _ in add],
+            add_vectors=np.stack([v for _, _, v in add]) if add else np.zeros((0, index.dim), np.float32),
+        )
+        index.version = new_version
+
     def _append(self, tx: Transaction, draft: AuditDraft, now: str) -> AuditEntry:
         return tx.append_audit(draft, now)
 
@@ -523,7 +554,7 @@ class Gallery:
         actor, purpose = _accountable(actor, purpose)
         loaded = _as_policy(policy)
         now = to_text(self._now())
-        with self.store.write() as tx:
+        with self._write() as tx:
             old = self._refresh_policy(tx)
             names = {g.name for g in loaded.policy.galleries}
             for subject in tx.list_subjects():
@@ -584,7 +615,7 @@ class Gallery:
         expires = _moment(expires_at, "expires_at")
         if expires is not None and expires <= max(given, now):
             raise ConsentError(f"consent for {subject!r}: expires_at {to_text(expires)} is not after given_at and now")
-        with self.store.write() as tx:
+        with self._write() as tx:
             policy = self._refresh_policy(tx)
             gallery_name = self._gallery_name(policy, gallery)
             self._check_purpose(policy, gallery_name, purpose)
@@ -638,7 +669,7 @@ class Gallery:
         """Consent records (of one subject, or all); the look-up is an audit entry."""
         actor, purpose = _accountable(actor, purpose)
         now = to_text(self._now())
-        with self.store.write() as tx:
+        with self._write() as tx:
             records = tx.list_consents(subject_id=subject, gallery=gallery)
             if subject is not None and not records and tx.get_subject(subject) is None:
                 raise UnknownSubjectError(f"no consent or subject {subject!r}")
@@ -673,7 +704,7 @@ class Gallery:
         actor, purpose = _accountable(actor, purpose)
         now_dt = self._now()
         now = to_text(now_dt)
-        with self.store.write() as tx:
+        with self._write() as tx:
             policy = self._refresh_policy(tx)
             records = tx.list_consents(subject_id=subject)
             if not records:
@@ -787,7 +818,7 @@ class Gallery:
                 pending.append((len(outcomes) - 1, outcome, vector))
 
         now = to_text(self._now())
-        with self.store.write() as tx:
+        with self._write() as tx:
             policy = self._refresh_policy(tx)
             consent = self._find_consent(tx, subject, gallery_name, purpose, consent_id, self._now())
             existing = tx.get_subject(subject)
@@ -824,6 +855,7 @@ class Gallery:
 
             created = False
             key_id = None
+            added: list[tuple[str, str, np.ndarray]] = []
             if accepted:
                 if existing is None:
                     tx.add_subject(Subject(subject, gallery_name, now, actor))
@@ -870,7 +902,8 @@ class Gallery:
                         )
                     )
                     outcomes[position] = _replace(outcome, status="enrolled", template_id=template_id)
-                tx.bump_data_version()
+                    added.append((template_id, subject, np.asarray(vector, np.float32)))
+                self._index_applied(tx.bump_data_version(), add=added)
             final = [o for o in outcomes if o is not None]
             total = len(tx.templates_of(subject))
             entry = self._append(
@@ -994,7 +1027,7 @@ class Gallery:
         """Enrolled subjects with their template count and consent state; the look-up is an audit entry."""
         actor, purpose = _accountable(actor, purpose)
         now_dt = self._now()
-        with self.store.write() as tx:
+        with self._write() as tx:
             counts = tx.template_counts()
             out = []
             for subject in tx.list_subjects(gallery):
@@ -1041,7 +1074,7 @@ class Gallery:
             self._check_purpose(policy, gallery_name, purpose)
         except PurposeError as exc:
             now = to_text(self._now())
-            with self.store.write() as tx:
+            with self._write() as tx:
                 self._append(
                     tx,
                     AuditDraft(
@@ -1064,7 +1097,7 @@ class Gallery:
         search_id = uuid.uuid4().hex
         now_dt = self._now()
         now = to_text(now_dt)
-        with self.store.write() as tx:
+        with self._write() as tx:
             policy = self._refresh_policy(tx)
             index = self._sync_index(tx)
             allowed = self._allowed_subjects(tx, gallery_name, purpose, now_dt)
@@ -1169,7 +1202,7 @@ class Gallery:
             raise NoFaceError(f"{probe.source}: no face found")
         vector = np.asarray(embeddings.vectors[:1], np.float32)
         now_dt = self._now()
-        with self.store.write() as tx:
+        with self._write() as tx:
             policy = self._refresh_policy(tx)
             record = tx.get_subject(subject)
             if record is None or record.gallery != gallery_name:
@@ -1221,7 +1254,7 @@ class Gallery:
         """Candidates awaiting review (oldest first); the look-up is an audit entry."""
         actor, purpose = _accountable(actor, purpose)
         now = to_text(self._now())
-        with self.store.write() as tx:
+        with self._write() as tx:
             records = tx.list_candidates(status="pending", gallery=gallery)
             self._append(
                 tx,
@@ -1261,7 +1294,7 @@ class Gallery:
             raise ReviewError("a review needs a reason (what the reviewer checked)")
         reviewer, _ = _accountable(reviewer, purpose or "review")
         now = to_text(self._now())
-        with self.store.write() as tx:
+        with self._write() as tx:
             policy = self._refresh_policy(tx)
             candidate = tx.get_candidate(candidate_id)
             if candidate is None:
@@ -1351,7 +1384,7 @@ class Gallery:
         processing was lawful) until the policy's consent retention ends.
         """
         actor, purpose = _accountable(actor, purpose)
-        with self.store.write() as tx:
+        with self._write() as tx:
             self._refresh_policy(tx)
             receipt = self._erase_in(tx, subject, reason=reason, actor=actor, purpose=purpose, now=self._now())
         return _with_reclaim(receipt, self.store.reclaim())
@@ -1364,7 +1397,8 @@ class Gallery:
         consents = tx.list_consents(subject_id=subject)
         if record is None and not consents:
             raise UnknownSubjectError(f"no subject {subject!r}: nothing to erase (`faceledger subjects` lists them)")
-        templates = len(tx.templates_of(subject))
+        template_ids = [t.id for t in tx.templates_of(subject)]
+        templates = len(template_ids)
         key = tx.get_subject_key(subject)
         candidates = tx.delete_candidates_of(subject)
         tx.delete_subject(subject)
@@ -1373,7 +1407,7 @@ class Gallery:
             if consent.state(now) in ("valid", "not_yet_valid"):
                 tx.end_consent(consent.id, stamp, reason)
                 ended.append(consent.id)
-        tx.bump_data_version()
+        self._index_applied(tx.bump_data_version(), remove=template_ids)
         tx.set_meta("consent_version", str(int(tx.get_meta("consent_version") or 0) + 1))
         gallery = record.gallery if record is not None else consents[0].gallery
         entry = self._append(
@@ -1430,7 +1464,7 @@ class Gallery:
             if consent.state(now_dt) == "expired" and consent.ended_reason is None:
                 expired_by_subject.setdefault(consent.subject_id, []).append(consent)
         for subject, expired in sorted(expired_by_subject.items()):
-            with self.store.write() as tx:
+            with self._write() as tx:
                 for consent in expired:
                     tx.end_consent(consent.id, None, "expired")
                 tx.set_meta("consent_version", str(int(tx.get_meta("consent_version") or 0) + 1))
@@ -1465,10 +1499,10 @@ class Gallery:
             for ref in old:
                 by_subject.setdefault(ref.subject_id, []).append(ref.id)
             for subject, ids in sorted(by_subject.items()):
-                with self.store.write() as tx:
+                with self._write() as tx:
                     for template_id in ids:
                         tx.delete_template(template_id)
-                    tx.bump_data_version()
+                    self._index_applied(tx.bump_data_version(), remove=ids)
                     record = tx.get_subject(subject)
                     entry = self._append(
                         tx,
@@ -1498,7 +1532,7 @@ class Gallery:
                         report.audit_seqs.append(receipt.audit_seq)
 
         # 3. consent records that ended longer ago than their retention
-        with self.store.write() as tx:
+        with self._write() as tx:
             gone = [
                 c
                 for c in tx.list_consents()
@@ -1525,7 +1559,7 @@ class Gallery:
                 report.audit_seqs.append(entry.seq)
 
         # 4. candidates and reviews past retention
-        with self.store.write() as tx:
+        with self._write() as tx:
             deleted = tx.delete_candidates_before(cut.reviews)
             if deleted:
                 entry = self._append(
@@ -1544,7 +1578,7 @@ class Gallery:
 
         # 5. audit entries past retention, replaced by a checkpoint that keeps the chain verifiable
         if cut.audit is not None:
-            with self.store.write() as tx:
+            with self._write() as tx:
                 purged = tx.purge_audit_before(cut.audit)
                 if purged is not None:
                     first, last, last_hash = purged
@@ -1567,7 +1601,7 @@ class Gallery:
                     report.audit_entries_purged = last - first + 1
                     report.audit_seqs.append(entry.seq)
 
-        with self.store.write() as tx:
+        with self._write() as tx:
             entry = self._append(
                 tx,
                 AuditDraft(
@@ -1612,7 +1646,7 @@ class Gallery:
         """Every audit entry, for export; the export itself is recorded first."""
         actor, purpose = _accountable(actor, purpose)
         now = to_text(self._now())
-        with self.store.write() as tx:
+        with self._write() as tx:
             self._append(tx, AuditDraft(action="audit.export", actor=actor, purpose=purpose), now)
             return tx.audit_entries()
 
@@ -1623,7 +1657,7 @@ class Gallery:
         """Create an API key for the REST service; returns the record and the token (shown only once)."""
         actor, purpose = _accountable(actor, purpose)
         now = to_text(self._now())
-        with self.store.write() as tx:
+        with self._write() as tx:
             record, token = _create_api_key(tx, owner=owner, role=role, created_by=actor, now=now)
             self._append(
                 tx,
@@ -1646,7 +1680,7 @@ class Gallery:
         """Revoke an API key (recorded on the ledger)."""
         actor, purpose = _accountable(actor, purpose)
         now = to_text(self._now())
-        with self.store.write() as tx:
+        with self._write() as tx:
             record = _revoke_api_key(tx, key_id, now=now)
             self._append(
                 tx,
@@ -1680,7 +1714,7 @@ class Gallery:
 
         actor, purpose = _accountable(actor, purpose)
         now_dt = self._now()
-        with self.store.write() as tx:
+        with self._write() as tx:
             entries = tx.audit_entries()
             current = {
                 "subjects": len(tx.list_subjects()),

@@ -97,6 +97,16 @@ def test_missing_database_and_newer_schema_give_clear_errors(tmp_path: Path) -> 
     conn.close()
     with pytest.raises(StoreError, match="newer"):
         SQLiteStore.open(tmp_path / "x.db")
+    other = sqlite3.connect(tmp_path / "other.db")
+    other.execute("CREATE TABLE invoices (id INTEGER)")
+    other.commit()
+    other.close()
+    with pytest.raises(StoreError, match="something else"):
+        SQLiteStore.open(tmp_path / "other.db", create=True)
+    untouched = sqlite3.connect(tmp_path / "other.db")
+    assert [r[0] for r in untouched.execute("SELECT name FROM sqlite_master")] == ["invoices"]
+    assert untouched.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    untouched.close()
     (tmp_path / "junk.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="not a faceledger database"):
         SQLiteStore.open(tmp_path / "junk.db")
@@ -140,9 +150,7 @@ def test_edit_of_body_with_rehash_is_named(store: SQLiteStore, tmp_path: Path) -
     _append(store, 6)
     conn = _raw(tmp_path / "ledger.db")
     body = conn.execute("SELECT body FROM audit WHERE seq = 3").fetchone()[0].replace("operator2", "someone")
-    conn.execute(
-        "UPDATE audit SET body = ?, hash = ?, actor = 'someone' WHERE seq = 3", (body, sha256_hex(body))
-    )
+    conn.execute("UPDATE audit SET body = ?, hash = ?, actor = 'someone' WHERE seq = 3", (body, sha256_hex(body)))
     result = _verify(tmp_path / "ledger.db")
     assert not result.ok and result.bad_seq == 4, result
 
@@ -178,14 +186,12 @@ def test_reorder_is_named(store: SQLiteStore, tmp_path: Path) -> None:
     rows = {
         r[0]: r[1:]
         for r in conn.execute(
-            "SELECT seq, ts, action, actor, purpose, gallery, body, prev_hash, "
-            "hash FROM audit WHERE seq IN (3, 4)"
+            "SELECT seq, ts, action, actor, purpose, gallery, body, prev_hash, hash FROM audit WHERE seq IN (3, 4)"
         )
     }
     for seq, other in ((3, 4), (4, 3)):
         conn.execute(
-            "UPDATE audit SET ts=?, action=?, actor=?, purpose=?, gallery=?, body=?, prev_hash=?, hash=? "
-            "WHERE seq = ?",
+            "UPDATE audit SET ts=?, action=?, actor=?, purpose=?, gallery=?, body=?, prev_hash=?, hash=? WHERE seq = ?",
             (*rows[other], seq),
         )
     result = _verify(tmp_path / "ledger.db")
@@ -294,9 +300,7 @@ def test_two_processes_appending_at_once_lose_nothing(store: SQLiteStore, tmp_pa
 
 def test_api_keys(store: SQLiteStore) -> None:
     with store.write() as tx:
-        record, token = create_api_key(
-            tx, owner="alice", role="reviewer", created_by="admin", now="2024-01-01Z"
-        )
+        record, token = create_api_key(tx, owner="alice", role="reviewer", created_by="admin", now="2024-01-01Z")
         assert token.startswith("flk_") and record.secret_sha256 != token
         assert authenticate(tx, token).id == record.id
         with pytest.raises(AccessDenied):

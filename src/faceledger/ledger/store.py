@@ -357,6 +357,7 @@ class SQLiteStore:
             raise StoreError(f"{path}: cannot open database: {exc}") from None
         store = cls(path, conn, busy_timeout)
         try:
+            store._refuse_foreign()
             store._configure()
             store._migrate()
         except sqlite3.DatabaseError as exc:
@@ -368,6 +369,21 @@ class SQLiteStore:
             conn.close()
             raise
         return store
+
+    def _refuse_foreign(self) -> None:
+        """Refuse an SQLite file that holds tables of another application (before changing anything in it)."""
+        tables = {
+            r[0]
+            for r in self._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            ).fetchall()
+        }
+        if tables and "schema_migrations" not in tables:
+            names = ", ".join(sorted(tables)[:3])
+            raise StoreError(
+                f"{self.path}: an SQLite database of something else (tables: {names}); "
+                "give faceledger its own database file"
+            )
 
     def _configure(self) -> None:
         conn = self._conn

@@ -421,10 +421,11 @@ def _demo_gallery(engine: Any, out: Path, photo: Path, probe: Path) -> None:
 
 def _register_extensions() -> None:
     """Add the command groups that live in their own modules."""
-    from faceledger.interfaces import cli_evaluate, cli_gallery
+    from faceledger.interfaces import cli_evaluate, cli_gallery, cli_serve
 
     cli_gallery.register(main)
     cli_evaluate.register(main)
+    cli_serve.register(main)
 
 
 _register_extensions()

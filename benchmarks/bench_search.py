@@ -108,17 +108,11 @@ def bench(n: int, dim: int, per_subject: int, batch: int, k: int, repeats: int, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--sizes", default="10000,100000,300000,1000000", help="comma-separated gallery sizes"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000,300000,1000000", help="comma-separated gallery sizes")
     parser.add_argument("--dim", type=int, default=128, help="template dimension (SFace: 128)")
     parser.add_argument("--templates-per-subject", type=int, default=1, help="templates of each subject")
-    parser.add_argument(
-        "--batch", type=int, default=32, help="probes searched together for the batched figure"
-    )
+    parser.add_argument("--batch", type=int, default=32, help="probes searched together for the batched figure")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per figure (median reported)")
     parser.add_argument("--seed", type=int, default=0)

@@ -94,9 +94,7 @@ def test_cli_end_to_end(cli: click.Group, faces_dir: Path, tmp_path: Path) -> No
     assert code == 1 and "gone.jpg" in err
     face = out[0]["faces"][0]
     assert set(face) >= {"box", "candidates"} and len(face["box"]) == 4
-    assert face["candidates"][0]["subject"] == "amy" and isinstance(
-        face["candidates"][0]["similarity"], float
-    )
+    assert face["candidates"][0]["subject"] == "amy" and isinstance(face["candidates"][0]["similarity"], float)
     assert out[1]["error"]
     candidate = face["candidates"][0]["candidate_id"]
 
@@ -105,9 +103,7 @@ def test_cli_end_to_end(cli: click.Group, faces_dir: Path, tmp_path: Path) -> No
 
     code, out, _ = run(cli, "review", "list", "--purpose", "access-control", "--json")
     assert code == 0 and [c["id"] for c in out] == [candidate]
-    code, out, _ = run(
-        cli, "review", "confirm", candidate, "--reason", "checked", "--actor", "rev-1", "--json"
-    )
+    code, out, _ = run(cli, "review", "confirm", candidate, "--reason", "checked", "--actor", "rev-1", "--json")
     assert code == 0 and out[0]["status"] == "confirmed"
 
     code, out, _ = run(cli, "subjects", "--purpose", "audit", "--json")

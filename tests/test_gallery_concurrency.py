@@ -118,9 +118,7 @@ def test_kill_9_during_batch_enrollment_leaves_no_half_subject(
     script = tmp_path / "batch.py"
     script.write_text(textwrap.dedent(BATCH))
     items = json.dumps(list(people.items()))
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(db), items, "--pause"], stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, str(script), str(db), items, "--pause"], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     lines = []
     deadline = time.monotonic() + 180
@@ -142,9 +140,7 @@ def test_kill_9_during_batch_enrollment_leaves_no_half_subject(
     with Gallery.open(db) as g:
         assert g.audit_verify().ok
 
-    rerun = subprocess.run(
-        [sys.executable, str(script), str(db), items], capture_output=True, text=True, timeout=300
-    )
+    rerun = subprocess.run([sys.executable, str(script), str(db), items], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert _state(db) == {subject: 2 for subject in people}
     with Gallery.open(db) as g:

@@ -168,9 +168,7 @@ def test_bad_inputs_give_clear_errors_and_lose_nothing(
     from PIL import Image
 
     Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(empty)
-    result = gallery.enroll(
-        "amy", [amy[0], corrupt, empty, tmp_path / "missing.jpg"], actor="d", purpose=PURPOSE
-    )
+    result = gallery.enroll("amy", [amy[0], corrupt, empty, tmp_path / "missing.jpg"], actor="d", purpose=PURPOSE)
     reasons = {Path(o.source).name: o.reason for o in result.rejected}
     assert len(result.enrolled) == 1
     assert set(reasons) == {"corrupt.jpg", "no_face.png", "missing.jpg"}, reasons
@@ -192,13 +190,9 @@ def test_bad_inputs_give_clear_errors_and_lose_nothing(
     with pytest.raises(UnknownSubjectError, match="nobody"):
         gallery.erase("nobody", actor="admin", purpose="erasure request")
     with pytest.raises(ValueError, match="subject id"):
-        gallery.add_consent(
-            "bad id!", actor="d", collected_by="d", legal_basis="x", purpose=PURPOSE, evidence_ref="x"
-        )
+        gallery.add_consent("bad id!", actor="d", collected_by="d", legal_basis="x", purpose=PURPOSE, evidence_ref="x")
     with pytest.raises(DuplicateError):
-        policy = parse_policy(
-            EXAMPLE_POLICY + '\n[[galleries]]\nname = "other"\npurposes = ["access-control"]\n'
-        )
+        policy = parse_policy(EXAMPLE_POLICY + '\n[[galleries]]\nname = "other"\npurposes = ["access-control"]\n')
         gallery.set_policy(policy, actor="admin")
         gallery.add_consent(
             "amy",

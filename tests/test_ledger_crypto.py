@@ -24,9 +24,7 @@ def test_key_file_is_private_and_round_trips(tmp_path: Path, monkeypatch: pytest
         create_key_file(path)
 
 
-def test_readable_key_file_and_missing_key_are_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_readable_key_file_and_missing_key_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
     path = tmp_path / "db.key"
     create_key_file(path)
@@ -49,9 +47,7 @@ def test_environment_key_takes_precedence(tmp_path: Path, monkeypatch: pytest.Mo
         load_master_key(path)
 
 
-def test_wrapped_keys_and_templates_are_bound_to_their_subject(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_wrapped_keys_and_templates_are_bound_to_their_subject(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
     master = create_key_file(tmp_path / "a.key")
     other = create_key_file(tmp_path / "b.key")

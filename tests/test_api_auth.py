@@ -25,6 +25,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/enroll"): frozenset({"admin", "enroller"}),
     ("GET", "/v1/subjects"): frozenset({"admin", "enroller"}),
     ("DELETE", "/v1/subjects/{subject}"): frozenset({"admin", "enroller"}),
+    ("POST", "/v1/subjects/{subject}/verify"): frozenset({"admin", "operator"}),
     ("POST", "/v1/identify"): frozenset({"admin", "operator"}),
     ("GET", "/v1/reviews"): frozenset({"admin", "reviewer"}),
     ("POST", "/v1/reviews/{candidate_id}/confirm"): frozenset({"admin", "reviewer"}),
@@ -49,6 +50,7 @@ BODIES: dict[str, Any] = {
     "/v1/consents/withdraw": {"subject": "nobody"},
     "/v1/enroll": {"subject": "nobody", "images": [TINY_PNG]},
     "/v1/identify": {"image": TINY_PNG},
+    "/v1/subjects/{subject}/verify": {"image": TINY_PNG},
     "/v1/reviews/{candidate_id}/confirm": {"reason": "checked"},
     "/v1/reviews/{candidate_id}/reject": {"reason": "checked"},
 }

@@ -83,6 +83,23 @@ def test_consent_enroll_identify_review_erase(service: Service, faces_dir: Path)
     assert stranger.status_code == 200
     assert all(f["decision"] == "no_match" and not f["candidates"] for f in stranger.json()["faces"])
 
+    # 1:1 against an enrolled subject: on the ledger, refused for a subject without consent for the purpose.
+    same = client.post(
+        "/v1/subjects/emp-raj/verify",
+        headers=service.headers("operator"),
+        files={"image": ("r.png", raj[2].read_bytes())},
+    )
+    assert same.status_code == 200, same.text
+    assert same.json()["match"] is True and same.json()["subject"] == "emp-raj"
+    other = client.post("/v1/subjects/emp-raj/verify", headers=service.headers("operator"), json={"image": b64(amy[4])})
+    assert other.status_code == 200 and other.json()["match"] is False
+    assert other.json()["similarity"] < other.json()["threshold"] <= same.json()["similarity"]
+    unknown = client.post(
+        "/v1/subjects/emp-nobody/verify", headers=service.headers("operator"), json={"image": b64(amy[4])}
+    )
+    assert unknown.status_code == 404
+    assert [e["subjects"] for e in _entries(service, "verify")] == [["emp-raj"], ["emp-raj"]]
+
     # The reviewer sees the candidate and confirms it.
     queue = client.get("/v1/reviews", headers=service.headers("reviewer")).json()["pending"]
     assert [c["id"] for c in queue] == [top["candidate_id"]]

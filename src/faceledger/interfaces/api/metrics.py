@@ -125,7 +125,7 @@ _EVENT_HELP = {
     "candidates": "Candidates produced for human review",
     "enrollments": "Enrollment requests answered",
     "templates_enrolled": "Templates stored by enrollments",
-    "verifications": "1:1 verifications answered",
+    "verifications": "1:1 verifications answered (kind: two images, or an image against a subject)",
     "reviews": "Review decisions recorded, by decision",
     "erasures": "Subjects erased",
     "rate_limited": "Requests refused by the per-key rate limit",

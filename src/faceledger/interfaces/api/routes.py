@@ -129,11 +129,13 @@ async def metrics(request: Request) -> Response:
     state = service(request)
 
     def gauges() -> dict[str, tuple[str, float]]:
-        head = state.gallery.audit_head()
-        pending = len(state.gallery.candidates(status="pending"))
+        stats = state.gallery.stats()  # counts only; no personal data, no audit entry
         return {
-            "audit_head_seq": ("Sequence number of the last audit entry.", float(head.seq if head else 0)),
-            "pending_reviews": ("Candidates awaiting human review.", float(pending)),
+            "audit_head_seq": ("Sequence number of the last audit entry.", float(stats["audit_head_seq"])),
+            "pending_reviews": ("Candidates awaiting human review.", float(stats["pending_reviews"])),
+            "subjects": ("Enrolled subjects.", float(stats["subjects"])),
+            "templates": ("Stored templates.", float(stats["templates"])),
+            "valid_consents": ("Consent records valid now.", float(stats["valid_consents"])),
             "process_start_time_seconds": ("Start time of this process (Unix time).", state.started_at),
         }
 
@@ -213,7 +215,7 @@ async def verify(request: Request, caller: Caller, x_purpose: PurposeHeader = No
         return {**result.to_dict(), "purpose": purpose}
 
     out = await state.run(work, model=True)
-    state.metrics.count("verifications", match=str(out["match"]).lower())
+    state.metrics.count("verifications", match=str(out["match"]).lower(), kind="images")
     return out
 
 
@@ -382,6 +384,41 @@ async def erase(
     receipt = await state.run(state.gallery.erase, subject, actor=caller.owner, purpose=why, reason=reason)
     state.metrics.count("erasures", trigger="request")
     return receipt.to_dict()
+
+
+@v1.post(
+    "/subjects/{subject}/verify",
+    response_model=s.SubjectVerifyOut,
+    tags=["identify"],
+    **op(
+        "admin",
+        "operator",
+        summary="Verify a face against an enrolled subject (1:1)",
+        body=image_request_body(s.SubjectVerifyJSON, s.SubjectVerifyFields, {"image": False}),
+    ),
+)
+async def verify_subject(
+    request: Request, subject: SubjectPath, caller: Caller, x_purpose: PurposeHeader = None
+) -> dict[str, Any]:
+    """Is the largest face of the image the enrolled ``subject``, at the policy's target false-match rate?
+    Needs the subject's consent valid now for the purpose; the check is an audit entry."""
+    state = service(request)
+    fields, images = await read_images(
+        request, s.SubjectVerifyJSON, s.SubjectVerifyFields, {"image": False}, max_images=1
+    )
+    purpose = purpose_of(x_purpose, fields.purpose)
+    result = await state.run(
+        state.gallery.verify_subject,
+        subject,
+        images["image"][0].stream(),
+        actor=caller.owner,
+        purpose=purpose,
+        gallery=fields.gallery,
+        model=True,
+    )
+    state.metrics.count("verifications", match=str(result.match).lower(), kind="subject")
+    out: dict[str, Any] = result.to_dict()
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ identify

@@ -106,6 +106,35 @@ class EnrollJSON(EnrollFields):
     images: list[str] = Field(min_length=1, description="image files, base64 each")
 
 
+class SubjectVerifyFields(_In):
+    """Fields of a 1:1 check against an enrolled subject besides the image."""
+
+    purpose: str | None = Field(default=None, max_length=200, description="why (or the X-Purpose header)")
+    gallery: str | None = Field(
+        default=None, max_length=64, description="the subject's gallery (default: the only one)"
+    )
+
+
+class SubjectVerifyJSON(SubjectVerifyFields):
+    """Check the largest face of one image (base64) against an enrolled subject."""
+
+    image: str = Field(description="the probe image, base64", min_length=1)
+
+
+class SubjectVerifyOut(_Out):
+    """A 1:1 check of a probe's largest face against one enrolled subject (on the ledger)."""
+
+    subject: str
+    image: str
+    probe_sha256: str
+    similarity: float | None
+    match: bool
+    threshold: float | None
+    target_fmr: float
+    box: list[float]
+    audit_seq: int
+
+
 class FaceOut(_Out):
     """One detected face."""
 

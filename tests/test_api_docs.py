@@ -1,0 +1,70 @@
+"""The walkthrough of docs/service.md runs as written: its shell blocks, in order, against a real server
+(on a free port instead of 8000), from `faceledger init` to the erasure."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "service.md"
+
+
+def _walkthrough() -> str:
+    text = DOC.read_text(encoding="utf-8")
+    section = text[text.index("## Walkthrough") : text.index("## Routes and roles")]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    assert len(blocks) >= 6
+    return "\n".join(blocks)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("curl") is None or shutil.which("bash") is None, reason="needs curl and bash")
+def test_service_walkthrough_runs_as_written(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = _walkthrough().replace("8000", str(port))
+    bin_dir = Path(sys.executable).parent
+    assert (bin_dir / "faceledger").exists() or shutil.which("faceledger"), "faceledger is not installed"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "FACELEDGER_THREADS": "1"}
+    for name in ("FACELEDGER_DB", "FACELEDGER_KEY_FILE", "FACELEDGER_MASTER_KEY", "FACELEDGER_ACTOR"):
+        env.pop(name, None)
+    shell = subprocess.Popen(
+        ["bash", "-c", "set -euo pipefail\n" + script],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = shell.communicate(timeout=180)
+        # The walkthrough's last command stops the server: the port closes.
+        deadline = time.monotonic() + 15
+        while _listening(port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _listening(port), "the server still runs after `kill %1`"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGTERM)  # anything the walkthrough left running
+    assert shell.returncode == 0, err[-3000:]
+    assert '"state":"valid"' in out and '"enrolled":1' in out
+    assert out.count('"decision":"candidate"') == 1 and '"subject":"emp-001"' in out
+    assert '"status":"confirmed"' in out and '"ok":true' in out and "# Transparency report" in out
+    assert '"templates_destroyed":1' in out and out.count('"decision":"no_match"') == 1
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -110,7 +110,9 @@ def make_engine(
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="faceledger")
-def main() -> None:
+@click.option("--db", type=click.Path(dir_okay=False), default=None,
+              help="Gallery database for the commands that use one (default: $FACELEDGER_DB or ./faceledger.db).")
+def main(db: str | None) -> None:
     """faceledger: face recognition with consent, review, an audit ledger and provable erasure.
 
     Start with `faceledger demo`, then `faceledger detect IMAGE...` and `faceledger verify A B`.

@@ -137,13 +137,20 @@ def prepare(db: Path, photos: dict[str, list[Photo]], clients: int, seed: int) -
     engine = Engine(threads=2)
     with Gallery.init(db, actor="bench-setup", engine=engine) as g:
         for subject in plan.subjects:
-            g.add_consent(subject, actor="bench-setup", collected_by="desk", legal_basis="explicit consent",
-                          purpose=PURPOSE, evidence_ref=f"form-{subject}")
+            g.add_consent(
+                subject,
+                actor="bench-setup",
+                collected_by="desk",
+                legal_basis="explicit consent",
+                purpose=PURPOSE,
+                evidence_ref=f"form-{subject}",
+            )
         names = list(plan.subjects)
         rng.shuffle(names)
         for subject in names[: len(names) // 2]:
-            result = g.enroll(subject, [p.path for p in plan.subjects[subject][:2]], actor="bench-setup",
-                              purpose=PURPOSE)
+            result = g.enroll(
+                subject, [p.path for p in plan.subjects[subject][:2]], actor="bench-setup", purpose=PURPOSE
+            )
             plan.pre_enrolled[subject] = {o.sha256 for o in result.enrolled if o.sha256}
         for i in range(clients):
             plan.keys[f"client-{i:02d}"] = {
@@ -170,9 +177,22 @@ def free_port() -> int:
 def start_server(db: Path, port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
     """``faceledger serve`` (as ``python -m faceledger.interfaces.api``) in its own process group."""
     command = [
-        sys.executable, "-m", "faceledger.interfaces.api", "--db", str(db), "--host", "127.0.0.1",
-        "--port", str(port), "--workers", str(workers), "--no-access-log", "--purge-interval", "0",
-        "--log-level", "warning",
+        sys.executable,
+        "-m",
+        "faceledger.interfaces.api",
+        "--db",
+        str(db),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--purge-interval",
+        "0",
+        "--log-level",
+        "warning",
     ]
     handle = open(log, "wb")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
@@ -298,16 +318,18 @@ def latency_table(samples: list[Sample], wall: float) -> list[dict[str, Any]]:
         if not group:
             continue
         ms = [s.seconds * 1000 for s in group]
-        rows.append({
-            "op": op,
-            "requests": len(group),
-            "per_second": round(len(group) / wall, 2),
-            "status": dict(sorted(Counter(str(s.status) for s in group).items())),
-            "p50_ms": round(percentile(ms, 50), 1),
-            "p90_ms": round(percentile(ms, 90), 1),
-            "p99_ms": round(percentile(ms, 99), 1),
-            "max_ms": round(max(ms), 1),
-        })
+        rows.append(
+            {
+                "op": op,
+                "requests": len(group),
+                "per_second": round(len(group) / wall, 2),
+                "status": dict(sorted(Counter(str(s.status) for s in group).items())),
+                "p50_ms": round(percentile(ms, 50), 1),
+                "p90_ms": round(percentile(ms, 90), 1),
+                "p99_ms": round(percentile(ms, 99), 1),
+                "max_ms": round(max(ms), 1),
+            }
+        )
     return rows
 
 
@@ -335,7 +357,9 @@ def check_integrity(db: Path, plan: Plan, samples: list[Sample]) -> dict[str, An
     }
     expected = {k: v for k, v in expected.items() if v}
     if stored != expected:
-        diff = {k: (stored.get(k), expected.get(k)) for k in set(stored) | set(expected) if stored.get(k) != expected.get(k)}
+        diff = {
+            k: (stored.get(k), expected.get(k)) for k in set(stored) | set(expected) if stored.get(k) != expected.get(k)
+        }
         problems.append(f"stored templates differ from the answers (stored, expected): {diff}")
     answered_enrolls = sum(
         1
@@ -438,22 +462,32 @@ def main() -> int:
         "problems": problems,
     }
 
-    print(f"faceledger service load test: {args.clients} clients, {wall:.1f} s, {args.workers} worker(s), "
-          f"{os.cpu_count()} CPU(s), mix {args.mix}")
-    print(f"setup {setup:.1f} s ({len(plan.subjects)} consented subjects, "
-          f"{integrity['templates_pre_enrolled']} templates pre-enrolled); server ready in {ready:.1f} s")
+    print(
+        f"faceledger service load test: {args.clients} clients, {wall:.1f} s, {args.workers} worker(s), "
+        f"{os.cpu_count()} CPU(s), mix {args.mix}"
+    )
+    print(
+        f"setup {setup:.1f} s ({len(plan.subjects)} consented subjects, "
+        f"{integrity['templates_pre_enrolled']} templates pre-enrolled); server ready in {ready:.1f} s"
+    )
     print(f"{'op':<9} {'requests':>8} {'req/s':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}  status")
     for row in table:
-        print(f"{row['op']:<9} {row['requests']:>8} {row['per_second']:>7} {row['p50_ms']:>8} {row['p90_ms']:>8} "
-              f"{row['p99_ms']:>8} {row['max_ms']:>8}  {row['status']}")
+        print(
+            f"{row['op']:<9} {row['requests']:>8} {row['per_second']:>7} {row['p50_ms']:>8} {row['p90_ms']:>8} "
+            f"{row['p99_ms']:>8} {row['max_ms']:>8}  {row['status']}"
+        )
     print(f"throughput {results['throughput_rps']} requests/s; 5xx: {five_xx}; no answer: {len(failed)}")
     if unexpected_4xx:
         print(f"4xx by cause: {dict(unexpected_4xx.most_common())}")
-    print(f"enrollment: {integrity['templates_enrolled_under_load']} templates added under load, "
-          f"{integrity['enroll_answers_skipped_as_already_enrolled']} answers skipped a photo already enrolled; "
-          f"stored {integrity['templates_stored']} templates for {integrity['subjects_stored']} subjects")
-    print(f"audit: {integrity['audit_entries']} entries, chain ok: {integrity['audit_ok']} "
-          f"(via API: {served_verify.get('ok')})")
+    print(
+        f"enrollment: {integrity['templates_enrolled_under_load']} templates added under load, "
+        f"{integrity['enroll_answers_skipped_as_already_enrolled']} answers skipped a photo already enrolled; "
+        f"stored {integrity['templates_stored']} templates for {integrity['subjects_stored']} subjects"
+    )
+    print(
+        f"audit: {integrity['audit_entries']} entries, chain ok: {integrity['audit_ok']} "
+        f"(via API: {served_verify.get('ok')})"
+    )
     print("checks: " + ("all passed" if not problems else "FAILED\n  " + "\n  ".join(problems)))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2))

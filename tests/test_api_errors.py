@@ -201,3 +201,13 @@ def _blank_png() -> str:
     buffer = io.BytesIO()
     Image.new("RGB", (200, 200), (128, 128, 128)).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_retention_runs_on_a_schedule(tmp_path: Path) -> None:
+    with running_service(tmp_path, purge_interval=0.4) as svc:
+        deadline = time.monotonic() + 10
+        runs: list[Any] = []
+        while not runs and time.monotonic() < deadline:
+            time.sleep(0.2)
+            runs = svc.client.get("/v1/audit/entries?action=purge", headers=svc.headers("auditor")).json()["entries"]
+        assert runs and runs[0]["actor"] == "faceledger-service" and runs[0]["purpose"] == "retention"

@@ -68,7 +68,7 @@ def running_service(tmp_path: Path, **overrides: Any) -> Iterator[Service]:
     """A fresh deployment served in-process by FastAPI's TestClient (lifespan included)."""
     db = tmp_path / "service.db"
     tokens, ids = init_deployment(db)
-    settings = ServiceSettings(db=db, purge_interval=0, **overrides)
+    settings = ServiceSettings(db=db, **{"purge_interval": 0, **overrides})
     app = create_app(settings, engine=shared_engine())
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Service(client, app, db, tokens, ids)

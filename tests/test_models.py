@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from faceledger.errors import ModelError
 from faceledger.models import bundled_card, bundled_dir, load_model
 from faceledger.models.cards import Calibration, file_sha256
-from faceledger.models.router import classify, fold_weight_dequantization, make_session
+from faceledger.models.router import classify, make_session, prepare_for_cpu
 from faceledger.vision import ArcFaceRecognizer, YuNetDetector
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,14 +119,14 @@ def test_bundled_yunet_matches_opencv_on_the_original_file() -> None:
     assert abs(scores[best] - ref[0, 14]) < 0.01
 
 
-def test_folding_dequantization_keeps_outputs() -> None:
+def test_cpu_preparation_keeps_outputs() -> None:
     path = bundled_dir() / "sface_2021dec.onnx"
     options = ort.SessionOptions()
     options.log_severity_level = 3
     plain = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    folded_bytes = fold_weight_dequantization(path.read_bytes())
+    folded_bytes = prepare_for_cpu(path.read_bytes())
     folded_model = onnx.load_from_string(folded_bytes)
-    assert not any(n.op_type == "DequantizeLinear" for n in folded_model.graph.node)
+    assert not any(n.op_type in {"DequantizeLinear", "PRelu"} for n in folded_model.graph.node)
     folded = ort.InferenceSession(folded_bytes, options, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).uniform(0, 255, (3, 3, 112, 112)).astype(np.float32)
     np.testing.assert_allclose(folded.run(None, {"data": x})[0], plain.run(None, {"data": x})[0], atol=1e-4)

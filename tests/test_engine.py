@@ -231,3 +231,19 @@ def test_anonymize_keeps_the_faces_asked_for(engine: Engine, manifest: list[Mani
     bx1, by1, bx2, by2 = faces[1].box.astype(int)
     assert not np.array_equal(out[by1:by2, bx1:bx2], image[by1:by2, bx1:bx2])
     assert out.shape == image.shape and not np.shares_memory(out, image)
+
+
+def test_map_keeps_order_returns_errors_and_matches_sequential_results(
+    engine: Engine, manifest: list[ManifestRow], tmp_path: Path
+) -> None:
+    paths: list[object] = [row.path for row in manifest if row.n_faces >= 2][:6]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff" + b"\x00" * 20)
+    paths.insert(2, bad)
+    results = list(engine.map(engine.detect, paths, workers=2))
+    assert len(results) == len(paths)
+    assert isinstance(results[2], ImageError) and "broken.jpg" in str(results[2])
+    for path, result in zip(paths, results, strict=True):
+        if path is not bad:
+            assert isinstance(result, Detections)
+            np.testing.assert_allclose(result.boxes, engine.detect(path).boxes, atol=1e-4)

@@ -43,6 +43,20 @@ def progress(items: Sequence[Any], label: str) -> Iterator[Any]:
     )
 
 
+def run_many(engine: Any, func: Any, paths: Sequence[str], label: str) -> Iterator[tuple[str, Any]]:
+    """``(path, result)`` for each path, computed on the engine's worker threads, with a progress bar.
+
+    A :class:`FaceledgerError` (bad image, no face) is returned as the result, for the caller to report; any other
+    exception is a bug and is raised.
+    """
+    results = engine.map(func, paths)
+    for path in progress(paths, label):
+        result = next(results)
+        if isinstance(result, BaseException) and not isinstance(result, FaceledgerError):
+            raise result
+        yield path, result
+
+
 def engine_options(func: Any) -> Any:
     """Options shared by the commands that run the engine."""
     options = [
@@ -137,16 +151,20 @@ def detect(images: tuple[str, ...], as_json: bool, draw: str | None, **engine_kw
     """
     engine = make_engine(**engine_kw)
     failed = 0
-    for path in progress(images, "detect"):
-        try:
-            array = engine.load(path)
-            faces = engine.detect(array)
-        except FaceledgerError as exc:
+
+    def load_and_detect(path: str) -> tuple[np.ndarray | None, Any]:
+        array = engine.load(path)
+        return (array if draw else None), engine.detect(array)
+
+    for path, result in run_many(engine, load_and_detect, images, "detect"):
+        if isinstance(result, FaceledgerError):
+            exc = result
             failed += 1
             warn(f"error: {exc}")
             if as_json:
                 emit({"image": path, "faces": [], "error": str(getattr(exc, "reason", exc))})
             continue
+        array, faces = result
         if as_json:
             emit({"image": path, "faces": faces.to_dicts(), "error": None})
         else:
@@ -157,7 +175,7 @@ def detect(images: tuple[str, ...], as_json: bool, draw: str | None, **engine_kw
                 click.echo(
                     f"  #{i} box=({x1},{y1},{x2},{y2}) score={face.score:.2f} quality={face.quality:.2f}{why}"
                 )
-        if draw:
+        if draw and array is not None:
             out = Path(draw)
             out.mkdir(parents=True, exist_ok=True)
             target = out / (Path(path).stem + ".detected.jpg")
@@ -200,10 +218,9 @@ def embed(images: tuple[str, ...], as_json: bool, **engine_kw: Any) -> None:
     """
     engine = make_engine(**engine_kw)
     failed = 0
-    for path in progress(images, "embed"):
-        try:
-            result = engine.embed(path)
-        except FaceledgerError as exc:
+    for path, result in run_many(engine, engine.embed, images, "embed"):
+        if isinstance(result, FaceledgerError):
+            exc = result
             failed += 1
             warn(f"error: {exc}")
             emit({"image": path, "faces": [], "error": str(getattr(exc, "reason", exc))})

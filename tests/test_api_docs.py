@@ -1,4 +1,4 @@
-"""The walkthrough of docs/service.md runs as written: its shell blocks, in order, against a real server
+"""The REST walkthrough of the README runs as written: its shell blocks, in order, against a real server
 (on a free port instead of 8000), from `faceledger init` to the erasure."""
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "service.md"
+DOC = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _walkthrough() -> str:
     text = DOC.read_text(encoding="utf-8")
-    section = text[text.index("## Walkthrough") : text.index("## Routes and roles")]
+    start = text.index("## REST service: from `faceledger serve` to an erasure")
+    section = text[start : text.index("\n## ", start + 1)]
     blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
     assert len(blocks) >= 6
     return "\n".join(blocks)

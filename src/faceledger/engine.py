@@ -75,7 +75,7 @@ class Engine:
         recognizer: path to an ArcFace-family ONNX file (N x 3 x 112 x 112 → N x D); ``None`` for bundled SFace.
         score_threshold: detector confidence below which a candidate box is discarded.
         min_face_size: faces whose shorter side is smaller (pixels) are not returned.
-        threads: onnxruntime threads per model (default: ``FACELEDGER_THREADS`` or all CPUs).
+        threads: onnxruntime threads per model (default: ``FACELEDGER_THREADS`` or 1; use :meth:`map` for many images).
         flip: average each embedding with the one of the mirrored face (about twice the embedding cost).
         quality: thresholds behind the per-face quality reasons.
         max_pixels: images with more pixels are refused as possible decompression bombs.

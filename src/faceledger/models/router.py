@@ -24,14 +24,23 @@ DEFAULT_RECOGNIZER = "sface_2021dec"
 
 
 def default_threads() -> int:
-    """Threads per onnxruntime session: ``FACELEDGER_THREADS`` or the number of CPUs this process may use."""
+    """Threads per onnxruntime session: ``FACELEDGER_THREADS``, else 1.
+
+    One thread per session is the measured best on faces of 112x112 and images of a few hundred pixels: two threads
+    splitting one face's convolutions took 57 ms per image of the shared face set against 49 ms with one, for twice
+    the CPU time (benchmarks/README.md). Use the cores on different images instead (:meth:`Engine.map`, the CLI,
+    the service's workers); raise it for a few very large images.
+    """
     env = os.environ.get("FACELEDGER_THREADS")
     if env:
         try:
-            return max(1, int(env))
+            value = int(env)
         except ValueError as exc:
             raise ModelError(f"FACELEDGER_THREADS must be a positive integer, got {env!r}") from exc
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+        if value < 1:
+            raise ModelError(f"FACELEDGER_THREADS must be a positive integer, got {env!r}")
+        return value
+    return 1
 
 
 def _plain_options(threads: int = 1) -> ort.SessionOptions:

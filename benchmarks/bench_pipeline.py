@@ -405,8 +405,15 @@ def _setup_faceledger(threads: int) -> tuple[RunImage, Finish, float]:
 def _setup_face_recognition(threads: int) -> tuple[RunImage, Finish, float]:
     """Import face_recognition (which loads dlib's models); same contract as :func:`_setup_faceledger`."""
     start = time.perf_counter()
-    import dlib
-    import face_recognition  # loads the dlib models at import time
+    try:
+        import dlib
+        import face_recognition  # loads the dlib models at import time
+    except ImportError as exc:
+        sys.exit(
+            f"error: face_recognition cannot be imported ({exc}); install it with "
+            "`pip install -r benchmarks/requirements.txt && pip install --no-deps face_recognition==1.3.0`, "
+            "or pass --skip-baseline"
+        )
     import numpy as np
 
     load_s = time.perf_counter() - start

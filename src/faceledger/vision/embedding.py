@@ -11,7 +11,8 @@ class ArcFaceRecognizer:
     """Turns aligned 112x112 BGR face crops into L2-normalised float32 vectors.
 
     ``mean``/``std`` normalise pixels before the network (``(x - mean) / std``), ``rgb`` swaps BGR to RGB.
-    ``batch_size`` is the number of faces per forward pass (1 when the model's batch dimension is fixed).
+    ``batch_size`` is the number of faces per forward pass (1 when the model's batch dimension is fixed); 8 keeps
+    onnxruntime's memory pool small (24 faces at once: peak 583 MiB with batches of 32, 432 MiB with 8, no slower).
     ``flip`` averages each embedding with the one of the horizontally mirrored crop (costs a second pass).
     """
 
@@ -23,7 +24,7 @@ class ArcFaceRecognizer:
         std: float = 127.5,
         rgb: bool = True,
         card: Any = None,
-        batch_size: int = 32,
+        batch_size: int = 8,
         flip: bool = False,
     ) -> None:
         self.session = session

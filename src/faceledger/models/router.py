@@ -27,7 +27,7 @@ def default_threads() -> int:
     """Threads per onnxruntime session: ``FACELEDGER_THREADS``, else 1.
 
     One thread per session is the measured best on faces of 112x112 and images of a few hundred pixels: two threads
-    splitting one face's convolutions took 57 ms per image of the shared face set against 49 ms with one, for twice
+    splitting one face's convolutions took 45.5 ms per image of the shared face set against 43.6 ms with one, for twice
     the CPU time (benchmarks/README.md). Use the cores on different images instead (:meth:`Engine.map`, the CLI,
     the service's workers); raise it for a few very large images.
     """

@@ -11,8 +11,9 @@ class ArcFaceRecognizer:
     """Turns aligned 112x112 BGR face crops into L2-normalised float32 vectors.
 
     ``mean``/``std`` normalise pixels before the network (``(x - mean) / std``), ``rgb`` swaps BGR to RGB.
-    ``batch_size`` is the number of faces per forward pass (1 when the model's batch dimension is fixed); 8 keeps
-    onnxruntime's memory pool small (24 faces at once: peak 583 MiB with batches of 32, 432 MiB with 8, no slower).
+    ``batch_size`` is the number of faces per forward pass (1 when the model's batch dimension is fixed). With one
+    onnxruntime thread, batches of 1 to 4 cost the same per face and 8 or more cost more (cache), and big batches
+    grow onnxruntime's memory pool (24 faces at once: peak 583 MiB with batches of 32, 432 MiB with 8); hence 4.
     ``flip`` averages each embedding with the one of the horizontally mirrored crop (costs a second pass).
     """
 
@@ -24,7 +25,7 @@ class ArcFaceRecognizer:
         std: float = 127.5,
         rgb: bool = True,
         card: Any = None,
-        batch_size: int = 8,
+        batch_size: int = 4,
         flip: bool = False,
     ) -> None:
         self.session = session

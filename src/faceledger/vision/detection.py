@@ -251,7 +251,9 @@ class YuNetDetector:
         padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         add(*self.run_once(padded, score_threshold), scale, -pad / scale, -pad / scale)
         if scale < 1.0 and tile:
-            self._tiles(image, tile_size, score_threshold, add)
+            # tiles are for the faces pass 1 saw too small (under ~48 px there); larger ones are pass 1's, and a
+            # tile cutting through a large face can mistake a part of it (an eye and a brow) for a small face
+            self._tiles(image, tile_size, score_threshold, add, max_side=48.0 / scale)
         elif upscale_small:
             big = cv2.resize(image, (w * 2, h * 2), interpolation=cv2.INTER_LINEAR)
             add(*self.run_once(big, score_threshold), 2.0)
@@ -269,9 +271,11 @@ class YuNetDetector:
         return Detections(b[ok], s[ok], k[ok], image_size=(h, w)).sorted_by_area()
 
     def _tiles(
-        self, image: np.ndarray, tile: int, score_threshold: float, add: Any, scale: float = 1.0
+        self, image: np.ndarray, tile: int, score_threshold: float, add: Any, scale: float = 1.0,
+        max_side: float = float("inf"),
     ) -> None:
-        """Run on overlapping tiles; keep faces well inside each tile (those on the cut are found by a neighbour)."""
+        """Run on overlapping tiles; keep faces well inside each tile (those on the cut are found by a neighbour)
+        and whose shorter side is below ``max_side`` pixels of ``image``."""
         h, w = image.shape[:2]
         overlap = tile // 4
         step = tile - overlap
@@ -289,7 +293,7 @@ class YuNetDetector:
                     continue
                 # drop faces cut by an inner tile edge
                 margin = 2.0
-                inner = np.ones(len(b), bool)
+                inner = np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) < max_side
                 if x > 0:
                     inner &= b[:, 0] > margin
                 if y > 0:

@@ -216,6 +216,7 @@ def test_group_photo_gives_a_box_per_face_and_detect_verify_work(service: Servic
     assert same["match"] is True and other["match"] is False
     assert same["similarity"] > other["similarity"] and same["threshold"] == other["threshold"]
     assert same["purpose"] == PURPOSE
+    assert other["audit_seq"] > same["audit_seq"] > 0, "every verification is on the ledger"
 
 
 def test_purpose_is_required_checked_by_policy_and_refusals_recorded(service: Service, faces_dir: Path) -> None:

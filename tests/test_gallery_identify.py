@@ -7,6 +7,7 @@ calibrated on the other half), enrolled with two photos each and searched with o
 from __future__ import annotations
 
 import collections
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,3 +210,24 @@ def test_bad_inputs_give_clear_errors_and_lose_nothing(
     assert len(refused) == 1 and refused[0].data["purpose"] == "marketing"
     assert counts(gallery) == (2, 3)
     assert gallery.audit_verify().ok
+
+
+def test_image_to_image_verification_is_recorded_without_biometric_data(
+    gallery: Gallery, photos: dict[str, list[Path]]
+) -> None:
+    a, b = photos[KNOWN[0]][:2]
+    other = photos[KNOWN[1]][0]
+    same = gallery.verify_images(a, b, actor="officer", purpose=PURPOSE)
+    diff = gallery.verify_images(a, other, actor="officer", purpose=PURPOSE)
+    assert same.match and not diff.match and same.similarity > diff.similarity
+    assert same.threshold == pytest.approx(gallery.threshold())
+    entries = gallery.audit_entries(action="verify")
+    assert [e.seq for e in entries] == [same.audit_seq, diff.audit_seq]
+    first = entries[0].data
+    assert first["actor"] == "officer" and first["purpose"] == PURPOSE
+    assert first["probe_sha256"] == hashlib.sha256(a.read_bytes()).hexdigest()
+    assert first["details"]["other_probe_sha256"] == hashlib.sha256(b.read_bytes()).hexdigest()
+    assert set(first["details"]) == {"kind", "other_probe_sha256", "similarity", "match", "model"}
+    assert gallery.audit_verify().ok
+    with pytest.raises(PurposeError):
+        gallery.verify_images(a, b, actor="officer", purpose="marketing")

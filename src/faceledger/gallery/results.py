@@ -193,6 +193,37 @@ class Identification:
 
 
 @dataclass(frozen=True)
+class ImageVerification:
+    """A recorded 1:1 comparison of the largest faces of two images (no enrolled subject involved).
+
+    The ledger keeps the SHA-256 of both images, the similarity, the decision and the threshold; never pixels
+    or embeddings.
+    """
+
+    sources: tuple[str, str]
+    probe_sha256: tuple[str, str]
+    similarity: float
+    match: bool
+    threshold: float
+    fmr: float | None
+    target_fmr: float
+    audit_seq: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "images": list(self.sources),
+            "probe_sha256": list(self.probe_sha256),
+            "similarity": _round(self.similarity),
+            "match": self.match,
+            "threshold": _round(self.threshold),
+            "fmr": self.fmr,
+            "target_fmr": self.target_fmr,
+            "audit_seq": self.audit_seq,
+        }
+
+
+@dataclass(frozen=True)
 class SubjectVerification:
     """Result of a 1:1 check of a probe's largest face against one enrolled subject."""
 

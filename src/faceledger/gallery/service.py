@@ -32,6 +32,7 @@ from faceledger.gallery.results import (
     FaceResult,
     Identification,
     ImageOutcome,
+    ImageVerification,
     PurgeReport,
     ReviewOutcome,
     SubjectInfo,
@@ -1246,6 +1247,67 @@ class Gallery:
             threshold=threshold,
             target_fmr=policy.policy.identification.target_fmr,
             box=[float(v) for v in embeddings.detections.boxes[0]],
+            audit_seq=entry.seq,
+        )
+
+    def verify_images(
+        self,
+        image_a: ImageInput,
+        image_b: ImageInput,
+        *,
+        actor: str,
+        purpose: str,
+        gallery: str | None = None,
+    ) -> ImageVerification:
+        """1:1 without a gallery search: are the largest faces of two images the same person?
+
+        Decided at the policy threshold; the purpose must be one the policy allows for ``gallery`` (default: the
+        first). Recorded on the ledger (both images' SHA-256, similarity, decision); nothing else is kept.
+        """
+        actor, purpose = _accountable(actor, purpose)
+        with self.store.read() as tx:
+            policy = self._refresh_policy(tx)
+            gallery_name = self._gallery_name(policy, gallery)
+        self._check_purpose(policy, gallery_name, purpose)
+        threshold = self.threshold()
+        probes = [self._probe(image) for image in (image_a, image_b)]
+        vectors = []
+        for probe in probes:
+            found = self.engine.embed(probe.array)
+            if len(found.vectors) == 0:
+                raise NoFaceError(f"{probe.source}: no face found")
+            vectors.append(found.vectors[0])
+        result = self.engine.compare(vectors[0], vectors[1], threshold=threshold)
+        with self._write() as tx:
+            policy = self._refresh_policy(tx)
+            entry = self._append(
+                tx,
+                AuditDraft(
+                    action="verify",
+                    actor=actor,
+                    purpose=purpose,
+                    gallery=gallery_name,
+                    probe_sha256=probes[0].sha256,
+                    threshold=threshold,
+                    policy_hash=policy.hash,
+                    details={
+                        "kind": "images",
+                        "other_probe_sha256": probes[1].sha256,
+                        "similarity": round(result.similarity, 4),
+                        "match": result.match,
+                        "model": self.model_id(),
+                    },
+                ),
+                to_text(self._now()),
+            )
+        return ImageVerification(
+            sources=(probes[0].source, probes[1].source),
+            probe_sha256=(probes[0].sha256, probes[1].sha256),
+            similarity=result.similarity,
+            match=result.match,
+            threshold=threshold,
+            fmr=result.fmr,
+            target_fmr=policy.policy.identification.target_fmr,
             audit_seq=entry.seq,
         )
 

@@ -7,6 +7,7 @@ key's owner as the actor.
 
 from __future__ import annotations
 
+import io
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request
@@ -193,7 +194,8 @@ async def detect(request: Request, caller: Caller) -> dict[str, Any]:
 )
 async def verify(request: Request, caller: Caller, x_purpose: PurposeHeader = None) -> dict[str, Any]:
     """Compare the largest face of ``image_a`` with that of ``image_b`` at the policy's target false-match
-    rate. Needs a purpose. Nothing is stored."""
+    rate. Needs a purpose. Recorded on the ledger (both images' SHA-256, similarity, decision); nothing else is
+    stored."""
     state = service(request)
     fields, images = await read_images(
         request, s.VerifyJSON, s.VerifyFields, {"image_a": False, "image_b": False}, max_images=1
@@ -201,18 +203,21 @@ async def verify(request: Request, caller: Caller, x_purpose: PurposeHeader = No
     purpose = purpose_of(x_purpose, fields.purpose)
 
     def work() -> dict[str, Any]:
-        engine = state.gallery.engine
-        vectors = []
-        for name in ("image_a", "image_b"):
-            upload = images[name][0]
-            try:
-                vectors.append(engine.largest_face_embedding(upload.data))
-            except ImageError as exc:
-                raise ImageError(upload.name, exc.reason) from None
-            except NoFaceError:
-                raise NoFaceError(f"{upload.name}: no face found; send an image with a visible face") from None
-        result = engine.compare(vectors[0], vectors[1], threshold=state.gallery.threshold())
-        return {**result.to_dict(), "purpose": purpose}
+        streams = []
+        for field in ("image_a", "image_b"):
+            upload = images[field][0]
+            stream = io.BytesIO(upload.data)
+            stream.name = upload.name  # named in errors and in the result
+            streams.append(stream)
+        try:
+            result = state.gallery.verify_images(streams[0], streams[1], actor=caller.owner, purpose=purpose)
+        except NoFaceError as exc:
+            raise NoFaceError(f"{exc}; send an image with a visible face") from None
+        out = result.to_dict()
+        return {
+            "similarity": out["similarity"], "match": out["match"], "threshold": out["threshold"],
+            "fmr": out["fmr"], "purpose": purpose, "audit_seq": out["audit_seq"],
+        }
 
     out = await state.run(work, model=True)
     state.metrics.count("verifications", match=str(out["match"]).lower(), kind="images")

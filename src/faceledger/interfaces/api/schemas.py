@@ -154,13 +154,14 @@ class DetectOut(_Out):
 
 
 class VerifyOut(_Out):
-    """A 1:1 comparison of the largest face of each image. Nothing is stored."""
+    """A 1:1 comparison of the largest face of each image, recorded on the ledger (hashes and decision only)."""
 
     similarity: float
     match: bool
     threshold: float
     fmr: float | None
     purpose: str
+    audit_seq: int
 
 
 # ------------------------------------------------------------------------------------------------ consent

@@ -66,6 +66,14 @@ def _db_path(ctx: click.Context, db: Path | None) -> Path:
     return Path(os.environ.get(DB_ENV) or "faceledger.db")
 
 
+_recognizer = click.option(
+    "--recognizer",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="FACELEDGER_RECOGNIZER",
+    help="ArcFace-family recognizer ONNX file (default: bundled SFace; $FACELEDGER_RECOGNIZER).",
+)
+
+
 def _common(func: F) -> F:
     """``--db``, ``--key-file`` and ``--json`` on every command."""
     func = click.option("--json", "as_json", is_flag=True, help="One JSON object per line on stdout.")(func)
@@ -403,12 +411,7 @@ def _enroll_text(result: Any) -> None:
 @click.option("--consent", "consent_id", help="Consent record to rely on (default: the valid one for --purpose).")
 @click.option("--face", "face_index", type=int, help="Face to enroll when an image has several (0 = largest).")
 @click.option("--gallery", help="Gallery (default: the policy's only gallery).")
-@click.option(
-    "--recognizer",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="FACELEDGER_RECOGNIZER",
-    help="ArcFace-family recognizer ONNX file (default: bundled SFace; $FACELEDGER_RECOGNIZER).",
-)
+@_recognizer
 @_common
 @_who
 @click.pass_context
@@ -455,12 +458,7 @@ def enroll_command(
 @click.command("enroll-batch")
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--gallery", help="Gallery (default: the policy's only gallery).")
-@click.option(
-    "--recognizer",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="FACELEDGER_RECOGNIZER",
-    help="ArcFace-family recognizer ONNX file (default: bundled SFace; $FACELEDGER_RECOGNIZER).",
-)
+@_recognizer
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_common
 @_who
@@ -545,12 +543,7 @@ def subjects_command(
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--gallery", help="Gallery to search (default: the policy's only gallery).")
 @click.option("--top-k", type=click.IntRange(1, 100), help="Candidates per face (default: the policy's top_k).")
-@click.option(
-    "--recognizer",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="FACELEDGER_RECOGNIZER",
-    help="ArcFace-family recognizer ONNX file (default: bundled SFace; $FACELEDGER_RECOGNIZER).",
-)
+@_recognizer
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_common
 @_who
@@ -608,12 +601,7 @@ def identify_command(
 @click.argument("subject")
 @click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--gallery", help="Gallery of the subject (default: the policy's only gallery).")
-@click.option(
-    "--recognizer",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="FACELEDGER_RECOGNIZER",
-    help="ArcFace-family recognizer ONNX file (default: bundled SFace; $FACELEDGER_RECOGNIZER).",
-)
+@_recognizer
 @_common
 @_who
 @click.pass_context

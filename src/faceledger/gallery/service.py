@@ -717,29 +717,55 @@ class Gallery:
                     raise UnknownSubjectError(f"subject {subject!r} has no consent {consent_id!r}")
             if not active:
                 raise ConsentError(f"subject {subject!r} has no active consent to withdraw")
-            for consent in active:
-                tx.end_consent(consent.id, now, reason)
-            tx.set_meta("consent_version", str(int(tx.get_meta("consent_version") or 0) + 1))
-            entry = self._append(
-                tx,
-                AuditDraft(
-                    action="consent.withdraw",
-                    actor=actor,
-                    purpose=purpose,
-                    gallery=active[0].gallery,
-                    subjects=(subject,),
-                    policy_hash=policy.hash,
-                    details={"consent_ids": [c.id for c in active], "reason": reason},
-                ),
-                now,
+            entry, erasure = self._end_consents(
+                tx, subject, active, action="consent.withdraw", ended_at=now, ended_reason=reason,
+                details={"reason": reason}, erase_reason=reason, actor=actor, purpose=purpose, policy=policy,
+                now_dt=now_dt,
             )
-            erasure = None
-            enrolled = tx.get_subject(subject)
-            if enrolled is not None and not self._has_valid_consent(tx, subject, enrolled.gallery, now_dt):
-                erasure = self._erase_in(tx, subject, reason=reason, actor=actor, purpose=purpose, now=now_dt)
         if erasure is not None:
             erasure = _with_reclaim(erasure, self.store.reclaim())
         return ConsentWithdrawal(subject, [c.id for c in active], entry.seq, erasure)
+
+    def _end_consents(
+        self,
+        tx: Transaction,
+        subject: str,
+        consents: Sequence[Consent],
+        *,
+        action: str,
+        ended_at: str | None,
+        ended_reason: str,
+        details: dict[str, Any],
+        erase_reason: str,
+        actor: str,
+        purpose: str,
+        policy: LoadedPolicy,
+        now_dt: datetime,
+        logged_at: str | None = None,
+    ) -> tuple[AuditEntry, ErasureReceipt | None]:
+        """End ``consents`` of one subject with their audit entry; erase the subject, in the same transaction, when
+        no valid consent is left in its gallery (withdrawal and expiry share this)."""
+        for consent in consents:
+            tx.end_consent(consent.id, ended_at, ended_reason)
+        tx.set_meta("consent_version", str(int(tx.get_meta("consent_version") or 0) + 1))
+        entry = self._append(
+            tx,
+            AuditDraft(
+                action=action,
+                actor=actor,
+                purpose=purpose,
+                gallery=consents[0].gallery,
+                subjects=(subject,),
+                policy_hash=policy.hash,
+                details={"consent_ids": [c.id for c in consents], **details},
+            ),
+            logged_at or to_text(now_dt),
+        )
+        erasure = None
+        enrolled = tx.get_subject(subject)
+        if enrolled is not None and not self._has_valid_consent(tx, subject, enrolled.gallery, now_dt):
+            erasure = self._erase_in(tx, subject, reason=erase_reason, actor=actor, purpose=purpose, now=now_dt)
+        return entry, erasure
 
     def _has_valid_consent(self, tx: Transaction, subject: str, gallery: str, now: datetime) -> bool:
         return any(c.gallery == gallery and c.state(now) == "valid" for c in tx.list_consents(subject_id=subject))
@@ -1527,29 +1553,14 @@ class Gallery:
                 expired_by_subject.setdefault(consent.subject_id, []).append(consent)
         for subject, expired in sorted(expired_by_subject.items()):
             with self._write() as tx:
-                for consent in expired:
-                    tx.end_consent(consent.id, None, "expired")
-                tx.set_meta("consent_version", str(int(tx.get_meta("consent_version") or 0) + 1))
-                entry = self._append(
-                    tx,
-                    AuditDraft(
-                        action="consent.expire",
-                        actor=actor,
-                        purpose=purpose,
-                        gallery=expired[0].gallery,
-                        subjects=(subject,),
-                        policy_hash=policy.hash,
-                        details={"consent_ids": [c.id for c in expired]},
-                    ),
-                    report.ran_at,
+                entry, receipt = self._end_consents(
+                    tx, subject, expired, action="consent.expire", ended_at=None, ended_reason="expired",
+                    details={}, erase_reason="consent expired", actor=actor, purpose=purpose, policy=policy,
+                    now_dt=now_dt, logged_at=report.ran_at,
                 )
                 report.audit_seqs.append(entry.seq)
                 report.consents_expired += [c.id for c in expired]
-                enrolled = tx.get_subject(subject)
-                if enrolled is not None and not self._has_valid_consent(tx, subject, enrolled.gallery, now_dt):
-                    receipt = self._erase_in(
-                        tx, subject, reason="consent expired", actor=actor, purpose=purpose, now=now_dt
-                    )
+                if receipt is not None:
                     report.subjects_erased.append(receipt)
                     report.audit_seqs.append(receipt.audit_seq)
 

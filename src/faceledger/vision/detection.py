@@ -175,7 +175,7 @@ class YuNetDetector:
         outs = dict(zip(self._outputs, self.session.run(self._outputs, {self.input_name: blob}), strict=True))
         all_boxes, all_scores, all_kps = [], [], []
         for s in STRIDES:
-            cols, rows = pw // s, ph // s
+            cols = pw // s  # anchors are laid out row by row, cols per row
             cls = np.clip(outs[f"cls_{s}"][0, :, 0], 0, 1)
             obj = np.clip(outs[f"obj_{s}"][0, :, 0], 0, 1)
             score = np.sqrt(cls * obj)
@@ -184,7 +184,6 @@ class YuNetDetector:
                 continue
             gx = (sel % cols).astype(np.float32)
             gy = (sel // cols).astype(np.float32)
-            assert rows * cols == len(cls)
             bbox = outs[f"bbox_{s}"][0, sel]
             kps = outs[f"kps_{s}"][0, sel].reshape(-1, 5, 2)
             cx = (gx + bbox[:, 0]) * s

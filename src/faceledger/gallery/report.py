@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.audit import AuditEntry
 from faceledger.ledger.policy import LoadedPolicy
 from faceledger.ledger.timeutil import from_text, to_text
@@ -207,10 +208,10 @@ def build_report(
 
 
 def _count(action: str, details: dict[str, Any]) -> dict[str, int]:
-    if action == "enroll":
+    if action == AuditAction.ENROLL:
         added = int(details.get("templates_added", 0))
         return {"enrollments": int(added > 0), "templates_added": added}
-    if action == "identify":
+    if action == AuditAction.IDENTIFY:
         candidates = details.get("candidates", [])
         return {
             "searches": 1,
@@ -218,20 +219,20 @@ def _count(action: str, details: dict[str, Any]) -> dict[str, int]:
             "faces_matched": int(details.get("matched_faces", 0)),
             "candidates": len(candidates),
         }
-    if action == "verify":
+    if action == AuditAction.VERIFY:
         return {"verifications": 1}
-    if action in ("review.confirm", "review.reject"):
+    if action in (AuditAction.REVIEW_CONFIRM, AuditAction.REVIEW_REJECT):
         status = details.get("status_after")
         return {"confirmed": int(status == "confirmed"), "rejected": int(status == "rejected")}
-    if action == "subject.erase":
+    if action == AuditAction.SUBJECT_ERASE:
         return {"erasures": 1}
-    if action == "consent.add":
+    if action == AuditAction.CONSENT_ADD:
         return {"consents_added": 1}
-    if action == "consent.withdraw":
+    if action == AuditAction.CONSENT_WITHDRAW:
         return {"consents_withdrawn": len(details.get("consent_ids", []))}
-    if action == "consent.expire":
+    if action == AuditAction.CONSENT_EXPIRE:
         return {"consents_expired": len(details.get("consent_ids", []))}
-    if action == "identify.refused":
+    if action == AuditAction.IDENTIFY_REFUSED:
         return {"refused_searches": 1}
     return {}
 

@@ -253,6 +253,24 @@ class SubjectVerification:
 
 
 @dataclass(frozen=True)
+class PendingReview:
+    """A candidate awaiting review, with the distinct reviewers who confirmed it so far and how many must."""
+
+    candidate: CandidateRecord
+    confirmations: int
+    required: int
+
+    @property
+    def id(self) -> str:
+        """The candidate's id."""
+        return self.candidate.id
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: the candidate's fields, then ``confirmations`` and ``required``."""
+        return {**self.candidate.to_dict(), "confirmations": self.confirmations, "required": self.required}
+
+
+@dataclass(frozen=True)
 class ReviewOutcome:
     """A recorded review and where the candidate stands after it."""
 

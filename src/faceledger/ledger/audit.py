@@ -21,11 +21,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from faceledger.ledger.actions import AuditAction
+
 GENESIS_HASH = "0" * 64
 """``prev`` of the very first entry."""
 
 ENTRY_VERSION = 1
-PURGE_ACTION = "audit.purge"
+PURGE_ACTION = AuditAction.AUDIT_PURGE
 
 # Fields every entry body has, in addition to seq/prev/v.
 ENTRY_FIELDS = (

@@ -25,10 +25,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from faceledger.config import MASTER_KEY_ENV  # the base64 master key; it takes precedence over the key file
 from faceledger.ledger.errors import MasterKeyError
-
-MASTER_KEY_ENV = "FACELEDGER_MASTER_KEY"
-"""Environment variable holding the base64 master key; it takes precedence over the key file."""
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -127,7 +125,7 @@ def load_master_key(key_file: str | os.PathLike[str] | None) -> MasterKey:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise MasterKeyError(
-            f"{path}: master key file not found; give the key file created by init (--key-file) or set {MASTER_KEY_ENV}"
+            f"{path}: master key file not found; give the key file created by init or set {MASTER_KEY_ENV}"
         ) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise MasterKeyError(f"{path}: key file is accessible by other users; run: chmod 600 {path}")

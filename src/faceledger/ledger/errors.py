@@ -17,6 +17,30 @@ class StoreError(LedgerError):
     """The database is missing, not initialised, locked for too long, or of an unknown schema version."""
 
 
+class DatabaseMissingError(StoreError):
+    """No database exists at the location given (``location`` names it); create one first."""
+
+    def __init__(self, message: str, location: str) -> None:
+        self.location = location
+        super().__init__(message)
+
+
+class NotInitialisedError(StoreError):
+    """The database exists but holds no deployment yet (``location`` names it); initialise it first."""
+
+    def __init__(self, message: str, location: str) -> None:
+        self.location = location
+        super().__init__(message)
+
+
+class AlreadyInitialisedError(StoreError):
+    """Initialising a database that already holds a deployment (``location`` names it); open it instead."""
+
+    def __init__(self, message: str, location: str) -> None:
+        self.location = location
+        super().__init__(message)
+
+
 class MasterKeyError(LedgerError):
     """The master key is missing, malformed, readable by others, or not the one the database was made with."""
 
@@ -33,6 +57,14 @@ class PolicyError(LedgerError, ValueError):
 
 class ConsentError(LedgerError):
     """An operation needs a valid consent record and there is none, or a consent record is invalid."""
+
+
+class NoConsentError(ConsentError):
+    """No consent at all is recorded for ``subject``: record one before enrolling."""
+
+    def __init__(self, message: str, subject: str) -> None:
+        self.subject = subject
+        super().__init__(message)
 
 
 class UnknownSubjectError(LedgerError, LookupError):
@@ -56,4 +88,8 @@ class AccessDenied(LedgerError, PermissionError):
 
 
 class AccountabilityError(LedgerError, ValueError):
-    """A call that touches people came without an actor or a purpose."""
+    """A call that touches people came without an actor or a purpose (``missing`` says which)."""
+
+    def __init__(self, message: str, missing: str) -> None:
+        self.missing = missing
+        super().__init__(message)

@@ -28,6 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+from faceledger.config import Database, database
 from faceledger.ledger.audit import (
     GENESIS_HASH,
     AuditDraft,
@@ -38,7 +39,7 @@ from faceledger.ledger.audit import (
     build_entry,
     verify_chain,
 )
-from faceledger.ledger.errors import DuplicateError, StoreError
+from faceledger.ledger.errors import DatabaseMissingError, DuplicateError, StoreError
 from faceledger.ledger.records import (
     ApiKey,
     CandidateRecord,
@@ -193,6 +194,10 @@ class Transaction(Protocol):
         """Candidates, oldest first."""
         ...
 
+    def pending_candidates(self, gallery: str | None = None) -> list[tuple[CandidateRecord, int]]:
+        """Pending candidates, oldest first, each with its number of distinct confirming reviewers."""
+        ...
+
     def set_candidate_status(self, candidate_id: str, status: CandidateStatus, decided_at: str | None) -> None:
         """Record a candidate's review outcome."""
         ...
@@ -343,7 +348,7 @@ class SQLiteStore:
         path = Path(path)
         if not path.exists():
             if not create:
-                raise StoreError(f"{path}: no faceledger database here; create one with `faceledger --db {path} init`")
+                raise DatabaseMissingError(f"{path}: no faceledger database here; initialise one first", str(path))
             if not path.parent.is_dir():
                 raise StoreError(f"{path}: folder {path.parent} does not exist")
             # The database holds personal data: readable by its owner only.
@@ -774,6 +779,16 @@ class _SQLiteTx:
         rows = self._all(f"SELECT {_CANDIDATE_COLS} FROM candidates{where} ORDER BY created_at, rank, id", params)
         return [_candidate(r) for r in rows]
 
+    def pending_candidates(self, gallery: str | None = None) -> list[tuple[CandidateRecord, int]]:
+        where, params = ("status = 'pending' AND gallery = ?", [gallery]) if gallery else ("status = 'pending'", [])
+        rows = self._all(
+            f"SELECT {_CANDIDATE_COLS}, (SELECT COUNT(DISTINCT reviewer) FROM reviews r "
+            f"WHERE r.candidate_id = candidates.id AND r.decision = 'confirm') "
+            f"FROM candidates WHERE {where} ORDER BY created_at, rank, id",
+            params,
+        )
+        return [(_candidate(r[:-1]), int(r[-1])) for r in rows]
+
     def set_candidate_status(self, candidate_id: str, status: CandidateStatus, decided_at: str | None) -> None:
         self._c.execute(
             "UPDATE candidates SET status = ?, decided_at = ? WHERE id = ?",
@@ -920,3 +935,17 @@ def verify_audit(tx: Transaction, expected_head: AuditHead | None = None) -> Ver
     ``expected_head`` is a head published earlier (``faceledger audit head``); the chain must extend it.
     """
     return verify_chain(tx.audit_rows(), recorded_head=tx.audit_head(), expected_head=expected_head)
+
+
+def open_store(
+    location: str | os.PathLike[str] | Database | None = None,
+    *,
+    create: bool = False,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S,
+) -> Store:
+    """Open the store at a database location (a path or a URL, see :func:`faceledger.config.database`;
+    None: ``FACELEDGER_DB`` or ``./faceledger.db``). The one place that maps a location to a backend."""
+    db = database(location)
+    if db.backend == "sqlite":
+        return SQLiteStore.open(db.path, create=create, busy_timeout=busy_timeout)
+    raise StoreError(f"{db}: no store for backend {db.backend!r}")  # config.database refuses these already

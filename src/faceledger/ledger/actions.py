@@ -1,0 +1,72 @@
+"""Every kind of audit entry, in one enumeration: what the gallery writes, what the report counts, what the docs list.
+
+The values are the ``action`` strings stored in the chain (changing one would make old entries unreadable to the
+report, so values never change; new actions are added). ``describe()`` gives the sentence the docs print.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AuditAction(StrEnum):
+    """The ``action`` of an audit entry."""
+
+    LEDGER_INIT = "ledger.init"
+    POLICY_CHANGE = "policy.change"
+    CONSENT_ADD = "consent.add"
+    CONSENT_LIST = "consent.list"
+    CONSENT_WITHDRAW = "consent.withdraw"
+    CONSENT_EXPIRE = "consent.expire"
+    CONSENT_PURGE = "consent.purge"
+    ENROLL = "enroll"
+    SUBJECTS_LIST = "subjects.list"
+    IDENTIFY = "identify"
+    IDENTIFY_REFUSED = "identify.refused"
+    VERIFY = "verify"
+    REVIEW_LIST = "review.list"
+    REVIEW_CONFIRM = "review.confirm"
+    REVIEW_REJECT = "review.reject"
+    REVIEW_PURGE = "review.purge"
+    SUBJECT_ERASE = "subject.erase"
+    TEMPLATE_PURGE = "template.purge"
+    AUDIT_PURGE = "audit.purge"
+    AUDIT_EXPORT = "audit.export"
+    PURGE = "purge"
+    REPORT = "report"
+    KEY_CREATE = "key.create"
+    KEY_REVOKE = "key.revoke"
+    KEY_ROTATE = "key.rotate"
+
+    def describe(self) -> str:
+        """One sentence: what the entry records."""
+        return _DESCRIPTIONS[self]
+
+
+_DESCRIPTIONS: dict[AuditAction, str] = {
+    AuditAction.LEDGER_INIT: "the deployment was created: master key id, galleries",
+    AuditAction.POLICY_CHANGE: "a new policy was put in force: previous and new hash",
+    AuditAction.CONSENT_ADD: "a consent was recorded: legal basis, collector, validity",
+    AuditAction.CONSENT_LIST: "someone looked up consent records",
+    AuditAction.CONSENT_WITHDRAW: "consents were withdrawn (an erasure follows when none is left)",
+    AuditAction.CONSENT_EXPIRE: "consents reached their expiry (an erasure follows when none is left)",
+    AuditAction.CONSENT_PURGE: "ended consent records past their retention were deleted",
+    AuditAction.ENROLL: "templates were made for a subject: images by hash, outcomes, possible duplicates",
+    AuditAction.SUBJECTS_LIST: "someone listed the enrolled subjects",
+    AuditAction.IDENTIFY: "a 1:N search: probe hash, threshold, faces, candidates",
+    AuditAction.IDENTIFY_REFUSED: "a 1:N search refused by the policy (purpose not allowed)",
+    AuditAction.VERIFY: "a 1:1 check, against a subject or between two images: similarity and decision",
+    AuditAction.REVIEW_LIST: "a reviewer opened the queue of pending candidates",
+    AuditAction.REVIEW_CONFIRM: "a reviewer confirmed a candidate",
+    AuditAction.REVIEW_REJECT: "a reviewer rejected a candidate",
+    AuditAction.REVIEW_PURGE: "candidates and reviews past their retention were deleted",
+    AuditAction.SUBJECT_ERASE: "a subject was erased: templates and data key destroyed, candidates deleted",
+    AuditAction.TEMPLATE_PURGE: "templates past their retention were deleted",
+    AuditAction.AUDIT_PURGE: "audit entries past their retention were deleted (checkpoint: range and last hash)",
+    AuditAction.AUDIT_EXPORT: "the whole ledger was exported",
+    AuditAction.PURGE: "a retention run finished: what each step removed",
+    AuditAction.REPORT: "a transparency report was generated",
+    AuditAction.KEY_CREATE: "an API key was created: owner and role",
+    AuditAction.KEY_REVOKE: "an API key was revoked",
+    AuditAction.KEY_ROTATE: "the master key was rotated: old and new key ids",
+}

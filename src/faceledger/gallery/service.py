@@ -33,6 +33,7 @@ from faceledger.gallery.results import (
     Identification,
     ImageOutcome,
     ImageVerification,
+    PendingReview,
     PurgeReport,
     ReviewOutcome,
     SubjectInfo,
@@ -103,9 +104,9 @@ def _check_subject_id(subject: str) -> str:
 
 def _accountable(actor: str | None, purpose: str | None) -> tuple[str, str]:
     if not actor or not str(actor).strip():
-        raise AccountabilityError("an actor is required: who is doing this (--actor or FACELEDGER_ACTOR)")
+        raise AccountabilityError("an actor is required: who is doing this", "actor")
     if not purpose or not str(purpose).strip():
-        raise AccountabilityError("a purpose is required: why this is done (--purpose or FACELEDGER_PURPOSE)")
+        raise AccountabilityError("a purpose is required: why this is done", "purpose")
     return str(actor).strip(), str(purpose).strip()
 
 
@@ -1338,12 +1339,14 @@ class Gallery:
         )
 
     # ------------------------------------------------------------------------------------------ review
-    def pending_reviews(self, *, actor: str, purpose: str, gallery: str | None = None) -> list[CandidateRecord]:
-        """Candidates awaiting review (oldest first); the look-up is an audit entry."""
+    def pending_reviews(self, *, actor: str, purpose: str, gallery: str | None = None) -> list[PendingReview]:
+        """Candidates awaiting review (oldest first) with their confirmations so far and the number the policy
+        requires; the look-up is an audit entry."""
         actor, purpose = _accountable(actor, purpose)
         now = to_text(self._now())
         with self._write() as tx:
-            records = tx.list_candidates(status="pending", gallery=gallery)
+            required = self._refresh_policy(tx).policy.identification.reviewers_required
+            records = [PendingReview(c, n, required) for c, n in tx.pending_candidates(gallery)]
             self._append(
                 tx,
                 AuditDraft(
@@ -1696,6 +1699,36 @@ class Gallery:
         )
         report.reclaimed = self.store.reclaim() if removed else True
         return report
+
+    def readiness(self, *, models: bool = True) -> dict[str, str]:
+        """Checks a service runs before taking requests: ``{"models", "database", "master_key"}``, each ``"ok"``
+        or what is wrong. ``models`` loads the models and runs each once on a blank image; the master key is
+        read again from its source each time (a key file moved away shows here)."""
+        checks: dict[str, str] = {}
+        if models:
+            try:
+                engine = self.engine
+                engine.detect(np.zeros((64, 64, 3), np.uint8))
+                engine.recognizer.embed(np.zeros((1, 112, 112, 3), np.uint8))
+                checks["models"] = "ok"
+            except (FaceledgerError, OSError, RuntimeError, ValueError) as exc:
+                checks["models"] = str(exc) or type(exc).__name__
+        try:
+            with self.store.read() as tx:
+                head = tx.audit_head()
+                expected = tx.get_meta("master_key_id")
+            checks["database"] = "ok" if head is not None else "empty ledger"
+        except FaceledgerError as exc:
+            checks["database"] = str(exc)
+            expected = None
+        try:
+            key = crypto.load_master_key(self.key_file)
+            checks["master_key"] = (
+                "ok" if expected is None or key.id == expected else f"{key.source}: not this database's master key"
+            )
+        except FaceledgerError as exc:
+            checks["master_key"] = str(exc)
+        return checks
 
     # ------------------------------------------------------------------------------------------ audit
     def audit_verify(self, expected_head: AuditHead | None = None) -> VerifyResult:

@@ -654,16 +654,15 @@ def review_list(
     actor, purpose = _need(actor, purpose)
     with _gallery(ctx, db, key_file) as g:
         pending = g.pending_reviews(actor=actor, purpose=purpose, gallery=gallery)
-        confirmations = {c.id: sum(r.decision == "confirm" for r in g.reviews(c.id)) for c in pending}
-        required = g.policy.policy.identification.reviewers_required
-    for c in pending:
+    for item in pending:
+        c = item.candidate
         if as_json:
-            _emit({**c.to_dict(), "confirmations": confirmations[c.id], "required": required})
+            _emit(item.to_dict())
         else:
             click.echo(
                 f"{c.id}  {c.subject_id}  similarity {c.similarity:.3f}  face {c.face_index} of probe "
                 f"{c.probe_sha256[:12]}  {c.gallery}/{c.purpose}  "
-                f"{confirmations[c.id]}/{required} confirmed  {c.created_at}"
+                f"{item.confirmations}/{item.required} confirmed  {c.created_at}"
             )
 
 

@@ -474,16 +474,7 @@ async def list_reviews(
     g = state.gallery
 
     def work() -> list[dict[str, Any]]:
-        pending = g.pending_reviews(actor=caller.owner, purpose=why, gallery=gallery)
-        required = g.policy.policy.identification.reviewers_required
-        return [
-            {
-                **c.to_dict(),
-                "confirmations": len({r.reviewer for r in g.reviews(c.id) if r.decision == "confirm"}),
-                "required": required,
-            }
-            for c in pending
-        ]
+        return [p.to_dict() for p in g.pending_reviews(actor=caller.owner, purpose=why, gallery=gallery)]
 
     return {"pending": await state.run(work)}
 

@@ -195,7 +195,7 @@ def test_master_key_rotation_makes_old_backups_unreadable(gallery: Gallery, face
 def test_interrupted_rotation_is_completed_on_next_open(
     gallery: Gallery, faces_dir: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import faceledger.gallery.service as service
+    import faceledger.gallery.keys as service
 
     db = Path(gallery.store.location)
     amy = photos(faces_dir, "amy")

@@ -1,16 +1,18 @@
-"""The use cases that touch people: consent, enrollment, identification, review, erasure, retention, reports.
+"""The use cases that touch people, one module each: consent, enrollment, identification, review, erasure,
+retention, keys, index_sync, admin, report; :class:`Gallery` (in ``facade``) is their front door.
 
 >>> from faceledger.gallery import Gallery
->>> g = Gallery.init("faceledger.db", actor="admin")          # database + master key + example policy
->>> g.add_consent("emp-001", actor="desk", collected_by="desk", legal_basis="explicit consent",
-...               purpose="access-control", evidence_ref="form-0001.pdf")
->>> g.enroll("emp-001", ["a.jpg", "b.jpg"], actor="desk", purpose="access-control")
->>> g.identify("door.jpg", actor="door-1", purpose="access-control")
+>>> Gallery.init("staff.db", actor="admin").close()           # database + master key + example policy
+>>> desk = Gallery.open("staff.db").as_actor("front-desk", purpose="access-control")
+>>> desk.add_consent("emp-001", collected_by="desk", legal_basis="explicit consent", evidence_ref="form-0001.pdf")
+>>> desk.enroll("emp-001", ["a.jpg", "b.jpg"])
+>>> desk.identify("door.jpg")
 
-Every call that touches people takes an ``actor`` and a ``purpose`` and writes an audit entry in the same
-transaction as its effect. This is the only layer that writes audit entries.
+Every call that touches people has an actor and a purpose and writes an audit entry in the same transaction as its
+effect. This is the only layer that writes audit entries.
 """
 
+from faceledger.gallery.facade import Gallery
 from faceledger.gallery.index import Hit, SearchIndex
 from faceledger.gallery.report import TransparencyReport
 from faceledger.gallery.results import (
@@ -23,16 +25,15 @@ from faceledger.gallery.results import (
     Identification,
     ImageOutcome,
     ImageVerification,
+    PendingReview,
     PurgeReport,
     ReviewOutcome,
     SubjectInfo,
     SubjectVerification,
 )
-from faceledger.gallery.service import DB_ENV, KEY_FILE_ENV, Gallery, default_db_path, default_key_file
+from faceledger.gallery.session import GallerySession
 
 __all__ = [
-    "DB_ENV",
-    "KEY_FILE_ENV",
     "CandidateMatch",
     "ConsentWithdrawal",
     "DuplicateWarning",
@@ -40,16 +41,16 @@ __all__ = [
     "ErasureReceipt",
     "FaceResult",
     "Gallery",
+    "GallerySession",
     "Hit",
     "Identification",
     "ImageOutcome",
     "ImageVerification",
+    "PendingReview",
     "PurgeReport",
     "ReviewOutcome",
     "SearchIndex",
     "SubjectInfo",
     "SubjectVerification",
     "TransparencyReport",
-    "default_db_path",
-    "default_key_file",
 ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from faceledger.gallery.context import GalleryContext, accountable, moment
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.audit import AuditEntry
 from faceledger.ledger.policy import LoadedPolicy
@@ -237,4 +238,45 @@ def _count(action: str, details: dict[str, Any]) -> dict[str, int]:
     return {}
 
 
-__all__ = ["PERIODS", "ReportRow", "TransparencyReport", "build_report", "period_of", "to_text"]
+def transparency_report(
+    ctx: GalleryContext,
+    *,
+    actor: str,
+    purpose: str,
+    period: str = "month",
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+) -> TransparencyReport:
+    """The report of the whole ledger still held, with the current counts; generating it is an audit entry."""
+    actor, purpose = accountable(actor, purpose)
+    now = ctx.now()
+    with ctx.write() as tx:
+        current = {
+            "subjects": len(tx.list_subjects()),
+            "templates": sum(tx.template_counts().values()),
+            "pending_reviews": len(tx.list_candidates(status="pending")),
+            "valid_consents": sum(1 for c in tx.list_consents() if c.state(now) == "valid"),
+        }
+        report = build_report(
+            tx.audit_entries(),
+            period=period,
+            since=moment(since, "since"),
+            until=moment(until, "until"),
+            generated_at=to_text(now),
+            policy=ctx.refresh_policy(tx),
+            current=current,
+        )
+        details = {"period": period, "rows": len(report.rows)}
+        ctx.record(tx, AuditAction.REPORT, actor=actor, purpose=purpose, at=now, details=details)
+    return report
+
+
+__all__ = [
+    "PERIODS",
+    "ReportRow",
+    "TransparencyReport",
+    "build_report",
+    "period_of",
+    "to_text",
+    "transparency_report",
+]

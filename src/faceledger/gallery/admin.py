@@ -1,0 +1,225 @@
+"""Administration: creating a deployment, the policy in force, API keys, reading and exporting the ledger,
+counts, and the readiness checks a service runs before taking requests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import datetime
+
+import numpy as np
+
+from faceledger.config import Database, database
+from faceledger.config import key_file as resolve_key_file
+from faceledger.errors import FaceledgerError
+from faceledger.gallery.context import GalleryContext, accountable, as_policy, bump_consent_version
+from faceledger.ledger import crypto
+from faceledger.ledger.actions import AuditAction
+from faceledger.ledger.apikeys import authenticate as _authenticate
+from faceledger.ledger.apikeys import create_api_key as _create_api_key
+from faceledger.ledger.apikeys import revoke_api_key as _revoke_api_key
+from faceledger.ledger.audit import AuditDraft, AuditEntry, AuditHead, VerifyResult
+from faceledger.ledger.errors import AlreadyInitialisedError, PurposeError
+from faceledger.ledger.policy import LoadedPolicy
+from faceledger.ledger.records import ApiKey
+from faceledger.ledger.store import Store, open_store, verify_audit
+from faceledger.ledger.timeutil import to_text, utcnow
+
+
+# ---------------------------------------------------------------------------------------------- deployment
+def create_deployment(
+    db: str | os.PathLike[str] | Database | None,
+    *,
+    actor: str,
+    policy: str | os.PathLike[str] | LoadedPolicy | None = None,
+    key_file: str | os.PathLike[str] | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> tuple[Store, crypto.MasterKey, os.PathLike[str]]:
+    """Create the database, its master key (``FACELEDGER_MASTER_KEY`` or a new 0600 key file) and its policy;
+    returns the open store, the master key and the key file path."""
+    actor, _ = accountable(actor, "init")
+    location = database(db)
+    loaded = as_policy(policy)
+    key_path = resolve_key_file(location, key_file)
+    store = open_store(location, create=True)
+    try:
+        with store.read() as tx:
+            if tx.get_meta("initialised_at") is not None:
+                raise AlreadyInitialisedError(f"{location}: already initialised", str(location))
+        if os.environ.get(crypto.MASTER_KEY_ENV):
+            master, key_source = crypto.load_master_key(None), "environment"
+        else:
+            master, key_source = crypto.create_key_file(key_path), "file"
+        now = to_text((clock or utcnow)())
+        with store.write() as tx:
+            if tx.get_meta("initialised_at") is not None:
+                raise AlreadyInitialisedError(f"{location}: already initialised by another process", str(location))
+            tx.set_meta("initialised_at", now)
+            tx.set_meta("master_key_id", master.id)
+            tx.set_meta("data_version", "0")
+            tx.set_meta("consent_version", "0")
+            tx.put_policy(loaded.hash, loaded.text, now, actor)
+            tx.set_meta("policy_hash", loaded.hash)
+            for g in loaded.policy.galleries:
+                tx.ensure_gallery(g.name, now)
+            details = {
+                "master_key_id": master.id,
+                "master_key_source": key_source,
+                "galleries": [g.name for g in loaded.policy.galleries],
+            }
+            draft = AuditDraft(
+                AuditAction.LEDGER_INIT, actor, "administration", policy_hash=loaded.hash, details=details
+            )
+            tx.append_audit(draft, now)
+    except BaseException:
+        store.close()
+        raise
+    return store, master, key_path
+
+
+def set_policy(
+    ctx: GalleryContext, policy: str | os.PathLike[str] | LoadedPolicy, *, actor: str, purpose: str = "administration"
+) -> LoadedPolicy:
+    """Put a new policy in force; refused when it drops a gallery that still has enrolled subjects."""
+    actor, purpose = accountable(actor, purpose)
+    loaded = as_policy(policy)
+    with ctx.write() as tx:
+        old = ctx.refresh_policy(tx)
+        names = {g.name for g in loaded.policy.galleries}
+        for subject in tx.list_subjects():
+            if subject.gallery not in names:
+                raise PurposeError(
+                    f"{loaded.source}: gallery {subject.gallery!r} still has enrolled subjects; "
+                    "keep it in the policy or erase them first"
+                )
+        now = to_text(ctx.now())
+        tx.put_policy(loaded.hash, loaded.text, now, actor)
+        tx.set_meta("policy_hash", loaded.hash)
+        for g in loaded.policy.galleries:
+            tx.ensure_gallery(g.name, now)
+        bump_consent_version(tx)
+        ctx.record(
+            tx,
+            AuditAction.POLICY_CHANGE,
+            actor=actor,
+            purpose=purpose,
+            at=now,
+            policy_hash=loaded.hash,
+            details={"previous_hash": old.hash, "new_hash": loaded.hash},
+        )
+        ctx.put_policy(loaded)
+    return loaded
+
+
+# ---------------------------------------------------------------------------------------------- API keys
+def create_api_key(
+    ctx: GalleryContext, owner: str, role: str, *, actor: str, purpose: str = "administration"
+) -> tuple[ApiKey, str]:
+    """Create an API key; returns the record and the token (shown only once)."""
+    actor, purpose = accountable(actor, purpose)
+    now = to_text(ctx.now())
+    with ctx.write() as tx:
+        record, token = _create_api_key(tx, owner=owner, role=role, created_by=actor, now=now)
+        details = {"key_id": record.id, "owner": owner, "role": role}
+        ctx.record(tx, AuditAction.KEY_CREATE, actor=actor, purpose=purpose, at=now, details=details)
+    return record, token
+
+
+def api_keys(ctx: GalleryContext) -> list[ApiKey]:
+    """All API keys (revoked included), without secrets."""
+    with ctx.store.read() as tx:
+        return tx.list_api_keys()
+
+
+def revoke_api_key(ctx: GalleryContext, key_id: str, *, actor: str, purpose: str = "administration") -> ApiKey:
+    """Revoke an API key (recorded on the ledger)."""
+    actor, purpose = accountable(actor, purpose)
+    now = to_text(ctx.now())
+    with ctx.write() as tx:
+        record = _revoke_api_key(tx, key_id, now=now)
+        details = {"key_id": key_id, "owner": record.owner, "role": record.role}
+        ctx.record(tx, AuditAction.KEY_REVOKE, actor=actor, purpose=purpose, at=now, details=details)
+    return record
+
+
+def authenticate(ctx: GalleryContext, token: str) -> ApiKey:
+    """The active API key of a token; raises :class:`~faceledger.ledger.AccessDenied` otherwise."""
+    with ctx.store.read() as tx:
+        return _authenticate(tx, token)
+
+
+# ---------------------------------------------------------------------------------------------- the ledger
+def audit_verify(ctx: GalleryContext, expected_head: AuditHead | None = None) -> VerifyResult:
+    """Recompute the audit chain; names the first entry altered, removed, inserted or reordered."""
+    with ctx.store.read() as tx:
+        return verify_audit(tx, expected_head)
+
+
+def audit_head(ctx: GalleryContext) -> AuditHead | None:
+    """Sequence number and hash of the last audit entry, to publish elsewhere as an anchor."""
+    with ctx.store.read() as tx:
+        return tx.audit_head()
+
+
+def audit_entries(
+    ctx: GalleryContext, *, after_seq: int = 0, limit: int | None = None, action: str | None = None
+) -> list[AuditEntry]:
+    """Audit entries after ``after_seq`` (optionally only one action)."""
+    with ctx.store.read() as tx:
+        return tx.audit_entries(after_seq=after_seq, limit=limit, action=action)
+
+
+def audit_export(ctx: GalleryContext, *, actor: str, purpose: str) -> list[AuditEntry]:
+    """Every audit entry, for export; the export itself is recorded first."""
+    actor, purpose = accountable(actor, purpose)
+    with ctx.write() as tx:
+        ctx.record(tx, AuditAction.AUDIT_EXPORT, actor=actor, purpose=purpose)
+        return tx.audit_entries()
+
+
+# ---------------------------------------------------------------------------------------------- counts, health
+def stats(ctx: GalleryContext) -> dict[str, int]:
+    """Counts only (no personal data, no audit entry)."""
+    now = ctx.now()
+    with ctx.store.read() as tx:
+        head = tx.audit_head()
+        return {
+            "subjects": len(tx.list_subjects()),
+            "templates": sum(tx.template_counts().values()),
+            "valid_consents": sum(1 for c in tx.list_consents() if c.state(now) == "valid"),
+            "pending_reviews": len(tx.list_candidates(status="pending")),
+            "audit_head_seq": 0 if head is None else head.seq,
+        }
+
+
+def readiness(ctx: GalleryContext, *, models: bool = True) -> dict[str, str]:
+    """``{"models", "database", "master_key"}``, each ``"ok"`` or what is wrong.
+
+    ``models`` loads the models and runs each once on a blank image; the master key is read again from its
+    source each time (a key file moved away shows here) and checked against the database's key id.
+    """
+    checks: dict[str, str] = {}
+    if models:
+        try:
+            engine = ctx.engine
+            engine.detect(np.zeros((64, 64, 3), np.uint8))
+            engine.recognizer.embed(np.zeros((1, 112, 112, 3), np.uint8))
+            checks["models"] = "ok"
+        except (FaceledgerError, OSError, RuntimeError, ValueError) as exc:
+            checks["models"] = str(exc) or type(exc).__name__
+    expected = None
+    try:
+        with ctx.store.read() as tx:
+            head = tx.audit_head()
+            expected = tx.get_meta("master_key_id")
+        checks["database"] = "ok" if head is not None else "empty ledger"
+    except FaceledgerError as exc:
+        checks["database"] = str(exc)
+    try:
+        key = crypto.load_master_key(ctx.key_file)
+        ok = expected is None or key.id == expected
+        checks["master_key"] = "ok" if ok else f"{key.source}: not the master key of this database"
+    except FaceledgerError as exc:
+        checks["master_key"] = str(exc)
+    return checks

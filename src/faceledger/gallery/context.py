@@ -1,0 +1,259 @@
+"""What every use case shares: the store, the clock, the policy in force, the engine, and the two primitives every
+change goes through: :meth:`GalleryContext.write` (one transaction) and :meth:`GalleryContext.record` (its audit
+entry, in that transaction). An operation is on the ledger if and only if it happened.
+
+The use-case modules (:mod:`.consent`, :mod:`.enrollment`, :mod:`.identification`, :mod:`.review`,
+:mod:`.erasure`, :mod:`.retention`, :mod:`.admin`, :mod:`.report`) are functions of a context;
+:class:`faceledger.gallery.Gallery` is the facade that holds one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from faceledger.errors import ImageError, ModelError
+from faceledger.ledger import crypto
+from faceledger.ledger.actions import AuditAction
+from faceledger.ledger.audit import AuditDraft, AuditEntry
+from faceledger.ledger.errors import AccountabilityError, NotInitialisedError, PurposeError, StoreError
+from faceledger.ledger.policy import EXAMPLE_POLICY, LoadedPolicy, load_policy, parse_policy
+from faceledger.ledger.store import Store, Transaction
+from faceledger.ledger.timeutil import from_text, to_text, utcnow
+
+if TYPE_CHECKING:
+    from faceledger.engine import Engine
+    from faceledger.gallery.index import SearchIndex
+    from faceledger.gallery.index_sync import AllowedSubjects
+
+SUBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$")
+ImageInput = Any  # path, bytes, binary file object or numpy array
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A decoded image and the SHA-256 of its bytes (the hash is what the ledger records, never pixels)."""
+
+    source: str
+    sha256: str
+    array: np.ndarray
+
+
+class GalleryContext:
+    """The state one open gallery shares between its use cases (safe to share between threads).
+
+    ``engine`` is made on first use (consent, review and audit work without loading models). ``clock`` returns
+    the current time (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        key_file: str | os.PathLike[str] | None = None,
+        engine: Engine | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.store = store
+        self.key_file = None if key_file is None else Path(key_file)
+        self._engine = engine
+        self.clock = clock or utcnow
+        self.master: crypto.MasterKey | None = None
+        self.data_keys: dict[str, bytes] = {}
+        self.index: SearchIndex | None = None
+        self.allowed: dict[tuple[str, str], AllowedSubjects] = {}
+        self._policy: LoadedPolicy | None = None
+        with self.store.read() as tx:
+            if tx.get_meta("initialised_at") is None:
+                raise NotInitialisedError(f"{store.location}: database is not initialised", store.location)
+            self.refresh_policy(tx)
+
+    # ------------------------------------------------------------------------------------------ time, engine
+    def now(self) -> datetime:
+        """The current time by this gallery's clock."""
+        return self.clock()
+
+    @property
+    def engine(self) -> Engine:
+        """The recognition engine (created on first use)."""
+        if self._engine is None:
+            from faceledger.engine import Engine
+
+            self._engine = Engine()
+        return self._engine
+
+    def model_id(self) -> str:
+        """Identifier of the recognizer templates are made with: card name and the start of its SHA-256."""
+        card = self.engine.recognizer.card
+        return f"{card.name}:{str(card.sha256)[:16]}"
+
+    def threshold(self) -> float:
+        """Similarity threshold of the policy's target false-match rate, from the recognizer's calibration."""
+        fmr = self.policy.policy.identification.target_fmr
+        try:
+            return float(self.engine.threshold_for_fmr(fmr))
+        except ModelError as exc:
+            raise ModelError(f"cannot set the threshold for target_fmr={fmr}: {exc}") from None
+
+    # ------------------------------------------------------------------------------------------ policy
+    @property
+    def policy(self) -> LoadedPolicy:
+        """The policy in force (text, hash and validated model), as of the last transaction."""
+        assert self._policy is not None
+        return self._policy
+
+    def refresh_policy(self, tx: Transaction) -> LoadedPolicy:
+        """The policy in force in this transaction (another process may have changed it)."""
+        current = tx.get_meta("policy_hash")
+        if current is None:
+            raise StoreError(f"{self.store.location}: no policy recorded; the database was not initialised")
+        if self._policy is None or self._policy.hash != current:
+            text = tx.get_policy(current)
+            if text is None:
+                raise StoreError(f"{self.store.location}: active policy {current[:12]} is missing from the database")
+            self._policy = parse_policy(text, f"policy {current[:12]}")
+        return self._policy
+
+    def put_policy(self, loaded: LoadedPolicy) -> None:
+        """Use ``loaded`` from now on (after the transaction that stored it)."""
+        self._policy = loaded
+
+    @staticmethod
+    def gallery_name(policy: LoadedPolicy, gallery: str | None) -> str:
+        """The gallery a call is about: ``gallery``, or the policy's only one."""
+        try:
+            return policy.policy.gallery(gallery).name
+        except KeyError as exc:
+            raise PurposeError(str(exc.args[0])) from None
+
+    @staticmethod
+    def check_purpose(policy: LoadedPolicy, gallery: str, purpose: str) -> None:
+        """Refuse a purpose the policy does not allow for ``gallery``."""
+        allowed = policy.policy.gallery(gallery).purposes
+        if purpose not in allowed:
+            raise PurposeError(
+                f"purpose {purpose!r} is not allowed for gallery {gallery!r} by policy {policy.hash[:12]}; "
+                f"allowed: {', '.join(allowed)}"
+            )
+
+    # ------------------------------------------------------------------------------------------ transactions
+    @contextmanager
+    def write(self) -> Iterator[Transaction]:
+        """A store write transaction; if it fails, the in-memory index is resynchronised from the store."""
+        try:
+            with self.store.write() as tx:
+                yield tx
+        except BaseException:
+            if self.index is not None:
+                self.index.version = None
+            raise
+
+    def record(
+        self,
+        tx: Transaction,
+        action: AuditAction,
+        *,
+        actor: str,
+        purpose: str,
+        at: datetime | str | None = None,
+        gallery: str | None = None,
+        subjects: tuple[str, ...] = (),
+        probe_sha256: str | None = None,
+        threshold: float | None = None,
+        policy_hash: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        """Append the audit entry of what ``tx`` does, in ``tx`` (``at`` defaults to now)."""
+        stamp = at if isinstance(at, str) else to_text(at or self.now())
+        draft = AuditDraft(
+            action=action,
+            actor=actor,
+            purpose=purpose,
+            gallery=gallery,
+            subjects=subjects,
+            probe_sha256=probe_sha256,
+            threshold=threshold,
+            policy_hash=policy_hash,
+            details=details or {},
+        )
+        return tx.append_audit(draft, stamp)
+
+    # ------------------------------------------------------------------------------------------ images
+    def probe(self, image: ImageInput) -> Probe:
+        """Decode an image and hash its bytes."""
+        if isinstance(image, str | os.PathLike):
+            source = os.fspath(image)
+            array = self.engine.load(image)
+            digest = hashlib.sha256(Path(image).read_bytes()).hexdigest()
+            return Probe(source, digest, array)
+        if isinstance(image, np.ndarray):
+            array = self.engine.load(image)
+            digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+            return Probe("<array>", digest, array)
+        if isinstance(image, bytes | bytearray | memoryview):
+            data = bytes(image)
+            source = "<bytes>"
+        elif hasattr(image, "read"):
+            data = image.read()
+            source = str(getattr(image, "name", "<stream>"))
+        else:
+            raise ImageError(repr(type(image).__name__), "not an image: give a path, bytes, a file or an array")
+        try:
+            array = self.engine.load(io.BytesIO(data))
+        except ImageError as exc:
+            raise ImageError(source, exc.reason) from None
+        return Probe(source, hashlib.sha256(data).hexdigest(), array)
+
+
+# ---------------------------------------------------------------------------------------------- argument checks
+def accountable(actor: str | None, purpose: str | None) -> tuple[str, str]:
+    """``(actor, purpose)`` stripped; refuses a call without either."""
+    if not actor or not str(actor).strip():
+        raise AccountabilityError("an actor is required: who is doing this", "actor")
+    if not purpose or not str(purpose).strip():
+        raise AccountabilityError("a purpose is required: why this is done", "purpose")
+    return str(actor).strip(), str(purpose).strip()
+
+
+def check_subject_id(subject: str) -> str:
+    """Refuse a subject id that could be a name or break a URL."""
+    if not isinstance(subject, str) or not SUBJECT_ID.match(subject):
+        raise ValueError(
+            f"subject id {subject!r} is not valid: use 1-128 letters, digits or _.:@+- "
+            "(starting with a letter or digit); never a name or other personal data if you can avoid it"
+        )
+    return subject
+
+
+def as_policy(policy: str | os.PathLike[str] | LoadedPolicy | None) -> LoadedPolicy:
+    """A policy file, a loaded policy, or None for the commented example policy."""
+    if policy is None:
+        return parse_policy(EXAMPLE_POLICY, "<example policy>")
+    if isinstance(policy, LoadedPolicy):
+        return policy
+    return load_policy(policy)
+
+
+def moment(value: datetime | str | None, name: str) -> datetime | None:
+    """A time given as a datetime (naive means UTC) or ISO 8601 text; ``name`` is used in the error."""
+    if value is None or isinstance(value, datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=utcnow().tzinfo)
+    try:
+        return from_text(value)
+    except ValueError:
+        raise ValueError(f"{name}: {value!r} is not an ISO 8601 date or time (e.g. 2025-12-31)") from None
+
+
+def bump_consent_version(tx: Transaction) -> None:
+    """Tell every process's consent cache that consents changed."""
+    tx.set_meta("consent_version", str(int(tx.get_meta("consent_version") or 0) + 1))

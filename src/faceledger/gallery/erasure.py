@@ -1,0 +1,89 @@
+"""Erasure: a subject's templates, data key, candidates and reviews destroyed in one transaction, its consents
+ended, the database space reclaimed, and a receipt naming the audit entry that records it.
+
+Consent records stay (they prove past processing was lawful) until the policy's consent retention ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from faceledger.gallery.context import GalleryContext, accountable, bump_consent_version
+from faceledger.gallery.index_sync import index_applied
+from faceledger.gallery.keys import forget
+from faceledger.gallery.results import ErasureReceipt
+from faceledger.ledger.actions import AuditAction
+from faceledger.ledger.errors import UnknownSubjectError
+from faceledger.ledger.store import Transaction
+from faceledger.ledger.timeutil import to_text
+
+
+def erase(
+    ctx: GalleryContext, subject: str, *, actor: str, purpose: str, reason: str = "erasure request"
+) -> ErasureReceipt:
+    """Erase a subject (see the module); the receipt says whether the space could be reclaimed at once."""
+    actor, purpose = accountable(actor, purpose)
+    with ctx.write() as tx:
+        ctx.refresh_policy(tx)
+        receipt = erase_in(ctx, tx, subject, reason=reason, actor=actor, purpose=purpose, now=ctx.now())
+    return with_reclaim(receipt, ctx.store.reclaim())
+
+
+def erase_in(
+    ctx: GalleryContext, tx: Transaction, subject: str, *, reason: str, actor: str, purpose: str, now: datetime
+) -> ErasureReceipt:
+    """Erase ``subject`` inside ``tx`` (withdrawal, expiry and retention call this in their own transaction)."""
+    stamp = to_text(now)
+    record = tx.get_subject(subject)
+    consents = tx.list_consents(subject_id=subject)
+    if record is None and not consents:
+        raise UnknownSubjectError(f"no subject {subject!r}: nothing to erase")
+    template_ids = [t.id for t in tx.templates_of(subject)]
+    key = tx.get_subject_key(subject)
+    candidates = tx.delete_candidates_of(subject)
+    tx.delete_subject(subject)
+    ended = []
+    for consent in consents:
+        if consent.state(now) in ("valid", "not_yet_valid"):
+            tx.end_consent(consent.id, stamp, reason)
+            ended.append(consent.id)
+    index_applied(ctx, tx.bump_data_version(), remove=template_ids)
+    bump_consent_version(tx)
+    gallery = record.gallery if record is not None else consents[0].gallery
+    entry = ctx.record(
+        tx,
+        AuditAction.SUBJECT_ERASE,
+        actor=actor,
+        purpose=purpose,
+        at=stamp,
+        gallery=gallery,
+        subjects=(subject,),
+        policy_hash=ctx.policy.hash,
+        details={
+            "reason": reason,
+            "templates_destroyed": len(template_ids),
+            "key_id": None if key is None else key.id,
+            "key_destroyed": key is not None,
+            "candidates_deleted": candidates,
+            "consents_ended": ended,
+        },
+    )
+    forget(ctx, subject)
+    return ErasureReceipt(
+        subject=subject,
+        gallery=gallery,
+        erased_at=stamp,
+        reason=reason,
+        templates_destroyed=len(template_ids),
+        key_id=None if key is None else key.id,
+        candidates_deleted=candidates,
+        consents_ended=ended,
+        audit_seq=entry.seq,
+        audit_hash=entry.hash,
+    )
+
+
+def with_reclaim(receipt: ErasureReceipt, reclaimed: bool) -> ErasureReceipt:
+    """The receipt with whether the freed space was made unrecoverable."""
+    return replace(receipt, reclaimed=reclaimed)

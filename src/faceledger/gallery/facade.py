@@ -1,0 +1,400 @@
+"""The :class:`Gallery` facade: every use case that touches people, each with its audit entry.
+
+Each method delegates to the module of its use case (:mod:`.consent`, :mod:`.enrollment`,
+:mod:`.identification`, :mod:`.review`, :mod:`.erasure`, :mod:`.retention`, :mod:`.keys`, :mod:`.admin`,
+:mod:`.report`), all sharing one :class:`~faceledger.gallery.context.GalleryContext`. Every method that touches
+people takes ``actor`` (who) and ``purpose`` (why); :meth:`Gallery.as_actor` binds both once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from faceledger.config import Database, database
+from faceledger.config import key_file as resolve_key_file
+from faceledger.errors import FaceledgerError
+from faceledger.gallery import admin, consent, enrollment, erasure, identification, keys, retention, review
+from faceledger.gallery.context import GalleryContext, ImageInput
+from faceledger.gallery.report import TransparencyReport, transparency_report
+from faceledger.gallery.results import (
+    ConsentWithdrawal,
+    EnrollmentResult,
+    ErasureReceipt,
+    Identification,
+    ImageVerification,
+    PendingReview,
+    PurgeReport,
+    ReviewOutcome,
+    SubjectInfo,
+    SubjectVerification,
+)
+from faceledger.ledger.audit import AuditEntry, AuditHead, VerifyResult
+from faceledger.ledger.policy import LoadedPolicy
+from faceledger.ledger.records import ApiKey, CandidateRecord, CandidateStatus, Consent, ReviewRecord, TemplateRecord
+from faceledger.ledger.store import Store, Transaction, open_store
+
+if TYPE_CHECKING:
+    from faceledger.engine import Engine
+    from faceledger.gallery.index import SearchIndex
+    from faceledger.gallery.session import GallerySession
+
+
+class Gallery:
+    """Consent-gated enrollment, 1:N identification, human review, erasure, retention and reports.
+
+    Create a deployment with :meth:`init`, open one with :meth:`open`. ``engine`` defaults to ``Engine()``
+    (made when first needed: consent, review and audit work without loading models). ``clock`` returns the
+    current time (tests pass their own). A Gallery is safe to share between threads; several processes may
+    open the same database.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        key_file: str | os.PathLike[str] | None = None,
+        engine: Engine | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.context = GalleryContext(store, key_file=key_file, engine=engine, clock=clock)
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    @classmethod
+    def init(
+        cls,
+        db: str | os.PathLike[str] | Database,
+        *,
+        actor: str,
+        policy: str | os.PathLike[str] | LoadedPolicy | None = None,
+        key_file: str | os.PathLike[str] | None = None,
+        engine: Engine | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> Gallery:
+        """Create a new deployment: the database (a path or ``sqlite:///`` URL), its master key and its policy.
+
+        The master key is taken from ``FACELEDGER_MASTER_KEY`` when set; otherwise a new key file is written
+        (mode 0600) at ``key_file`` (default: ``FACELEDGER_KEY_FILE``, else the database file plus ``.key``).
+        ``policy`` is a policy file, a loaded policy, or None for the commented example policy.
+        """
+        store, master, key_path = admin.create_deployment(
+            db, actor=actor, policy=policy, key_file=key_file, clock=clock
+        )
+        gallery = cls(store, key_file=key_path, engine=engine, clock=clock)
+        gallery.context.master = master
+        return gallery
+
+    @classmethod
+    def open(
+        cls,
+        db: str | os.PathLike[str] | Database | None = None,
+        *,
+        key_file: str | os.PathLike[str] | None = None,
+        engine: Engine | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> Gallery:
+        """Open an initialised deployment (``db`` defaults to ``FACELEDGER_DB`` or ``./faceledger.db``).
+
+        The master key is loaded only when an operation needs it, from ``FACELEDGER_MASTER_KEY`` or the key file
+        (``key_file``, else ``FACELEDGER_KEY_FILE``, else the database file plus ``.key``).
+        """
+        location = database(db)
+        store = open_store(location)
+        try:
+            return cls(store, key_file=resolve_key_file(location, key_file), engine=engine, clock=clock)
+        except BaseException:
+            store.close()
+            raise
+
+    def as_actor(self, actor: str, *, purpose: str, gallery: str | None = None) -> GallerySession:
+        """This gallery bound to who acts and why (and optionally one gallery of the policy)::
+
+            desk = Gallery.open("staff.db").as_actor("front-desk", purpose="access-control")
+            desk.enroll("emp-001", ["a.jpg"])
+
+        Both are still checked and recorded on every call.
+        """
+        from faceledger.gallery.session import GallerySession
+
+        return GallerySession(self, actor, purpose=purpose, gallery_name=gallery)
+
+    def close(self) -> None:
+        """Close the database."""
+        self.context.store.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------ state
+    @property
+    def store(self) -> Store:
+        """The database."""
+        return self.context.store
+
+    @property
+    def key_file(self) -> Path | None:
+        """The master key file (``FACELEDGER_MASTER_KEY`` takes precedence when set)."""
+        return self.context.key_file
+
+    @property
+    def engine(self) -> Engine:
+        """The recognition engine (created on first use)."""
+        return self.context.engine
+
+    @property
+    def policy(self) -> LoadedPolicy:
+        """The policy in force (text, hash and validated model)."""
+        return self.context.policy
+
+    def now(self) -> datetime:
+        """The current time by this gallery's clock."""
+        return self.context.now()
+
+    _now = now  # the name callers used before the facade existed
+
+    @property
+    def _index(self) -> SearchIndex | None:
+        """This process's search index (for tests that check it stays in sync)."""
+        return self.context.index
+
+    def _decrypt(self, tx: Transaction, record: TemplateRecord) -> np.ndarray:
+        """The embedding a template record holds (for tests of encryption and erasure)."""
+        return keys.decrypt_template(self.context, tx, record)
+
+    def model_id(self) -> str:
+        """Identifier of the recognizer templates are made with: card name and the start of its SHA-256."""
+        return self.context.model_id()
+
+    def threshold(self) -> float:
+        """Similarity threshold of the policy's target false-match rate, from the recognizer's calibration."""
+        return self.context.threshold()
+
+    # ------------------------------------------------------------------------------------------ consent
+    def add_consent(
+        self,
+        subject: str,
+        *,
+        actor: str,
+        collected_by: str,
+        legal_basis: str,
+        purpose: str,
+        evidence_ref: str,
+        given_at: datetime | str | None = None,
+        expires_at: datetime | str | None = None,
+        gallery: str | None = None,
+    ) -> Consent:
+        """Record a subject's consent to be enrolled in ``gallery`` and searched for ``purpose``.
+
+        ``evidence_ref`` points to the signed form or recording (kept outside faceledger); ``given_at``
+        defaults to now; ``expires_at`` (optional) must be later than both.
+        """
+        return consent.add_consent(
+            self.context, subject, actor=actor, collected_by=collected_by, legal_basis=legal_basis,
+            purpose=purpose, evidence_ref=evidence_ref, given_at=given_at, expires_at=expires_at, gallery=gallery,
+        )  # fmt: skip
+
+    def consents(
+        self, subject: str | None = None, *, actor: str, purpose: str, gallery: str | None = None
+    ) -> list[Consent]:
+        """Consent records (of one subject, or all); the look-up is an audit entry."""
+        return consent.consents(self.context, subject, actor=actor, purpose=purpose, gallery=gallery)
+
+    def withdraw_consent(
+        self,
+        subject: str,
+        *,
+        actor: str,
+        purpose: str,
+        consent_id: str | None = None,
+        reason: str = "consent withdrawn",
+    ) -> ConsentWithdrawal:
+        """Withdraw a subject's consent (all active ones, or ``consent_id``). When no valid consent is left in its
+        gallery, the subject is erased in the same transaction and the database space reclaimed."""
+        return consent.withdraw_consent(
+            self.context, subject, actor=actor, purpose=purpose, consent_id=consent_id, reason=reason
+        )
+
+    # ------------------------------------------------------------------------------------------ enrollment
+    def enroll(
+        self,
+        subject: str,
+        images: Sequence[ImageInput] | ImageInput,
+        *,
+        actor: str,
+        purpose: str,
+        gallery: str | None = None,
+        consent_id: str | None = None,
+        face_index: int | None = None,
+    ) -> EnrollmentResult:
+        """Enroll ``subject`` from one or more images, in one transaction.
+
+        Needs a valid consent for the gallery and purpose. Each image must contain exactly one usable face
+        (no quality reasons) unless ``face_index`` picks one (faces are ordered largest first); images that
+        fail are reported with their reason and the others are enrolled. Images already enrolled for this
+        subject are skipped, so rerunning an interrupted batch resumes it. A face that matches another
+        subject at or above the threshold is enrolled with a warning (see ``duplicates``).
+        """
+        return enrollment.enroll(
+            self.context, subject, images, actor=actor, purpose=purpose, gallery=gallery,
+            consent_id=consent_id, face_index=face_index,
+        )  # fmt: skip
+
+    def enroll_batch(
+        self,
+        items: Iterable[tuple[str, Sequence[ImageInput]]],
+        *,
+        actor: str,
+        purpose: str,
+        gallery: str | None = None,
+    ) -> Iterator[tuple[str, EnrollmentResult | FaceledgerError]]:
+        """Enroll many subjects, one transaction each; yields ``(subject, result or error)`` as it goes."""
+        return enrollment.enroll_batch(self.context, items, actor=actor, purpose=purpose, gallery=gallery)
+
+    def subjects(self, *, actor: str, purpose: str, gallery: str | None = None) -> list[SubjectInfo]:
+        """Enrolled subjects with their template count and consent state; the look-up is an audit entry."""
+        return enrollment.subjects(self.context, actor=actor, purpose=purpose, gallery=gallery)
+
+    # ------------------------------------------------------------------------------------------ search
+    def identify(
+        self, image: ImageInput, *, actor: str, purpose: str, gallery: str | None = None, top_k: int | None = None
+    ) -> Identification:
+        """Search every face of ``image`` against the gallery (1:N, exact).
+
+        Per face: the top ``k`` subjects scoring at or above the policy threshold, each recorded as a
+        candidate awaiting human review. Only subjects whose consent is valid now for this gallery and purpose
+        are searched. Faces that match no one leave no trace: nothing about them is stored except the count in
+        the audit entry (which records the SHA-256 of the image bytes, never pixels or templates).
+        """
+        return identification.identify(self.context, image, actor=actor, purpose=purpose, gallery=gallery, top_k=top_k)
+
+    def verify_subject(
+        self, subject: str, image: ImageInput, *, actor: str, purpose: str, gallery: str | None = None
+    ) -> SubjectVerification:
+        """1:1: is the largest face of ``image`` the enrolled ``subject`` (at the policy threshold)? An audit entry."""
+        return identification.verify_subject(
+            self.context, subject, image, actor=actor, purpose=purpose, gallery=gallery
+        )
+
+    def verify_images(
+        self, image_a: ImageInput, image_b: ImageInput, *, actor: str, purpose: str, gallery: str | None = None
+    ) -> ImageVerification:
+        """1:1 without a gallery search: are the largest faces of two images the same person? An audit entry."""
+        return identification.verify_images(
+            self.context, image_a, image_b, actor=actor, purpose=purpose, gallery=gallery
+        )
+
+    # ------------------------------------------------------------------------------------------ review
+    def pending_reviews(self, *, actor: str, purpose: str, gallery: str | None = None) -> list[PendingReview]:
+        """Candidates awaiting review (oldest first) with their confirmations so far and the number the policy
+        requires; the look-up is an audit entry."""
+        return review.pending_reviews(self.context, actor=actor, purpose=purpose, gallery=gallery)
+
+    def reviews(self, candidate_id: str) -> list[ReviewRecord]:
+        """The reviews recorded for a candidate (no audit entry: call it after an audited look-up such as
+        :meth:`pending_reviews` that already records the access)."""
+        return review.reviews_of(self.context, candidate_id)
+
+    def review(
+        self, candidate_id: str, *, reviewer: str, decision: str, reason: str, purpose: str | None = None
+    ) -> ReviewOutcome:
+        """Confirm or reject a candidate. It becomes a match only when ``reviewers_required`` distinct
+        reviewers confirmed it; one rejection rejects it. ``purpose`` defaults to the search's purpose and may
+        not differ from it."""
+        return review.review(
+            self.context, candidate_id, reviewer=reviewer, decision=decision, reason=reason, purpose=purpose
+        )
+
+    def candidates(
+        self, *, status: CandidateStatus | None = None, subject: str | None = None, gallery: str | None = None
+    ) -> list[CandidateRecord]:
+        """Candidates by status, subject or gallery (no audit entry: for people-facing listings use
+        :meth:`pending_reviews`; for counts use :meth:`stats`)."""
+        return review.candidates(self.context, status=status, subject=subject, gallery=gallery)
+
+    # ------------------------------------------------------------------------------------------ erasure, retention
+    def erase(self, subject: str, *, actor: str, purpose: str, reason: str = "erasure request") -> ErasureReceipt:
+        """Erase a subject: templates, data key, candidates, reviews deleted; consents ended; space reclaimed.
+        The receipt names the audit entry that records the erasure."""
+        return erasure.erase(self.context, subject, actor=actor, purpose=purpose, reason=reason)
+
+    def purge(self, *, actor: str = "retention", purpose: str = "retention") -> PurgeReport:
+        """Apply the policy's retention (each step on the ledger), then reclaim the space."""
+        return retention.purge(self.context, actor=actor, purpose=purpose)
+
+    # ------------------------------------------------------------------------------------------ keys, admin
+    def rotate_master_key(self, *, actor: str, purpose: str = "key rotation") -> dict[str, Any]:
+        """Re-wrap every subject data key with a new master key written to the key file (an audit entry)."""
+        return keys.rotate_master_key(self.context, actor=actor, purpose=purpose)
+
+    def set_policy(
+        self, policy: str | os.PathLike[str] | LoadedPolicy, *, actor: str, purpose: str = "administration"
+    ) -> LoadedPolicy:
+        """Put a new policy in force (recorded with its hash). Refused when it drops a gallery that still has
+        enrolled subjects."""
+        return admin.set_policy(self.context, policy, actor=actor, purpose=purpose)
+
+    def create_api_key(
+        self, owner: str, role: str, *, actor: str, purpose: str = "administration"
+    ) -> tuple[ApiKey, str]:
+        """Create an API key for the REST service; returns the record and the token (shown only once)."""
+        return admin.create_api_key(self.context, owner, role, actor=actor, purpose=purpose)
+
+    def api_keys(self) -> list[ApiKey]:
+        """All API keys (revoked included), without secrets."""
+        return admin.api_keys(self.context)
+
+    def revoke_api_key(self, key_id: str, *, actor: str, purpose: str = "administration") -> ApiKey:
+        """Revoke an API key (recorded on the ledger)."""
+        return admin.revoke_api_key(self.context, key_id, actor=actor, purpose=purpose)
+
+    def authenticate(self, token: str) -> ApiKey:
+        """The active API key of a token; raises :class:`~faceledger.ledger.AccessDenied` otherwise."""
+        return admin.authenticate(self.context, token)
+
+    def stats(self) -> dict[str, int]:
+        """Counts only (no personal data, no audit entry): subjects, templates, valid consents, pending reviews,
+        audit entries."""
+        return admin.stats(self.context)
+
+    def readiness(self, *, models: bool = True) -> dict[str, str]:
+        """``{"models", "database", "master_key"}`` checks, each ``"ok"`` or what is wrong."""
+        return admin.readiness(self.context, models=models)
+
+    # ------------------------------------------------------------------------------------------ the ledger
+    def audit_verify(self, expected_head: AuditHead | None = None) -> VerifyResult:
+        """Recompute the audit chain; names the first entry altered, removed, inserted or reordered."""
+        return admin.audit_verify(self.context, expected_head)
+
+    def audit_head(self) -> AuditHead | None:
+        """Sequence number and hash of the last audit entry, to publish elsewhere as an anchor."""
+        return admin.audit_head(self.context)
+
+    def audit_entries(
+        self, *, after_seq: int = 0, limit: int | None = None, action: str | None = None
+    ) -> list[AuditEntry]:
+        """Audit entries after ``after_seq`` (optionally only one action, e.g. ``identify`` or ``review``)."""
+        return admin.audit_entries(self.context, after_seq=after_seq, limit=limit, action=action)
+
+    def audit_export(self, *, actor: str, purpose: str) -> list[AuditEntry]:
+        """Every audit entry, for export; the export itself is recorded first."""
+        return admin.audit_export(self.context, actor=actor, purpose=purpose)
+
+    def report(
+        self,
+        *,
+        actor: str,
+        purpose: str,
+        period: str = "month",
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+    ) -> TransparencyReport:
+        """Transparency report: counts per period, gallery and purpose (:mod:`faceledger.gallery.report`)."""
+        return transparency_report(self.context, actor=actor, purpose=purpose, period=period, since=since, until=until)

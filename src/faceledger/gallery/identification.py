@@ -1,0 +1,266 @@
+"""Search: identification (1:N against the gallery), verification against one subject, verification of two images.
+
+Only subjects whose consent is valid now for the gallery and purpose are searched. A face that matches no one
+leaves no trace: the audit entry records the SHA-256 of the image bytes and counts, never pixels or templates.
+Every match is a candidate awaiting human review (:mod:`faceledger.gallery.review`).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+
+from faceledger.errors import NoFaceError
+from faceledger.gallery.context import GalleryContext, ImageInput, accountable
+from faceledger.gallery.index_sync import allowed_subjects, search_mask, sync_index
+from faceledger.gallery.results import (
+    CandidateMatch,
+    FaceResult,
+    Identification,
+    ImageVerification,
+    SubjectVerification,
+)
+from faceledger.ledger.actions import AuditAction
+from faceledger.ledger.errors import ConsentError, PurposeError, UnknownSubjectError
+from faceledger.ledger.policy import LoadedPolicy
+from faceledger.ledger.records import CandidateRecord
+from faceledger.ledger.timeutil import to_text
+
+
+def _search_policy(ctx: GalleryContext, gallery: str | None) -> tuple[LoadedPolicy, str]:
+    with ctx.store.read() as tx:
+        policy = ctx.refresh_policy(tx)
+    return policy, ctx.gallery_name(policy, gallery)
+
+
+def identify(
+    ctx: GalleryContext,
+    image: ImageInput,
+    *,
+    actor: str,
+    purpose: str,
+    gallery: str | None = None,
+    top_k: int | None = None,
+) -> Identification:
+    """Search every face of ``image`` against the gallery (exact); each hit at or above the policy threshold is
+    recorded as a candidate. A purpose the policy does not allow is refused, and the refusal is on the ledger."""
+    actor, purpose = accountable(actor, purpose)
+    policy, gallery_name = _search_policy(ctx, gallery)
+    try:
+        ctx.check_purpose(policy, gallery_name, purpose)
+    except PurposeError as exc:
+        with ctx.write() as tx:
+            ctx.record(
+                tx,
+                AuditAction.IDENTIFY_REFUSED,
+                actor=actor,
+                purpose=purpose,
+                gallery=gallery_name,
+                policy_hash=policy.hash,
+                details={"reason": str(exc)},
+            )
+        raise
+    k = top_k or policy.policy.identification.top_k
+    threshold = ctx.threshold()
+    probe = ctx.probe(image)
+    embeddings = ctx.engine.embed(probe.array)
+    dets = embeddings.detections
+    vectors = np.asarray(embeddings.vectors, np.float32)
+    search_id = uuid.uuid4().hex
+    now_dt = ctx.now()
+    now = to_text(now_dt)
+    with ctx.write() as tx:
+        policy = ctx.refresh_policy(tx)
+        index = sync_index(ctx, tx)
+        allowed = allowed_subjects(ctx, tx, gallery_name, purpose, now_dt)
+        hits = (
+            index.search(vectors, k, allowed=search_mask(index, allowed), min_similarity=threshold)
+            if len(vectors)
+            else []
+        )
+        planned = [[(h, uuid.uuid4().hex) for h in face_hits] for face_hits in hits]
+        entry = ctx.record(
+            tx,
+            AuditAction.IDENTIFY,
+            actor=actor,
+            purpose=purpose,
+            at=now,
+            gallery=gallery_name,
+            probe_sha256=probe.sha256,
+            subjects=tuple(h.subject for face in planned for h, _ in face),
+            threshold=threshold,
+            policy_hash=policy.hash,
+            details={
+                "search_id": search_id,
+                "model": ctx.model_id(),
+                "target_fmr": policy.policy.identification.target_fmr,
+                "top_k": k,
+                "faces": len(vectors),
+                "matched_faces": sum(1 for face in planned if face),
+                "candidates": [
+                    {"face": i, "subject": h.subject, "similarity": round(h.similarity, 4), "id": cid}
+                    for i, face in enumerate(planned)
+                    for h, cid in face
+                ],
+            },
+        )
+        faces: list[FaceResult] = []
+        for i, face in enumerate(planned):
+            box = [float(v) for v in dets.boxes[i]]
+            matches = []
+            for rank, (hit, cid) in enumerate(face, start=1):
+                tx.add_candidate(
+                    CandidateRecord(
+                        id=cid,
+                        search_id=search_id,
+                        audit_seq=entry.seq,
+                        gallery=gallery_name,
+                        purpose=purpose,
+                        actor=actor,
+                        probe_sha256=probe.sha256,
+                        face_index=i,
+                        box=[round(v, 1) for v in box],
+                        subject_id=hit.subject,
+                        similarity=hit.similarity,
+                        rank=rank,
+                        threshold=threshold,
+                        policy_hash=policy.hash,
+                        status="pending",
+                        created_at=now,
+                        decided_at=None,
+                    )
+                )
+                matches.append(CandidateMatch(hit.subject, hit.similarity, rank, cid))
+            faces.append(FaceResult(i, box, float(dets.quality[i]), list(dets.quality_reasons[i]), matches))
+    return Identification(
+        search_id=search_id,
+        source=probe.source,
+        probe_sha256=probe.sha256,
+        gallery=gallery_name,
+        purpose=purpose,
+        threshold=threshold,
+        target_fmr=policy.policy.identification.target_fmr,
+        policy_hash=policy.hash,
+        audit_seq=entry.seq,
+        faces=faces,
+    )
+
+
+def verify_subject(
+    ctx: GalleryContext,
+    subject: str,
+    image: ImageInput,
+    *,
+    actor: str,
+    purpose: str,
+    gallery: str | None = None,
+) -> SubjectVerification:
+    """1:1: is the largest face of ``image`` the enrolled ``subject`` (best over its templates, at the policy
+    threshold)? The subject needs a consent valid now for this gallery and purpose."""
+    actor, purpose = accountable(actor, purpose)
+    policy, gallery_name = _search_policy(ctx, gallery)
+    ctx.check_purpose(policy, gallery_name, purpose)
+    threshold = ctx.threshold()
+    probe = ctx.probe(image)
+    embeddings = ctx.engine.embed(probe.array)
+    if len(embeddings.vectors) == 0:
+        raise NoFaceError(f"{probe.source}: no face found")
+    vector = np.asarray(embeddings.vectors[:1], np.float32)
+    now = ctx.now()
+    with ctx.write() as tx:
+        policy = ctx.refresh_policy(tx)
+        record = tx.get_subject(subject)
+        if record is None or record.gallery != gallery_name:
+            raise UnknownSubjectError(f"no subject {subject!r} enrolled in gallery {gallery_name!r}")
+        if subject not in allowed_subjects(ctx, tx, gallery_name, purpose, now).subjects:
+            raise ConsentError(
+                f"subject {subject!r} has no consent valid now for gallery {gallery_name!r} and purpose "
+                f"{purpose!r}: verification refused"
+            )
+        hits = sync_index(ctx, tx).search(vector, 1, allowed={subject})[0]
+        similarity = hits[0].similarity if hits else float("-inf")
+        match = similarity >= threshold
+        entry = ctx.record(
+            tx,
+            AuditAction.VERIFY,
+            actor=actor,
+            purpose=purpose,
+            at=now,
+            gallery=gallery_name,
+            probe_sha256=probe.sha256,
+            subjects=(subject,),
+            threshold=threshold,
+            policy_hash=policy.hash,
+            details={
+                "similarity": round(similarity, 4),
+                "match": match,
+                "faces": len(embeddings.vectors),
+                "model": ctx.model_id(),
+            },
+        )
+    return SubjectVerification(
+        subject=subject,
+        source=probe.source,
+        probe_sha256=probe.sha256,
+        similarity=similarity,
+        match=match,
+        threshold=threshold,
+        target_fmr=policy.policy.identification.target_fmr,
+        box=[float(v) for v in embeddings.detections.boxes[0]],
+        audit_seq=entry.seq,
+    )
+
+
+def verify_images(
+    ctx: GalleryContext,
+    image_a: ImageInput,
+    image_b: ImageInput,
+    *,
+    actor: str,
+    purpose: str,
+    gallery: str | None = None,
+) -> ImageVerification:
+    """1:1 without a gallery search: are the largest faces of two images the same person (at the policy
+    threshold)? Recorded on the ledger with both images' SHA-256; nothing else is kept."""
+    actor, purpose = accountable(actor, purpose)
+    policy, gallery_name = _search_policy(ctx, gallery)
+    ctx.check_purpose(policy, gallery_name, purpose)
+    threshold = ctx.threshold()
+    probes = [ctx.probe(image) for image in (image_a, image_b)]
+    vectors = []
+    for probe in probes:
+        found = ctx.engine.embed(probe.array)
+        if len(found.vectors) == 0:
+            raise NoFaceError(f"{probe.source}: no face found")
+        vectors.append(found.vectors[0])
+    result = ctx.engine.compare(vectors[0], vectors[1], threshold=threshold)
+    with ctx.write() as tx:
+        policy = ctx.refresh_policy(tx)
+        entry = ctx.record(
+            tx,
+            AuditAction.VERIFY,
+            actor=actor,
+            purpose=purpose,
+            gallery=gallery_name,
+            probe_sha256=probes[0].sha256,
+            threshold=threshold,
+            policy_hash=policy.hash,
+            details={
+                "kind": "images",
+                "other_probe_sha256": probes[1].sha256,
+                "similarity": round(result.similarity, 4),
+                "match": result.match,
+                "model": ctx.model_id(),
+            },
+        )
+    return ImageVerification(
+        sources=(probes[0].source, probes[1].source),
+        probe_sha256=(probes[0].sha256, probes[1].sha256),
+        similarity=result.similarity,
+        match=result.match,
+        threshold=threshold,
+        fmr=result.fmr,
+        target_fmr=policy.policy.identification.target_fmr,
+        audit_seq=entry.seq,
+    )

@@ -1,0 +1,126 @@
+"""Search index sync: keeps this process's in-memory :class:`~faceledger.gallery.index.SearchIndex` equal to the
+store, and works out who may be searched (subjects whose consent is valid now for the gallery and purpose).
+
+Any process may enroll or erase: before every search the index is brought to the store's data version, and the
+consent cache to its consent version, inside the search's own transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from faceledger.errors import ModelError
+from faceledger.gallery.context import GalleryContext
+from faceledger.gallery.index import SearchIndex
+from faceledger.gallery.keys import decrypt_template
+from faceledger.ledger.store import Transaction
+from faceledger.ledger.timeutil import from_text
+
+
+@dataclass
+class AllowedSubjects:
+    """Subjects searchable for one gallery and purpose, valid until ``valid_until`` (a consent starts or ends)."""
+
+    version: tuple[str | None, int]
+    subjects: frozenset[str]
+    valid_until: datetime | None
+    mask: np.ndarray | None = None
+    generation: int = -1
+
+
+def sync_index(ctx: GalleryContext, tx: Transaction) -> SearchIndex:
+    """Bring the in-memory index to the store's data version (adds and erasures by any process)."""
+    version = tx.data_version()
+    model = ctx.model_id()
+    dim = int(getattr(ctx.engine.recognizer.card, "dim", 0) or 128)
+    if ctx.index is None or ctx.index.dim != dim:
+        ctx.index = SearchIndex(dim)
+    index = ctx.index
+    if index.version == version:
+        return index
+    refs = tx.template_refs()
+    foreign = sorted({r.model for r in refs if r.model != model})
+    if foreign:
+        raise ModelError(
+            f"the gallery holds templates made with recognizer {', '.join(foreign)} but this engine runs "
+            f"{model}; use the same recognizer, or erase and re-enroll those subjects"
+        )
+    current = {r.id: r.subject_id for r in refs}
+    have = index.template_ids
+    remove = have - current.keys()
+    records = tx.get_templates(sorted(current.keys() - have))
+    vectors = np.stack([decrypt_template(ctx, tx, r) for r in records]) if records else np.zeros((0, dim))
+    index.update(
+        remove=remove,
+        add_ids=[r.id for r in records],
+        add_subjects=[r.subject_id for r in records],
+        add_vectors=vectors,
+    )
+    index.version = version
+    present = set(current.values())
+    for subject in list(ctx.data_keys):
+        if subject not in present:
+            del ctx.data_keys[subject]
+    return index
+
+
+def index_applied(
+    ctx: GalleryContext,
+    new_version: int,
+    *,
+    remove: Sequence[str] = (),
+    add: Sequence[tuple[str, str, np.ndarray]] = (),
+) -> None:
+    """Apply a transaction's own template changes to the index, if it was in sync just before (else the next
+    search resynchronises it from the store)."""
+    index = ctx.index
+    if index is None or index.version != new_version - 1:
+        return
+    index.update(
+        remove=remove,
+        add_ids=[t for t, _, _ in add],
+        add_subjects=[s for _, s, _ in add],
+        add_vectors=np.stack([v for _, _, v in add]) if add else np.zeros((0, index.dim), np.float32),
+    )
+    index.version = new_version
+
+
+def allowed_subjects(
+    ctx: GalleryContext, tx: Transaction, gallery: str, purpose: str | None, now: datetime
+) -> AllowedSubjects:
+    """Subjects of ``gallery`` whose consent is valid now for ``purpose`` (any purpose when None)."""
+    version = (tx.get_meta("consent_version"), tx.data_version())
+    key = (gallery, purpose or "")
+    cached = ctx.allowed.get(key)
+    if cached is not None and cached.version == version and (cached.valid_until is None or now < cached.valid_until):
+        return cached
+    enrolled = {s.id for s in tx.list_subjects(gallery)}
+    allowed: set[str] = set()
+    valid_until: datetime | None = None
+    for consent in tx.list_consents(gallery=gallery):
+        if consent.subject_id not in enrolled or (purpose is not None and consent.purpose != purpose):
+            continue
+        state = consent.state(now)
+        change = None
+        if state == "valid":
+            allowed.add(consent.subject_id)
+            change = None if consent.expires_at is None else from_text(consent.expires_at)
+        elif state == "not_yet_valid":
+            change = from_text(consent.given_at)
+        if change is not None and (valid_until is None or change < valid_until):
+            valid_until = change
+    entry = AllowedSubjects(version, frozenset(allowed), valid_until)
+    ctx.allowed[key] = entry
+    return entry
+
+
+def search_mask(index: SearchIndex, allowed: AllowedSubjects) -> np.ndarray:
+    """The index rows of the allowed subjects (cached until the index changes)."""
+    if allowed.mask is None or allowed.generation != index.generation:
+        allowed.mask = index.mask(allowed.subjects)
+        allowed.generation = index.generation
+    return allowed.mask

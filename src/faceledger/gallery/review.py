@@ -1,0 +1,120 @@
+"""Review: a candidate becomes a match only when the policy's number of distinct reviewers confirm it; one
+rejection rejects it. The review queue shows each pending candidate with its confirmations so far.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from faceledger.gallery.context import GalleryContext, accountable
+from faceledger.gallery.results import PendingReview, ReviewOutcome
+from faceledger.ledger.actions import AuditAction
+from faceledger.ledger.errors import PurposeError, ReviewError, UnknownSubjectError
+from faceledger.ledger.records import CandidateRecord, CandidateStatus, ReviewRecord
+from faceledger.ledger.timeutil import to_text
+
+
+def pending_reviews(
+    ctx: GalleryContext, *, actor: str, purpose: str, gallery: str | None = None
+) -> list[PendingReview]:
+    """Candidates awaiting review (oldest first) with their confirmations and the number the policy requires,
+    from one query; the look-up is an audit entry."""
+    actor, purpose = accountable(actor, purpose)
+    with ctx.write() as tx:
+        required = ctx.refresh_policy(tx).policy.identification.reviewers_required
+        records = [PendingReview(c, n, required) for c, n in tx.pending_candidates(gallery)]
+        ctx.record(
+            tx,
+            AuditAction.REVIEW_LIST,
+            actor=actor,
+            purpose=purpose,
+            gallery=gallery,
+            details={"pending": len(records)},
+        )
+    return records
+
+
+def reviews_of(ctx: GalleryContext, candidate_id: str) -> list[ReviewRecord]:
+    """The reviews recorded for a candidate (no audit entry: call it after an audited look-up)."""
+    with ctx.store.read() as tx:
+        return tx.reviews_of(candidate_id)
+
+
+def review(
+    ctx: GalleryContext,
+    candidate_id: str,
+    *,
+    reviewer: str,
+    decision: str,
+    reason: str,
+    purpose: str | None = None,
+) -> ReviewOutcome:
+    """Confirm or reject a candidate. ``purpose`` defaults to the search's purpose and may not differ from it."""
+    if decision not in ("confirm", "reject"):
+        raise ReviewError(f"decision must be 'confirm' or 'reject', not {decision!r}")
+    if not reason or not reason.strip():
+        raise ReviewError("a review needs a reason (what the reviewer checked)")
+    reviewer, _ = accountable(reviewer, purpose or "review")
+    now = to_text(ctx.now())
+    with ctx.write() as tx:
+        policy = ctx.refresh_policy(tx)
+        candidate = tx.get_candidate(candidate_id)
+        if candidate is None:
+            raise UnknownSubjectError(
+                f"no candidate {candidate_id!r}: never created, or deleted by erasure or retention"
+            )
+        if purpose is not None and purpose.strip() != candidate.purpose:
+            raise PurposeError(
+                f"candidate {candidate_id} comes from a search for purpose {candidate.purpose!r}; "
+                f"it cannot be reviewed for {purpose!r}"
+            )
+        if candidate.status != "pending":
+            raise ReviewError(f"candidate {candidate_id} was already {candidate.status} at {candidate.decided_at}")
+        record = ReviewRecord(uuid.uuid4().hex, candidate_id, reviewer, decision, reason.strip(), now)  # type: ignore[arg-type]
+        tx.add_review(record)
+        confirmations = len({r.reviewer for r in tx.reviews_of(candidate_id) if r.decision == "confirm"})
+        required = policy.policy.identification.reviewers_required
+        status: CandidateStatus = "pending"
+        if decision == "reject":
+            status = "rejected"
+        elif confirmations >= required:
+            status = "confirmed"
+        if status != "pending":
+            tx.set_candidate_status(candidate_id, status, now)
+        entry = ctx.record(
+            tx,
+            AuditAction.REVIEW_CONFIRM if decision == "confirm" else AuditAction.REVIEW_REJECT,
+            actor=reviewer,
+            purpose=candidate.purpose,
+            at=now,
+            gallery=candidate.gallery,
+            probe_sha256=candidate.probe_sha256,
+            subjects=(candidate.subject_id,),
+            threshold=candidate.threshold,
+            policy_hash=policy.hash,
+            details={
+                "candidate_id": candidate_id,
+                "search_id": candidate.search_id,
+                "similarity": round(candidate.similarity, 4),
+                "reason": record.reason,
+                "confirmations": confirmations,
+                "required": required,
+                "status_after": status,
+            },
+        )
+        updated = tx.get_candidate(candidate_id)
+        assert updated is not None
+    return ReviewOutcome(updated, record, confirmations, required, entry.seq)
+
+
+def candidates(
+    ctx: GalleryContext,
+    *,
+    status: CandidateStatus | None = None,
+    subject: str | None = None,
+    gallery: str | None = None,
+) -> list[CandidateRecord]:
+    """Candidates by status, subject or gallery (no audit entry: for people-facing listings use
+    :func:`pending_reviews`)."""
+    with ctx.store.read() as tx:
+        return tx.list_candidates(status=status, gallery=gallery, subject_id=subject)

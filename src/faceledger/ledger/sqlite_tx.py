@@ -1,0 +1,437 @@
+"""The SQLite side of every :class:`~faceledger.ledger.store.Transaction` method: one SQL statement or two each,
+on the connection of the transaction :class:`~faceledger.ledger.sqlite.SQLiteStore` opened."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
+
+from faceledger.ledger.audit import (
+    GENESIS_HASH,
+    AuditDraft,
+    AuditEntry,
+    AuditHead,
+    StoredAuditRow,
+    build_entry,
+)
+from faceledger.ledger.errors import DuplicateError
+from faceledger.ledger.records import (
+    ApiKey,
+    CandidateRecord,
+    CandidateStatus,
+    Consent,
+    ReviewRecord,
+    Subject,
+    SubjectKey,
+    TemplateRecord,
+    TemplateRef,
+)
+
+
+def _consent(row: sqlite3.Row | tuple[Any, ...]) -> Consent:
+    return Consent(*row)
+
+
+_CONSENT_COLS = (
+    "id, subject_id, gallery, collected_by, legal_basis, purpose, evidence_ref, given_at, expires_at, "
+    "withdrawn_at, ended_reason, recorded_at, recorded_by"
+)
+_TEMPLATE_COLS = "id, subject_id, key_id, model, dim, nonce, ciphertext, source_sha256, face_index, quality, created_at"
+_CANDIDATE_COLS = (
+    "id, search_id, audit_seq, gallery, purpose, actor, probe_sha256, face_index, box, subject_id, "
+    "similarity, rank, threshold, policy_hash, status, created_at, decided_at"
+)
+_AUDIT_COLS = "seq, ts, action, actor, purpose, gallery, body, prev_hash, hash"
+_API_COLS = "id, owner, role, secret_sha256, created_at, created_by, revoked_at"
+
+
+def _candidate(row: tuple[Any, ...]) -> CandidateRecord:
+    values = list(row)
+    values[8] = json.loads(values[8])
+    return CandidateRecord(*values)
+
+
+class SQLiteTransaction:
+    """:class:`Transaction` over an open SQLite transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._c = conn
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        row = self._c.execute(sql, params).fetchone()
+        return cast("tuple[Any, ...] | None", row)
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self._c.execute(sql, params).fetchall())
+
+    # meta
+    def get_meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._c.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def data_version(self) -> int:
+        return int(self.get_meta("data_version") or 0)
+
+    def bump_data_version(self) -> int:
+        version = self.data_version() + 1
+        self.set_meta("data_version", str(version))
+        return version
+
+    # policies and galleries
+    def put_policy(self, policy_hash: str, body: str, created_at: str, created_by: str) -> None:
+        self._c.execute(
+            "INSERT INTO policies (hash, body, created_at, created_by) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (hash) DO NOTHING",
+            (policy_hash, body, created_at, created_by),
+        )
+
+    def get_policy(self, policy_hash: str) -> str | None:
+        row = self._one("SELECT body FROM policies WHERE hash = ?", (policy_hash,))
+        return None if row is None else str(row[0])
+
+    def ensure_gallery(self, name: str, created_at: str) -> None:
+        self._c.execute(
+            "INSERT INTO galleries (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+            (name, created_at),
+        )
+
+    def gallery_names(self) -> list[str]:
+        return [r[0] for r in self._all("SELECT name FROM galleries ORDER BY name")]
+
+    # subjects and keys
+    def add_subject(self, subject: Subject) -> None:
+        try:
+            self._c.execute(
+                "INSERT INTO subjects (id, gallery, created_at, created_by) VALUES (?, ?, ?, ?)",
+                (subject.id, subject.gallery, subject.created_at, subject.created_by),
+            )
+        except sqlite3.IntegrityError:
+            raise DuplicateError(f"subject {subject.id!r} already exists") from None
+
+    def get_subject(self, subject_id: str) -> Subject | None:
+        row = self._one("SELECT id, gallery, created_at, created_by FROM subjects WHERE id = ?", (subject_id,))
+        return None if row is None else Subject(*row)
+
+    def list_subjects(self, gallery: str | None = None) -> list[Subject]:
+        sql = "SELECT id, gallery, created_at, created_by FROM subjects"
+        params: tuple[Any, ...] = ()
+        if gallery is not None:
+            sql += " WHERE gallery = ?"
+            params = (gallery,)
+        return [Subject(*r) for r in self._all(sql + " ORDER BY id", params)]
+
+    def template_counts(self) -> dict[str, int]:
+        return {r[0]: int(r[1]) for r in self._all("SELECT subject_id, COUNT(*) FROM templates GROUP BY subject_id")}
+
+    def delete_subject(self, subject_id: str) -> None:
+        self._c.execute("DELETE FROM templates WHERE subject_id = ?", (subject_id,))
+        self._c.execute("DELETE FROM subject_keys WHERE subject_id = ?", (subject_id,))
+        self._c.execute("DELETE FROM subjects WHERE id = ?", (subject_id,))
+
+    def add_subject_key(self, key: SubjectKey) -> None:
+        self._c.execute(
+            "INSERT INTO subject_keys (id, subject_id, wrapped, master_key_id, created_at) VALUES (?, ?, ?, ?, ?)",
+            (key.id, key.subject_id, key.wrapped, key.master_key_id, key.created_at),
+        )
+
+    def get_subject_key(self, subject_id: str) -> SubjectKey | None:
+        row = self._one(
+            "SELECT id, subject_id, wrapped, master_key_id, created_at FROM subject_keys WHERE subject_id = ?",
+            (subject_id,),
+        )
+        return None if row is None else SubjectKey(row[0], row[1], bytes(row[2]), row[3], row[4])
+
+    def list_subject_keys(self) -> list[SubjectKey]:
+        rows = self._all("SELECT id, subject_id, wrapped, master_key_id, created_at FROM subject_keys ORDER BY id")
+        return [SubjectKey(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in rows]
+
+    def rewrap_subject_key(self, key_id: str, wrapped: bytes, master_key_id: str) -> None:
+        self._c.execute(
+            "UPDATE subject_keys SET wrapped = ?, master_key_id = ? WHERE id = ?", (wrapped, master_key_id, key_id)
+        )
+
+    # consents
+    def add_consent(self, consent: Consent) -> None:
+        try:
+            self._c.execute(
+                f"INSERT INTO consents ({_CONSENT_COLS}) VALUES ({', '.join('?' * 13)})",
+                (
+                    consent.id,
+                    consent.subject_id,
+                    consent.gallery,
+                    consent.collected_by,
+                    consent.legal_basis,
+                    consent.purpose,
+                    consent.evidence_ref,
+                    consent.given_at,
+                    consent.expires_at,
+                    consent.withdrawn_at,
+                    consent.ended_reason,
+                    consent.recorded_at,
+                    consent.recorded_by,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateError(f"consent {consent.id!r} cannot be recorded: {exc}") from None
+
+    def get_consent(self, consent_id: str) -> Consent | None:
+        row = self._one(f"SELECT {_CONSENT_COLS} FROM consents WHERE id = ?", (consent_id,))
+        return None if row is None else _consent(row)
+
+    def list_consents(self, subject_id: str | None = None, gallery: str | None = None) -> list[Consent]:
+        clauses, params = [], []
+        if subject_id is not None:
+            clauses.append("subject_id = ?")
+            params.append(subject_id)
+        if gallery is not None:
+            clauses.append("gallery = ?")
+            params.append(gallery)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        return [
+            _consent(r)
+            for r in self._all(f"SELECT {_CONSENT_COLS} FROM consents{where} ORDER BY recorded_at, id", params)
+        ]
+
+    def end_consent(self, consent_id: str, withdrawn_at: str | None, reason: str) -> None:
+        self._c.execute(
+            "UPDATE consents SET withdrawn_at = COALESCE(?, withdrawn_at), ended_reason = ? WHERE id = ?",
+            (withdrawn_at, reason, consent_id),
+        )
+
+    def delete_consent(self, consent_id: str) -> None:
+        self._c.execute("DELETE FROM consents WHERE id = ?", (consent_id,))
+
+    # templates
+    def add_template(self, template: TemplateRecord) -> None:
+        try:
+            self._c.execute(
+                f"INSERT INTO templates ({_TEMPLATE_COLS}) VALUES ({', '.join('?' * 11)})",
+                (
+                    template.id,
+                    template.subject_id,
+                    template.key_id,
+                    template.model,
+                    template.dim,
+                    template.nonce,
+                    template.ciphertext,
+                    template.source_sha256,
+                    template.face_index,
+                    template.quality,
+                    template.created_at,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise DuplicateError(
+                f"subject {template.subject_id!r} already has a template from this image (face {template.face_index})"
+            ) from None
+
+    def template_refs(self) -> list[TemplateRef]:
+        return [TemplateRef(*r) for r in self._all("SELECT id, subject_id, model FROM templates ORDER BY id")]
+
+    def get_templates(self, template_ids: Sequence[str]) -> list[TemplateRecord]:
+        out: list[TemplateRecord] = []
+        ids = list(template_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self._all(
+                f"SELECT {_TEMPLATE_COLS} FROM templates WHERE id IN ({', '.join('?' * len(chunk))})", chunk
+            )
+            out.extend(_template(r) for r in rows)
+        return out
+
+    def templates_of(self, subject_id: str) -> list[TemplateRecord]:
+        rows = self._all(
+            f"SELECT {_TEMPLATE_COLS} FROM templates WHERE subject_id = ? ORDER BY created_at, id",
+            (subject_id,),
+        )
+        return [_template(r) for r in rows]
+
+    def sources_of(self, source_sha256: str) -> list[tuple[str, int]]:
+        rows = self._all("SELECT subject_id, face_index FROM templates WHERE source_sha256 = ?", (source_sha256,))
+        return [(r[0], int(r[1])) for r in rows]
+
+    def templates_created_before(self, cutoff: str) -> list[TemplateRef]:
+        rows = self._all("SELECT id, subject_id, model FROM templates WHERE created_at < ? ORDER BY id", (cutoff,))
+        return [TemplateRef(*r) for r in rows]
+
+    def delete_template(self, template_id: str) -> None:
+        self._c.execute("DELETE FROM templates WHERE id = ?", (template_id,))
+
+    # candidates and reviews
+    def add_candidate(self, candidate: CandidateRecord) -> None:
+        values = list(candidate.__dict__.values())
+        values[8] = json.dumps(candidate.box)
+        self._c.execute(f"INSERT INTO candidates ({_CANDIDATE_COLS}) VALUES ({', '.join('?' * 17)})", values)
+
+    def get_candidate(self, candidate_id: str) -> CandidateRecord | None:
+        row = self._one(f"SELECT {_CANDIDATE_COLS} FROM candidates WHERE id = ?", (candidate_id,))
+        return None if row is None else _candidate(row)
+
+    def list_candidates(
+        self, status: CandidateStatus | None = None, gallery: str | None = None, subject_id: str | None = None
+    ) -> list[CandidateRecord]:
+        clauses, params = [], []
+        for column, value in (("status", status), ("gallery", gallery), ("subject_id", subject_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._all(f"SELECT {_CANDIDATE_COLS} FROM candidates{where} ORDER BY created_at, rank, id", params)
+        return [_candidate(r) for r in rows]
+
+    def pending_candidates(self, gallery: str | None = None) -> list[tuple[CandidateRecord, int]]:
+        where, params = ("status = 'pending' AND gallery = ?", [gallery]) if gallery else ("status = 'pending'", [])
+        rows = self._all(
+            f"SELECT {_CANDIDATE_COLS}, (SELECT COUNT(DISTINCT reviewer) FROM reviews r "
+            f"WHERE r.candidate_id = candidates.id AND r.decision = 'confirm') "
+            f"FROM candidates WHERE {where} ORDER BY created_at, rank, id",
+            params,
+        )
+        return [(_candidate(r[:-1]), int(r[-1])) for r in rows]
+
+    def set_candidate_status(self, candidate_id: str, status: CandidateStatus, decided_at: str | None) -> None:
+        self._c.execute(
+            "UPDATE candidates SET status = ?, decided_at = ? WHERE id = ?",
+            (status, decided_at, candidate_id),
+        )
+
+    def delete_candidates_of(self, subject_id: str) -> int:
+        return self._c.execute("DELETE FROM candidates WHERE subject_id = ?", (subject_id,)).rowcount
+
+    def delete_candidates_before(self, cutoff: str) -> int:
+        return self._c.execute("DELETE FROM candidates WHERE created_at < ?", (cutoff,)).rowcount
+
+    def add_review(self, review: ReviewRecord) -> None:
+        try:
+            self._c.execute(
+                "INSERT INTO reviews (id, candidate_id, reviewer, decision, reason, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    review.id,
+                    review.candidate_id,
+                    review.reviewer,
+                    review.decision,
+                    review.reason,
+                    review.created_at,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise DuplicateError(
+                f"reviewer {review.reviewer!r} already reviewed candidate {review.candidate_id}; "
+                "another reviewer must decide"
+            ) from None
+
+    def reviews_of(self, candidate_id: str) -> list[ReviewRecord]:
+        rows = self._all(
+            "SELECT id, candidate_id, reviewer, decision, reason, created_at FROM reviews "
+            "WHERE candidate_id = ? ORDER BY created_at, id",
+            (candidate_id,),
+        )
+        return [ReviewRecord(*r) for r in rows]
+
+    # audit
+    def append_audit(self, draft: AuditDraft, ts: str) -> AuditEntry:
+        # The head recorded by the previous append is the source of truth: if rows were deleted from the end
+        # behind the store's back, the next entry still follows the recorded head and the gap stays visible.
+        recorded = self.audit_head()
+        if recorded is not None:
+            seq, prev = recorded.seq + 1, recorded.hash
+        else:
+            last = self._one("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            seq, prev = (1, GENESIS_HASH) if last is None else (int(last[0]) + 1, str(last[1]))
+        entry = build_entry(draft, seq=seq, prev_hash=prev, ts=ts)
+        data = entry.data
+        self._c.execute(
+            f"INSERT INTO audit ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.seq,
+                data["ts"],
+                data["action"],
+                data["actor"],
+                data["purpose"],
+                data["gallery"],
+                entry.body,
+                entry.prev_hash,
+                entry.hash,
+            ),
+        )
+        self.set_meta("audit_head", f"{entry.seq}:{entry.hash}")
+        return entry
+
+    def audit_head(self) -> AuditHead | None:
+        value = self.get_meta("audit_head")
+        if not value:
+            return None
+        seq, _, digest = value.partition(":")
+        return AuditHead(int(seq), digest)
+
+    def audit_rows(self) -> Iterator[StoredAuditRow]:
+        for row in self._c.execute(f"SELECT {_AUDIT_COLS} FROM audit ORDER BY seq"):
+            yield StoredAuditRow(*row)
+
+    def audit_entries(
+        self, after_seq: int = 0, limit: int | None = None, action: str | None = None
+    ) -> list[AuditEntry]:
+        sql = "SELECT seq, body, prev_hash, hash FROM audit WHERE seq > ?"
+        params: list[Any] = [after_seq]
+        if action is not None:
+            sql += " AND (action = ? OR action LIKE ?)"
+            params += [action, f"{action}.%"]
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [AuditEntry(int(r[0]), r[1], r[2], r[3]) for r in self._all(sql, params)]
+
+    def purge_audit_before(self, cutoff: str) -> tuple[int, int, str] | None:
+        last = self._one("SELECT MAX(seq) FROM audit WHERE ts < ?", (cutoff,))
+        if last is None or last[0] is None:
+            return None
+        first = self._one("SELECT MIN(seq) FROM audit")
+        last_row = self._one("SELECT hash FROM audit WHERE seq = ?", (last[0],))
+        assert first is not None and last_row is not None
+        self._c.execute("DELETE FROM audit WHERE seq <= ?", (last[0],))
+        return int(first[0]), int(last[0]), str(last_row[0])
+
+    # api keys
+    def add_api_key(self, key: ApiKey) -> None:
+        try:
+            self._c.execute(
+                f"INSERT INTO api_keys ({_API_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key.id,
+                    key.owner,
+                    key.role,
+                    key.secret_sha256,
+                    key.created_at,
+                    key.created_by,
+                    key.revoked_at,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateError(f"API key {key.id!r} cannot be stored: {exc}") from None
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        row = self._one(f"SELECT {_API_COLS} FROM api_keys WHERE id = ?", (key_id,))
+        return None if row is None else ApiKey(*row)
+
+    def list_api_keys(self) -> list[ApiKey]:
+        return [ApiKey(*r) for r in self._all(f"SELECT {_API_COLS} FROM api_keys ORDER BY created_at, id")]
+
+    def revoke_api_key(self, key_id: str, revoked_at: str) -> None:
+        self._c.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", (revoked_at, key_id))
+
+
+def _template(row: tuple[Any, ...]) -> TemplateRecord:
+    values = list(row)
+    values[5] = bytes(values[5])
+    values[6] = bytes(values[6])
+    return TemplateRecord(*values)

@@ -212,7 +212,7 @@ def test_own_changes_update_the_index_without_a_full_reload(
     photos: dict,
     monkeypatch: pytest.MonkeyPatch,  # type: ignore[type-arg]
 ) -> None:
-    from faceledger.ledger import store as store_module
+    from faceledger.ledger import sqlite_tx as store_module
 
     g = make(tmp_path, engine, clock, EXAMPLE_POLICY)
     consent_and_enroll(g, "amy", photos["amy"][:1])

@@ -21,7 +21,6 @@ from faceledger.interfaces.api.metrics import CONTENT_TYPE
 from faceledger.interfaces.api.runtime import ServiceState
 from faceledger.interfaces.api.security import ALL_ROLES, Caller, allow, purpose_of, service
 from faceledger.interfaces.api.uploads import image_request_body, read_images
-from faceledger.ledger import crypto
 from faceledger.ledger.audit import AuditHead
 from faceledger.ledger.timeutil import utcnow
 
@@ -95,23 +94,17 @@ async def healthz() -> dict[str, str]:
     responses={503: {"model": s.Readiness, "description": "Not ready: see checks"}},
 )
 async def readyz(request: Request) -> JSONResponse:
-    """Models loaded, database readable, master key present: 200, else 503 with the failed checks."""
+    """Models run, database readable, this database's master key present: 200, else 503 with the failed checks
+    (the gallery's readiness checks: ``models``, ``database``, ``master_key``)."""
     state: ServiceState | None = getattr(request.app.state, "service", None)
-    checks: dict[str, str] = {}
+    checks: dict[str, str]
     if state is None:
-        checks["service"] = "starting"
+        checks = {"service": "starting"}
     else:
-        checks["models"] = "ok" if state.gallery.engine is not None else "not loaded"
         try:
-            head = await state.run(state.gallery.audit_head)
-            checks["database"] = "ok" if head is not None else "empty ledger"
+            checks = await state.run(state.gallery.readiness, models=True, model=True)
         except ApiError as exc:
-            checks["database"] = exc.message
-        try:
-            await state.run(crypto.load_master_key, state.settings.resolved_key_file)
-            checks["master_key"] = "ok"
-        except ApiError as exc:
-            checks["master_key"] = exc.message
+            checks = {"service": exc.message}
     ready = bool(checks) and all(v == "ok" for v in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503

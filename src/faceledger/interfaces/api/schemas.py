@@ -40,7 +40,7 @@ class Health(_Out):
 
 
 class Readiness(_Out):
-    """Readiness: models loaded and database reachable."""
+    """Readiness: models run, database readable, master key present (each check "ok" or what is wrong)."""
 
     status: Literal["ready", "not_ready"]
     checks: dict[str, str]

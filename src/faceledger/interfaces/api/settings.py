@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from faceledger.gallery.service import DB_ENV, KEY_FILE_ENV
+from faceledger import config
+from faceledger.config import DB_ENV, DETECTOR_ENV, KEY_FILE_ENV, RECOGNIZER_ENV, THREADS_ENV
 
 ENV_PREFIX = "FACELEDGER_API_"
 
@@ -20,9 +21,9 @@ ENV_PREFIX = "FACELEDGER_API_"
 _SHARED_ENV = {
     "db": DB_ENV,
     "key_file": KEY_FILE_ENV,
-    "detector": "FACELEDGER_DETECTOR",
-    "recognizer": "FACELEDGER_RECOGNIZER",
-    "threads": "FACELEDGER_THREADS",
+    "detector": DETECTOR_ENV,
+    "recognizer": RECOGNIZER_ENV,
+    "threads": THREADS_ENV,
 }
 
 
@@ -31,7 +32,8 @@ class ServiceSettings:
     """Everything a service process needs to start.
 
     Attributes:
-        db: the SQLite database created by ``faceledger init``.
+        db: the SQLite database created by ``faceledger init`` (given as a path or an ``sqlite:///`` URL, kept
+            as the file's path; see :func:`faceledger.config.database`).
         key_file: master key file (default: the database path plus ``.key``; ``FACELEDGER_MASTER_KEY`` wins).
         detector, recognizer: ONNX files replacing the bundled models.
         max_upload_bytes: largest request body accepted (413 above it).
@@ -60,7 +62,8 @@ class ServiceSettings:
     purge_interval: float = 24 * 3600.0
 
     def __post_init__(self) -> None:
-        for name in ("db", "key_file", "detector", "recognizer"):
+        object.__setattr__(self, "db", config.database(self.db).path)
+        for name in ("key_file", "detector", "recognizer"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
@@ -76,8 +79,11 @@ class ServiceSettings:
 
     @property
     def resolved_key_file(self) -> Path:
-        """The master key file in use: ``key_file``, else the database path plus ``.key``."""
-        return self.key_file if self.key_file is not None else Path(os.fspath(self.db) + ".key")
+        """The master key file in use: ``key_file``, else the database path plus ``.key``.
+
+        Only these settings count: :meth:`from_env` has already read ``FACELEDGER_KEY_FILE`` into ``key_file``.
+        """
+        return config.key_file(self.db, self.key_file, environ={})
 
     @staticmethod
     def env_name(field_name: str) -> str:
@@ -95,10 +101,15 @@ class ServiceSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:
-        """Read the settings from the environment; raises :class:`ValueError` naming a malformed variable."""
+        """Read the settings from the environment; raises :class:`ValueError` naming a malformed variable.
+
+        The database is ``FACELEDGER_DB`` (a path or a URL), else ``faceledger.db`` (see :mod:`faceledger.config`).
+        """
         env = os.environ if environ is None else environ
-        kwargs: dict[str, object] = {}
+        kwargs: dict[str, object] = {"db": config.database(environ=env).path}
         for f in fields(cls):
+            if f.name == "db":
+                continue
             name = cls.env_name(f.name)
             raw = env.get(name)
             if raw is None or raw == "":
@@ -113,6 +124,4 @@ class ServiceSettings:
                     kwargs[f.name] = int(raw)
             except ValueError:
                 raise ValueError(f"{name}={raw!r} is not a valid {f.name.replace('_', ' ')}") from None
-        if "db" not in kwargs:
-            kwargs["db"] = Path("faceledger.db")
         return cls(**kwargs)  # type: ignore[arg-type]

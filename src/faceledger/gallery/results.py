@@ -1,19 +1,30 @@
-"""What the gallery use cases return. Every result has ``to_dict()`` with stable keys for JSON output."""
+"""What the gallery use cases return.
+
+Every result is a plain dataclass whose JSON form, ``to_dict()``, is derived from its annotations (see
+:mod:`faceledger.wire`): the command line's ``--json`` prints it and the REST service answers it, with the same
+JSON schema. Wire names that differ from the attribute, rounding and derived values are in the annotations.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal
 
-from faceledger.ledger.records import CandidateRecord, Consent, ReviewRecord
+from pydantic import Field, PlainSerializer, computed_field
 
+from faceledger.ledger.records import CandidateRecord, CandidateStatus, Consent, ConsentWithState, ReviewRecord
+from faceledger.wire import Wire, rounded
 
-def _round(value: float | None, digits: int = 6) -> float | None:
-    return None if value is None else round(float(value), digits)
+Similarity = Annotated[float, rounded(6)]
+"""A similarity or threshold on the wire: 6 decimals."""
+Quality = Annotated[float, rounded(4)]
+"""A face quality score on the wire: 4 decimals."""
+Box = list[Annotated[float, rounded(1)]]
+"""A face box (x1, y1, x2, y2 in pixels) on the wire: 1 decimal."""
 
 
 @dataclass(frozen=True)
-class ImageOutcome:
+class ImageOutcome(Wire):
     """What happened to one image of an enrollment.
 
     ``status`` is ``enrolled`` (a template was stored), ``skipped`` (this image's face was already enrolled
@@ -27,24 +38,18 @@ class ImageOutcome:
     sha256: str | None = None
     face_index: int | None = None
     box: list[float] | None = None
-    quality: float | None = None
+    quality: Quality | None = None
     quality_reasons: list[str] = field(default_factory=list)
     template_id: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        out = asdict(self)
-        out["quality"] = _round(self.quality, 4)
-        return out
-
 
 @dataclass(frozen=True)
-class DuplicateWarning:
+class DuplicateWarning(Wire):
     """A face being enrolled matched another enrolled subject at or above the threshold."""
 
     source: str
     other_subject: str
-    similarity: float
+    similarity: Similarity
 
     def message(self) -> str:
         """Human-readable warning."""
@@ -53,23 +58,23 @@ class DuplicateWarning:
             f"(similarity {self.similarity:.3f}); check it is not the same person under two ids"
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "source": self.source,
-            "other_subject": self.other_subject,
-            "similarity": _round(self.similarity),
-        }
-
 
 @dataclass(frozen=True)
-class EnrollmentResult:
-    """Outcome of enrolling one subject from one or more images (one transaction)."""
+class EnrollmentResult(Wire):
+    """Outcome of enrolling one subject from one or more images (one transaction).
+
+    On the wire ``enrolled``, ``skipped`` and ``rejected`` are counts and ``images`` the outcomes.
+    """
+
+    _wire_order: ClassVar[tuple[str, ...]] = (
+        "subject", "gallery", "consent_id", "created", "enrolled", "skipped", "rejected", "templates_total",
+        "images", "duplicates", "warnings", "audit_seq",
+    )  # fmt: skip
 
     subject: str
     gallery: str
     consent_id: str
-    outcomes: list[ImageOutcome]
+    outcomes: Annotated[list[ImageOutcome], Field(serialization_alias="images")]
     duplicates: list[DuplicateWarning]
     created: bool
     templates_total: int
@@ -90,57 +95,54 @@ class EnrollmentResult:
         """Images that could not be used (see their reasons)."""
         return [o for o in self.outcomes if o.status == "rejected"]
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def warnings(self) -> list[str]:
         """Human-readable warnings (possible duplicates)."""
         return [d.message() for d in self.duplicates]
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "subject": self.subject,
-            "gallery": self.gallery,
-            "consent_id": self.consent_id,
-            "created": self.created,
-            "enrolled": len(self.enrolled),
-            "skipped": len(self.skipped),
-            "rejected": len(self.rejected),
-            "templates_total": self.templates_total,
-            "images": [o.to_dict() for o in self.outcomes],
-            "duplicates": [d.to_dict() for d in self.duplicates],
-            "warnings": self.warnings,
-            "audit_seq": self.audit_seq,
-        }
+    @computed_field(alias="enrolled")  # type: ignore[prop-decorator]
+    @property
+    def enrolled_count(self) -> int:
+        """How many images produced a new template."""
+        return len(self.enrolled)
+
+    @computed_field(alias="skipped")  # type: ignore[prop-decorator]
+    @property
+    def skipped_count(self) -> int:
+        """How many images were already enrolled."""
+        return len(self.skipped)
+
+    @computed_field(alias="rejected")  # type: ignore[prop-decorator]
+    @property
+    def rejected_count(self) -> int:
+        """How many images could not be used."""
+        return len(self.rejected)
 
 
 @dataclass(frozen=True)
-class CandidateMatch:
+class CandidateMatch(Wire):
     """A subject scoring at or above the threshold for a face: a candidate awaiting human review."""
 
     subject: str
-    similarity: float
+    similarity: Similarity
     rank: int
     candidate_id: str
     status: str = "pending"
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "subject": self.subject,
-            "similarity": _round(self.similarity),
-            "rank": self.rank,
-            "candidate_id": self.candidate_id,
-            "status": self.status,
-        }
-
 
 @dataclass(frozen=True)
-class FaceResult:
-    """One face of a probe image: where it is and who it may be. No candidates means no match."""
+class FaceResult(Wire):
+    """One face of a probe image: where it is and who it may be. No candidates means no match.
 
-    index: int
-    box: list[float]
-    quality: float
+    On the wire ``face`` is the index, and ``decision`` is ``candidate`` or ``no_match``.
+    """
+
+    _wire_order: ClassVar[tuple[str, ...]] = ("face", "box", "quality", "quality_reasons", "decision", "candidates")
+
+    index: Annotated[int, Field(serialization_alias="face")]
+    box: Box
+    quality: Quality
     quality_reasons: list[str]
     candidates: list[CandidateMatch]
 
@@ -149,112 +151,70 @@ class FaceResult:
         """True when at least one subject scored at or above the threshold."""
         return bool(self.candidates)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: ``box``, ``candidates`` (subject, similarity, ...), quality, ``decision``."""
-        return {
-            "face": self.index,
-            "box": [round(float(v), 1) for v in self.box],
-            "quality": _round(self.quality, 4),
-            "quality_reasons": list(self.quality_reasons),
-            "decision": "candidate" if self.matched else "no_match",
-            "candidates": [c.to_dict() for c in self.candidates],
-        }
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def decision(self) -> Literal["candidate", "no_match"]:
+        """``candidate`` when a subject scored at or above the threshold, else ``no_match``."""
+        return "candidate" if self.matched else "no_match"
 
 
 @dataclass(frozen=True)
-class Identification:
+class Identification(Wire):
     """Result of a 1:N search of one probe image. Candidates become matches only after human review."""
 
     search_id: str
-    source: str
+    source: Annotated[str, Field(serialization_alias="image")]
     probe_sha256: str
     gallery: str
     purpose: str
-    threshold: float
+    threshold: Similarity
     target_fmr: float
     policy_hash: str
     audit_seq: int
     faces: list[FaceResult]
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "search_id": self.search_id,
-            "image": self.source,
-            "probe_sha256": self.probe_sha256,
-            "gallery": self.gallery,
-            "purpose": self.purpose,
-            "threshold": _round(self.threshold),
-            "target_fmr": self.target_fmr,
-            "policy_hash": self.policy_hash,
-            "audit_seq": self.audit_seq,
-            "faces": [f.to_dict() for f in self.faces],
-        }
-
 
 @dataclass(frozen=True)
-class ImageVerification:
+class ImageVerification(Wire):
     """A recorded 1:1 comparison of the largest faces of two images (no enrolled subject involved).
 
     The ledger keeps the SHA-256 of both images, the similarity, the decision and the threshold; never pixels
     or embeddings.
     """
 
-    sources: tuple[str, str]
+    sources: Annotated[tuple[str, str], Field(serialization_alias="images")]
     probe_sha256: tuple[str, str]
-    similarity: float
+    similarity: Similarity
     match: bool
-    threshold: float
+    threshold: Similarity
     fmr: float | None
     target_fmr: float
     audit_seq: int
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "images": list(self.sources),
-            "probe_sha256": list(self.probe_sha256),
-            "similarity": _round(self.similarity),
-            "match": self.match,
-            "threshold": _round(self.threshold),
-            "fmr": self.fmr,
-            "target_fmr": self.target_fmr,
-            "audit_seq": self.audit_seq,
-        }
-
 
 @dataclass(frozen=True)
-class SubjectVerification:
+class SubjectVerification(Wire):
     """Result of a 1:1 check of a probe's largest face against one enrolled subject."""
 
     subject: str
-    source: str
+    source: Annotated[str, Field(serialization_alias="image")]
     probe_sha256: str
-    similarity: float
+    similarity: Similarity
     match: bool
-    threshold: float
+    threshold: Similarity
     target_fmr: float
-    box: list[float]
+    box: Box
     audit_seq: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "subject": self.subject,
-            "image": self.source,
-            "probe_sha256": self.probe_sha256,
-            "similarity": _round(self.similarity),
-            "match": self.match,
-            "threshold": _round(self.threshold),
-            "target_fmr": self.target_fmr,
-            "box": [round(float(v), 1) for v in self.box],
-            "audit_seq": self.audit_seq,
-        }
 
 
 @dataclass(frozen=True)
-class PendingReview:
-    """A candidate awaiting review, with the distinct reviewers who confirmed it so far and how many must."""
+class PendingReview(Wire):
+    """A candidate awaiting review, with the distinct reviewers who confirmed it so far and how many must.
+
+    On the wire: the candidate's fields, then ``confirmations`` and ``required``.
+    """
+
+    _wire_flatten: ClassVar[str | None] = "candidate"
 
     candidate: CandidateRecord
     confirmations: int
@@ -265,41 +225,42 @@ class PendingReview:
         """The candidate's id."""
         return self.candidate.id
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: the candidate's fields, then ``confirmations`` and ``required``."""
-        return {**self.candidate.to_dict(), "confirmations": self.confirmations, "required": self.required}
-
 
 @dataclass(frozen=True)
-class ReviewOutcome:
+class ReviewOutcome(Wire):
     """A recorded review and where the candidate stands after it."""
 
-    candidate: CandidateRecord
+    _wire_order: ClassVar[tuple[str, ...]] = (
+        "candidate_id", "subject", "status", "confirmations", "required", "review", "audit_seq",
+    )  # fmt: skip
+
+    candidate: Annotated[CandidateRecord, Field(exclude=True)]
     review: ReviewRecord
     confirmations: int
     required: int
     audit_seq: int
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
-    def status(self) -> str:
+    def status(self) -> CandidateStatus:
         """``pending``, ``confirmed`` or ``rejected``."""
         return self.candidate.status
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "candidate_id": self.candidate.id,
-            "subject": self.candidate.subject_id,
-            "status": self.status,
-            "confirmations": self.confirmations,
-            "required": self.required,
-            "review": self.review.to_dict(),
-            "audit_seq": self.audit_seq,
-        }
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def candidate_id(self) -> str:
+        """The candidate's id."""
+        return self.candidate.id
+
+    @computed_field(alias="subject")  # type: ignore[prop-decorator]
+    @property
+    def subject_id(self) -> str:
+        """The candidate's subject."""
+        return self.candidate.subject_id
 
 
 @dataclass(frozen=True)
-class ErasureReceipt:
+class ErasureReceipt(Wire):
     """Proof of an erasure: what was destroyed and the audit entry that records it."""
 
     subject: str
@@ -314,13 +275,9 @@ class ErasureReceipt:
     audit_hash: str
     reclaimed: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class ConsentWithdrawal:
+class ConsentWithdrawal(Wire):
     """Consents withdrawn, and the erasure it triggered when no valid consent was left."""
 
     subject: str
@@ -328,18 +285,9 @@ class ConsentWithdrawal:
     audit_seq: int
     erasure: ErasureReceipt | None
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "subject": self.subject,
-            "withdrawn": self.withdrawn,
-            "audit_seq": self.audit_seq,
-            "erasure": None if self.erasure is None else self.erasure.to_dict(),
-        }
-
 
 @dataclass(frozen=True)
-class SubjectInfo:
+class SubjectInfo(Wire):
     """An enrolled subject, how many templates it has, and whether its consent is valid now."""
 
     id: str
@@ -348,18 +296,20 @@ class SubjectInfo:
     created_at: str
     consent: Literal["valid", "withdrawn", "expired", "not_yet_valid", "none"]
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
+
+def _subjects(receipts: list[ErasureReceipt]) -> list[str]:
+    return [r.subject for r in receipts]
 
 
 @dataclass
-class PurgeReport:
-    """What a retention run removed."""
+class PurgeReport(Wire):
+    """What a retention run removed (on the wire ``subjects_erased`` lists the subjects, not the receipts)."""
 
     ran_at: str
     consents_expired: list[str] = field(default_factory=list)
-    subjects_erased: list[ErasureReceipt] = field(default_factory=list)
+    subjects_erased: Annotated[list[ErasureReceipt], PlainSerializer(_subjects, return_type=list[str])] = field(
+        default_factory=list
+    )
     templates_deleted: int = 0
     consents_deleted: int = 0
     candidates_deleted: int = 0
@@ -367,21 +317,7 @@ class PurgeReport:
     audit_seqs: list[int] = field(default_factory=list)
     reclaimed: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "ran_at": self.ran_at,
-            "consents_expired": self.consents_expired,
-            "subjects_erased": [r.subject for r in self.subjects_erased],
-            "templates_deleted": self.templates_deleted,
-            "consents_deleted": self.consents_deleted,
-            "candidates_deleted": self.candidates_deleted,
-            "audit_entries_purged": self.audit_entries_purged,
-            "audit_seqs": self.audit_seqs,
-            "reclaimed": self.reclaimed,
-        }
-
 
 def consent_dict(consent: Consent, now: Any) -> dict[str, Any]:
     """JSON-ready form of a consent record with its state at ``now``."""
-    return consent.to_dict(now)
+    return ConsentWithState.at(consent, now).to_dict()

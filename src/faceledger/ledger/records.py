@@ -1,12 +1,19 @@
-"""Plain records the store reads and writes. None of them holds a decrypted template."""
+"""Plain records the store reads and writes. None of them holds a decrypted template.
+
+The records with a JSON form inherit :class:`~faceledger.wire.Wire`: ``to_dict()`` and their JSON schema are
+derived from the annotations.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, computed_field
 
 from faceledger.ledger.timeutil import from_text
+from faceledger.wire import Wire
 
 ROLES = ("admin", "enroller", "operator", "reviewer", "auditor")
 """API key roles: admin (everything), enroller (consent, enroll, erase), operator (identify), reviewer
@@ -15,20 +22,17 @@ ROLES = ("admin", "enroller", "operator", "reviewer", "auditor")
 Role = Literal["admin", "enroller", "operator", "reviewer", "auditor"]
 CandidateStatus = Literal["pending", "confirmed", "rejected"]
 Decision = Literal["confirm", "reject"]
+ConsentState = Literal["valid", "withdrawn", "expired", "not_yet_valid"]
 
 
 @dataclass(frozen=True)
-class Subject:
+class Subject(Wire):
     """An enrolled person, known only by an id chosen by the deployment (no name, no photo)."""
 
     id: str
     gallery: str
     created_at: str
     created_by: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class SubjectKey:
 
 
 @dataclass(frozen=True)
-class Consent:
+class Consent(Wire):
     """A consent record: who collected it, on which legal basis, for what purpose, and until when."""
 
     id: str
@@ -60,7 +64,7 @@ class Consent:
     recorded_at: str
     recorded_by: str
 
-    def state(self, now: datetime) -> Literal["valid", "withdrawn", "expired", "not_yet_valid"]:
+    def state(self, now: datetime) -> ConsentState:
         """Whether the consent allows processing at ``now``."""
         if self.withdrawn_at is not None:
             return "withdrawn"
@@ -77,11 +81,23 @@ class Consent:
         return self.expires_at
 
     def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
-        """JSON-ready form; with ``now``, includes ``state``."""
-        out = asdict(self)
-        if now is not None:
-            out["state"] = self.state(now)
-        return out
+        """JSON-ready form; with ``now``, includes ``state`` (the form of :class:`ConsentWithState`)."""
+        return super().to_dict() if now is None else ConsentWithState.at(self, now).to_dict()
+
+
+@dataclass(frozen=True)
+class ConsentWithState(Wire):
+    """A consent record and its state at one moment. On the wire: the record's fields, then ``state``."""
+
+    _wire_flatten: ClassVar[str | None] = "consent"
+
+    consent: Consent
+    state: ConsentState
+
+    @classmethod
+    def at(cls, consent: Consent, now: datetime) -> ConsentWithState:
+        """``consent`` with its state at ``now``."""
+        return cls(consent, consent.state(now))
 
 
 @dataclass(frozen=True)
@@ -111,7 +127,7 @@ class TemplateRef:
 
 
 @dataclass(frozen=True)
-class CandidateRecord:
+class CandidateRecord(Wire):
     """A probe face that scored at or above the threshold against a subject; a match only once reviewed."""
 
     id: str
@@ -132,13 +148,9 @@ class CandidateRecord:
     created_at: str
     decided_at: str | None
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class ReviewRecord:
+class ReviewRecord(Wire):
     """One reviewer's decision on one candidate."""
 
     id: str
@@ -148,31 +160,24 @@ class ReviewRecord:
     reason: str
     created_at: str
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class ApiKey:
-    """An API key of the REST service (the secret itself is never stored, only its SHA-256)."""
+class ApiKey(Wire):
+    """An API key of the REST service (the secret itself is never stored, only its SHA-256).
+
+    On the wire: no secret hash, and ``active``.
+    """
 
     id: str
     owner: str
     role: Role
-    secret_sha256: str
+    secret_sha256: Annotated[str, Field(exclude=True)]
     created_at: str
     created_by: str
     revoked_at: str | None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def active(self) -> bool:
         """True unless revoked."""
         return self.revoked_at is None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, without the secret hash."""
-        out = asdict(self)
-        del out["secret_sha256"]
-        out["active"] = self.active
-        return out

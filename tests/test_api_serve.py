@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from faceledger.gallery import Gallery
-from faceledger.interfaces import cli_serve
+from faceledger.interfaces.cli import serve as cli_serve
 from test_api_helpers import PURPOSE, init_deployment, people
 
 

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from faceledger.evaluate.splits import is_calibration_identity
-from faceledger.interfaces.cli_evaluate import register
+from faceledger.interfaces.cli.evaluate import register
 
 pytestmark = pytest.mark.shared_data
 

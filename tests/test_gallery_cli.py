@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from faceledger.interfaces.cli_gallery import register
+from faceledger.interfaces.cli import register
 from faceledger.ledger import MASTER_KEY_ENV
 
 pytestmark = pytest.mark.shared_data

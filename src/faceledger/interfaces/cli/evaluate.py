@@ -9,8 +9,6 @@ could not be written; 2 usage error (bad option, unreadable dataset).
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,9 @@ import click
 from faceledger.evaluate.cache import EmbeddingCache, default_cache_dir, pipeline_id
 from faceledger.evaluate.datasets import Dataset, DatasetError, load_dataset
 from faceledger.evaluate.splits import split_indices
+from faceledger.interfaces.cli.options import json_option, registrar
+from faceledger.interfaces.cli.render import Output, fail, warn
+from faceledger.interfaces.cli.views import Calibrated, Evaluated
 
 __all__ = ["calibrate_command", "evaluate_command", "register"]
 
@@ -56,7 +57,7 @@ def _dataset_options(func: Any) -> Any:
         ),
         click.option("--no-cache", is_flag=True, help="Embed every image again and store nothing."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
-        click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout."),
+        json_option("Print one JSON object on stdout."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -93,14 +94,8 @@ def _cache(engine: Any, cache_dir: Path | None, no_cache: bool) -> EmbeddingCach
 def _report_unreadable(outcomes: list[Any]) -> int:
     bad = [o for o in outcomes if o.status == "unreadable"]
     for o in bad:
-        click.echo(f"faceledger: {o.name}: {o.reason}", err=True)
+        warn(f"{o.name}: {o.reason}")
     return len(bad)
-
-
-def _echo_json(obj: dict[str, Any]) -> None:
-    from faceledger.evaluate.report import clean_json
-
-    click.echo(json.dumps(clean_json(obj), allow_nan=False, separators=(",", ":")))
 
 
 @click.command("evaluate")
@@ -173,19 +168,11 @@ def evaluate_command(
     try:
         written = write_outputs(evaluation, out_dir, plots=not no_plots)
     except OSError as exc:
-        click.echo(f"faceledger: {out_dir}: cannot write the report ({exc.strerror or exc})", err=True)
-        sys.exit(1)
+        fail(f"{out_dir}: cannot write the report ({exc.strerror or exc})")
     failed = _report_unreadable(outcomes)
-    report = evaluation.report
-    if as_json:
-        _echo_json({**report, "outputs": {k: str(v) for k, v in written.items()}})
-    else:
-        for line in report["summary"]:
-            click.echo(line)
-        click.echo("")
-        click.echo(f"Report: {written['markdown']}  (JSON: {written['json']})")
+    Output(as_json, compact=True).show(Evaluated(evaluation.report, written))
     if failed:
-        sys.exit(1)
+        raise SystemExit(1)
 
 
 @click.command("calibrate")
@@ -287,30 +274,14 @@ def calibrate_command(
     card = engine.recognizer.card
     result.recognizer = getattr(card, "name", None)
     result.recognizer_sha256 = getattr(card, "sha256", None)
-    cal = result.calibration
     written: list[str] = []
     if card_file is not None:
         written.append(_write_card(card_file, result, target_fmr, card))
     if policy_file is not None:
         written.append(_write_policy(policy_file, target_fmr))
-    if as_json:
-        _echo_json({**result.to_dict(), "written": written})
-    else:
-        low, high = cal.fmr_ci
-        click.echo(f"threshold {cal.threshold:.6f} for a false-match rate of {target_fmr:g}")
-        click.echo(
-            f"  measured FMR {cal.fmr:.3g} ({cal.false_matches} of {cal.impostor_pairs:,} impostor "
-            "comparisons); "
-            f"{cal.confidence:.0%} interval {low:.3g} - {high:.3g} (Clopper-Pearson)"
-        )
-        if cal.tar is not None:
-            click.echo(f"  true accept rate {cal.tar:.4f} on {cal.genuine_pairs:,} genuine comparisons")
-        if not cal.supported:
-            click.echo(f"  warning: {cal.reason}", err=True)
-        for path in written:
-            click.echo(f"written to {path}")
+    Output(as_json, compact=True).show(Calibrated(result, target_fmr, written))
     if failed:
-        sys.exit(1)
+        raise SystemExit(1)
 
 
 def _write_card(path: Path, result: Any, default_fmr: float, card: Any) -> str:
@@ -323,8 +294,7 @@ def _write_card(path: Path, result: Any, default_fmr: float, card: Any) -> str:
     try:
         Calibration.from_table(table, str(path))
     except ModelError as exc:
-        click.echo(f"faceledger: {exc}", err=True)
-        sys.exit(1)
+        fail(str(exc))
     try:
         text = path.read_text(encoding="utf-8") if path.exists() else _minimal_card(card)
         comment = (
@@ -334,8 +304,7 @@ def _write_card(path: Path, result: Any, default_fmr: float, card: Any) -> str:
         new_text = replace_table(text, "calibration", render_table("calibration", table, comment), str(path))
         write_text_atomic(path, new_text)
     except (TomlEditError, OSError) as exc:
-        click.echo(f"faceledger: {exc}", err=True)
-        sys.exit(1)
+        fail(str(exc))
     return str(path)
 
 
@@ -359,27 +328,22 @@ def _write_policy(path: Path, target_fmr: float) -> str:
     from faceledger.evaluate.tomlfile import TomlEditError, set_key, write_text_atomic
 
     if not path.is_file():
-        click.echo(f"faceledger: {path}: policy file not found; `faceledger policy example` prints one", err=True)
-        sys.exit(1)
+        fail(f"{path}: policy file not found; `faceledger policy example` prints one")
     try:
         text = path.read_text(encoding="utf-8")
         new_text = set_key(text, "identification", "target_fmr", float(target_fmr), str(path))
     except (TomlEditError, OSError, UnicodeDecodeError) as exc:
-        click.echo(f"faceledger: {exc}", err=True)
-        sys.exit(1)
+        fail(str(exc))
     problem = _policy_problem(new_text, str(path))
     if problem:
-        click.echo(f"faceledger: {path}: not changed, the policy would be invalid: {problem}", err=True)
-        sys.exit(1)
+        fail(f"{path}: not changed, the policy would be invalid: {problem}")
     try:
         write_text_atomic(path, new_text)
     except OSError as exc:
-        click.echo(f"faceledger: {path}: cannot write ({exc.strerror or exc})", err=True)
-        sys.exit(1)
-    click.echo(
-        f"faceledger: {path}: identification.target_fmr = {target_fmr:g}; apply it with "
-        f"`faceledger policy set {path}` (recorded in the audit ledger)",
-        err=True,
+        fail(f"{path}: cannot write ({exc.strerror or exc})")
+    warn(
+        f"{path}: identification.target_fmr = {target_fmr:g}; apply it with "
+        f"`faceledger policy set {path}` (recorded in the audit ledger)"
     )
     return str(path)
 
@@ -397,7 +361,4 @@ def _policy_problem(text: str, where: str) -> str | None:
     return None
 
 
-def register(group: click.Group) -> None:
-    """Add ``evaluate`` and ``calibrate`` to the faceledger command group."""
-    group.add_command(evaluate_command)
-    group.add_command(calibrate_command)
+register = registrar(evaluate_command, calibrate_command)

@@ -1,0 +1,104 @@
+"""The audit ledger and what is counted from it: ``audit verify``, ``audit head``, ``audit show``,
+``audit export`` and the transparency ``report``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from faceledger.gallery import Gallery
+from faceledger.interfaces.cli.options import PEOPLE, Call, gallery_command, registrar
+from faceledger.interfaces.cli.render import fail
+from faceledger.interfaces.cli.views import FileWritten, ReportFile
+from faceledger.ledger import AuditHead
+
+__all__ = ["audit_group", "register", "report_command"]
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """The hash-chained audit ledger: verify, show, export, head."""
+
+
+def _head(ctx: click.Context, param: click.Parameter, value: str | None) -> AuditHead | None:
+    """``SEQ:HASH`` as printed by ``audit head``."""
+    if not value:
+        return None
+    seq, sep, digest = value.partition(":")
+    if not sep or not seq.isdigit() or len(digest) != 64:
+        raise click.BadParameter("expected SEQ:HASH as printed by `audit head`", param_hint="--expect")
+    return AuditHead(int(seq), digest)
+
+
+@audit_group.command("verify")
+@click.option(
+    "--expect",
+    callback=_head,
+    help="A head published earlier (SEQ:HASH from `audit head`); the chain must extend it.",
+)
+@gallery_command()
+def audit_verify(g: Gallery, call: Call, expect: AuditHead | None) -> None:
+    """Recompute the chain; exit 1 and name the first entry altered, removed, inserted or reordered."""
+    result = g.audit_verify(expect)
+    call.out.show(result)
+    if not result.ok:
+        fail(f"audit chain broken at entry {result.bad_seq}: {result.problem}")
+
+
+@audit_group.command("head")
+@gallery_command()
+def audit_head(g: Gallery, call: Call) -> None:
+    """Print the last entry's SEQ:HASH, to publish elsewhere as an anchor."""
+    head = g.audit_head()
+    if head is None:
+        fail("the ledger is empty")
+    call.out.show(head)
+
+
+@audit_group.command("show")
+@click.option("--after", type=int, default=0, help="Only entries after this sequence number.")
+@click.option("--limit", type=int, help="At most this many entries.")
+@click.option("--action", help="Only this action (e.g. identify, review, subject.erase).")
+@gallery_command()
+def audit_show(g: Gallery, call: Call, after: int, limit: int | None, action: str | None) -> None:
+    """Print audit entries."""
+    call.out.rows(g.audit_entries(after_seq=after, limit=limit, action=action))
+
+
+@audit_group.command("export")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
+@gallery_command(who=PEOPLE)
+def audit_export(g: Gallery, call: Call, output: Path | None) -> None:
+    """Export every entry as JSON lines (the export is itself recorded first)."""
+    lines = [
+        json.dumps(e.to_dict(), ensure_ascii=False) for e in g.audit_export(actor=call.actor, purpose=call.purpose)
+    ]
+    if output is None:  # JSON lines whatever --json says: they are the export
+        for line in lines:
+            click.echo(line)
+    else:
+        output.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        call.out.show(FileWritten(str(output), len(lines)))
+
+
+@click.command("report")
+@click.option("--period", type=click.Choice(["day", "week", "month", "year"]), default="month", show_default=True)
+@click.option("--since", help="Count from this date (ISO 8601).")
+@click.option("--until", help="Count until this date, exclusive (ISO 8601).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write Markdown here.")
+@gallery_command(who=PEOPLE)
+def report_command(
+    g: Gallery, call: Call, period: str, since: str | None, until: str | None, output: Path | None
+) -> None:
+    """Transparency report: counts per period, gallery and purpose (Markdown, or --json)."""
+    report = g.report(actor=call.actor, purpose=call.purpose, period=period, since=since, until=until)
+    if output is None:
+        call.out.show(report)
+    else:
+        output.write_text(report.to_markdown(), encoding="utf-8")
+        call.out.show(ReportFile(report, output))
+
+
+register = registrar(audit_group, report_command)

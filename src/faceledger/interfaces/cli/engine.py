@@ -1,0 +1,289 @@
+"""Engine commands, no database involved: ``detect``, ``embed``, ``verify``, ``anonymize``.
+
+``--json`` prints one JSON object per image with stable keys; a progress bar on stderr for many files; exit code
+0 on success, 1 when some inputs failed (each named on stderr after ``error:``, the rest processed), 2 on a usage
+error (a bad option or model file).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import cv2
+import numpy as np
+
+from faceledger import config
+from faceledger.errors import FaceledgerError
+from faceledger.interfaces.cli.options import EXIT_FAILED, EXIT_OK, EXIT_USAGE, json_option, registrar
+from faceledger.interfaces.cli.render import Output, emit, fail, progress, warn
+from faceledger.interfaces.cli.views import Anonymized, Compared, Detected
+
+__all__ = ["anonymize", "detect", "draw_faces", "embed", "register", "verify"]
+
+ERROR = "error: "
+"""What the engine commands' messages on stderr start with."""
+
+
+def engine_options(func: Any) -> Any:
+    """Options shared by the commands that run the engine."""
+    options = [
+        click.option(
+            "--detector",
+            type=click.Path(dir_okay=False),
+            envvar=config.DETECTOR_ENV,
+            help="YuNet-compatible ONNX detector file (default: bundled YuNet 2023mar).",
+        ),
+        click.option(
+            "--recognizer",
+            type=click.Path(dir_okay=False),
+            envvar=config.RECOGNIZER_ENV,
+            help="ArcFace-family ONNX recognizer file (default: bundled SFace 2021dec).",
+        ),
+        click.option(
+            "--min-face",
+            type=click.FloatRange(min=0),
+            default=0.0,
+            show_default=True,
+            help="Ignore faces whose shorter side is smaller than this many pixels.",
+        ),
+        click.option(
+            "--score-threshold",
+            type=click.FloatRange(0, 1),
+            default=0.6,
+            show_default=True,
+            help="Detector confidence below which a candidate face is dropped.",
+        ),
+        click.option(
+            "--max-pixels",
+            type=click.IntRange(min=1),
+            default=None,
+            envvar="FACELEDGER_MAX_PIXELS",
+            help="Refuse images with more pixels than this (decompression-bomb guard).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def make_engine(
+    detector: str | None,
+    recognizer: str | None,
+    min_face: float,
+    score_threshold: float,
+    max_pixels: int | None,
+) -> Any:
+    """Build the engine or exit 2 with the reason (a bad model path is a usage error)."""
+    from faceledger.engine import Engine
+
+    try:
+        return Engine(
+            detector,
+            recognizer,
+            min_face_size=min_face,
+            score_threshold=score_threshold,
+            max_pixels=max_pixels,
+        )
+    except FaceledgerError as exc:
+        fail(str(exc), EXIT_USAGE, prefix=ERROR)
+
+
+def run_many(engine: Any, func: Any, paths: Sequence[str], label: str) -> Iterator[tuple[str, Any]]:
+    """``(path, result)`` for each path, computed on the engine's worker threads, with a progress bar.
+
+    A :class:`FaceledgerError` (bad image, no face) is returned as the result, for the caller to report; any other
+    exception is a bug and is raised.
+    """
+    results = engine.map(func, paths)
+    for path in progress(paths, label):
+        result = next(results)
+        if isinstance(result, BaseException) and not isinstance(result, FaceledgerError):
+            raise result
+        yield path, result
+
+
+def _finish(failed: int) -> None:
+    sys.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _reason(exc: FaceledgerError) -> str:
+    return str(getattr(exc, "reason", exc))
+
+
+@click.command("detect")
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@json_option("One JSON object per image on stdout.")
+@click.option(
+    "--draw",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write a copy of each image with boxes and landmarks drawn into this folder.",
+)
+@engine_options
+def detect(images: tuple[str, ...], as_json: bool, draw: str | None, **engine_kw: Any) -> None:
+    """Find faces in IMAGES: boxes, detector scores, five landmarks and a quality score.
+
+    JSON per image: {"image", "faces": [{"box": [x1,y1,x2,y2], "score", "landmarks": [[x,y] x5], "quality",
+    "quality_reasons"}], "error"}.
+    """
+    engine = make_engine(**engine_kw)
+    out = Output(as_json, prefix=ERROR)
+    failed = 0
+
+    def load_and_detect(path: str) -> tuple[np.ndarray | None, Any]:
+        array = engine.load(path)
+        return (array if draw else None), engine.detect(array)
+
+    for path, result in run_many(engine, load_and_detect, images, "detect"):
+        if isinstance(result, FaceledgerError):
+            failed += 1
+            out.failed(str(result), {"image": path, "faces": [], "error": _reason(result)})
+            continue
+        array, faces = result
+        out.show(Detected(path, faces))
+        if draw and array is not None:
+            folder = Path(draw)
+            folder.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(folder / (Path(path).stem + ".detected.jpg")), draw_faces(array, faces))
+    _finish(failed)
+
+
+def draw_faces(image: np.ndarray, faces: Any) -> np.ndarray:
+    """A copy of ``image`` with each face's box, index and landmarks drawn."""
+    out = image.copy()
+    thickness = max(1, round(max(image.shape[:2]) / 400))
+    for i, face in enumerate(faces):
+        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 200, 0), thickness)
+        cv2.putText(
+            out,
+            f"#{i} {face.score:.2f}",
+            (x1, max(12, y1 - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * thickness,
+            (0, 200, 0),
+            thickness,
+        )
+        for x, y in face.landmarks:
+            cv2.circle(out, (int(round(x)), int(round(y))), thickness + 1, (0, 0, 255), -1)
+    return out
+
+
+@click.command("embed")
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@json_option("One JSON object per image on stdout (the only format).")
+@engine_options
+def embed(images: tuple[str, ...], as_json: bool, **engine_kw: Any) -> None:
+    """Embeddings of every face in IMAGES (largest face first), as JSON lines.
+
+    JSON per image: {"image", "faces": [{"box", "score", "landmarks", "quality", "embedding": [float...]}], "error"}.
+    Embeddings are L2-normalised, so the similarity of two faces is their dot product.
+    """
+    engine = make_engine(**engine_kw)
+    out = Output(as_json=True, prefix=ERROR)
+    failed = 0
+    for path, result in run_many(engine, engine.embed, images, "embed"):
+        if isinstance(result, FaceledgerError):
+            failed += 1
+            out.failed(str(result), {"image": path, "faces": [], "error": _reason(result)})
+            continue
+        faces = result.detections.to_dicts()
+        for face, vector in zip(faces, result.vectors, strict=True):
+            face["embedding"] = [float(v) for v in np.round(vector, 7)]
+        emit({"image": path, "faces": faces, "error": None})
+    _finish(failed)
+
+
+@click.command("verify")
+@click.argument("image_a", type=click.Path())
+@click.argument("image_b", type=click.Path())
+@json_option("One JSON object on stdout.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(-1, 1),
+    default=None,
+    help="Decision threshold on the cosine similarity (default: from --fmr).",
+)
+@click.option(
+    "--fmr",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="Target false-match rate; the threshold comes from the recognizer's calibration "
+    "(default: the calibration's default FMR).",
+)
+@engine_options
+def verify(
+    image_a: str, image_b: str, as_json: bool, threshold: float | None, fmr: float | None, **engine_kw: Any
+) -> None:
+    """Are the largest faces of IMAGE_A and IMAGE_B the same person?
+
+    JSON: {"similarity", "match", "threshold", "fmr"}; fmr is the false-match rate the threshold corresponds to.
+    Exit code 0 when the comparison ran (match or not), 1 when an image could not be read or has no face.
+    """
+    engine = make_engine(**engine_kw)
+    out = Output(as_json, prefix=ERROR)
+    try:
+        result = engine.verify(image_a, image_b, threshold=threshold, fmr=fmr)
+    except FaceledgerError as exc:
+        out.failed(str(exc), {"similarity": None, "match": None, "threshold": threshold, "fmr": fmr, "error": str(exc)})
+        sys.exit(EXIT_FAILED)
+    out.show(Compared(result))
+
+
+@click.command("anonymize")
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the anonymized copies (created; originals are never modified).",
+)
+@click.option("--method", type=click.Choice(["blur", "pixelate", "fill"]), default="blur", show_default=True)
+@click.option(
+    "--keep",
+    "keep",
+    multiple=True,
+    type=click.IntRange(min=0),
+    help="Index of a face to leave visible (largest face is 0); repeatable.",
+)
+@json_option("One JSON object per image on stdout.")
+@engine_options
+def anonymize(
+    images: tuple[str, ...], out_dir: str, method: str, keep: tuple[int, ...], as_json: bool, **engine_kw: Any
+) -> None:
+    """Blur, pixelate or fill every face in IMAGES and write the copies to --out."""
+    engine = make_engine(**engine_kw)
+    out = Output(as_json, prefix=ERROR)
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in progress(images, "anonymize"):
+        try:
+            array = engine.load(path)
+            faces = engine.detect(array)
+            kept = [i for i in keep if i < len(faces)]
+            hidden = engine.anonymize(array, keep=kept, method=method, detections=faces)
+        except FaceledgerError as exc:
+            failed += 1
+            out.failed(str(exc), {"image": path, "output": None, "faces": 0, "hidden": 0, "error": str(exc)})
+            continue
+        target = folder / (Path(path).stem + ".anonymized" + _suffix(path))
+        if not cv2.imwrite(str(target), hidden):
+            failed += 1
+            warn(f"{target}: could not write the anonymized image", prefix=ERROR)
+            continue
+        out.show(Anonymized(path, str(target), len(faces), len(faces) - len(kept)))
+    _finish(failed)
+
+
+def _suffix(path: str) -> str:
+    suffix = Path(path).suffix.lower()
+    return suffix if suffix in {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"} else ".png"
+
+
+register = registrar(detect, embed, verify, anonymize)

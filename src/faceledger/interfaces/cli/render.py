@@ -1,0 +1,413 @@
+"""What the commands print: one JSON emitter, and one human-readable renderer per result type.
+
+A command hands its result to :class:`Output`: with ``--json`` the result's JSON form goes to stdout as one
+object on one line (stable keys); without, the renderer registered for its type prints it for a person.
+Results listed one per line (consents, subjects, API keys, audit entries...) have a row renderer instead.
+Messages for a person about what went wrong go to stderr (:func:`warn`); progress bars too (:func:`progress`).
+The results that exist only on the command line are in :mod:`.views`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+import click
+from tqdm import tqdm
+
+from faceledger.gallery.report import TransparencyReport
+from faceledger.gallery.results import (
+    ConsentWithdrawal,
+    EnrollmentResult,
+    ErasureReceipt,
+    Identification,
+    PendingReview,
+    PurgeReport,
+    ReviewOutcome,
+    SubjectInfo,
+    SubjectVerification,
+)
+from faceledger.interfaces.cli.views import (
+    Anonymized,
+    Calibrated,
+    Compared,
+    Detected,
+    Evaluated,
+    FileWritten,
+    Initialised,
+    MasterKeyRotation,
+    NewApiKey,
+    PolicyChange,
+    PolicyValid,
+    ReportFile,
+    RevokedApiKey,
+)
+from faceledger.ledger.audit import AuditEntry, AuditHead, VerifyResult
+from faceledger.ledger.policy import LoadedPolicy
+from faceledger.ledger.records import ApiKey, Consent
+from faceledger.ledger.timeutil import utcnow
+
+T = TypeVar("T")
+Renderer = Callable[[Any], None]
+
+PREFIX = "faceledger: "
+"""What every message of the gallery, evaluation and service commands on stderr starts with."""
+
+
+# ---------------------------------------------------------------------------------------------- streams
+def emit(obj: Any, *, compact: bool = False) -> None:
+    """Print one JSON object on one line of stdout.
+
+    ``compact`` is the style of the evaluation reports: no spaces after separators, non-ASCII escaped.
+    """
+    separators = (",", ":") if compact else None
+    click.echo(json.dumps(obj, ensure_ascii=compact, allow_nan=False, separators=separators))
+
+
+def warn(message: str, prefix: str = PREFIX) -> None:
+    """Print a message for a person on stderr."""
+    click.echo(f"{prefix}{message}", err=True)
+
+
+def fail(message: str, code: int = 1, prefix: str = PREFIX) -> NoReturn:
+    """Print ``message`` on stderr and exit with ``code``."""
+    warn(message, prefix)
+    sys.exit(code)
+
+
+def progress(items: Sequence[T], label: str, quiet: bool = False) -> Iterator[T]:
+    """Iterate with a progress bar on stderr, shown for several items when stderr is a terminal."""
+    return iter(tqdm(items, desc=label, unit="img", disable=True if quiet or len(items) < 2 else None, file=sys.stderr))
+
+
+# ---------------------------------------------------------------------------------------------- dispatch
+_TEXT: dict[type, Renderer] = {}
+_ROWS: dict[type, Renderer] = {}
+_JSON: dict[type, Callable[[Any], Any]] = {}
+
+
+def _register(table: dict[type, Any], kind: type) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+    def add(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        table[kind] = func
+        return func
+
+    return add
+
+
+def _lookup(table: dict[type, T], obj: object, what: str) -> T:
+    for kind in type(obj).__mro__:
+        if kind in table:
+            return table[kind]
+    raise TypeError(f"no {what} renderer for {type(obj).__name__}")
+
+
+def json_form(obj: Any) -> Any:
+    """What ``--json`` prints for ``obj``: its registered JSON form, else ``obj.to_dict()``."""
+    for kind in type(obj).__mro__:
+        if kind in _JSON:
+            return _JSON[kind](obj)
+    return obj.to_dict()
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where a command's results go: JSON lines (``as_json``) or text for a person.
+
+    ``prefix`` starts each message on stderr; ``compact`` prints JSON without spaces (the evaluation reports).
+    """
+
+    as_json: bool = False
+    prefix: str = PREFIX
+    compact: bool = False
+
+    def show(self, result: Any) -> None:
+        """Print one result."""
+        if self.as_json:
+            emit(json_form(result), compact=self.compact)
+            _AFTER_JSON.get(type(result), _nothing)(result)
+        else:
+            _lookup(_TEXT, result, "text")(result)
+
+    def rows(self, items: Iterable[Any]) -> None:
+        """Print results one per line."""
+        for item in items:
+            if self.as_json:
+                emit(json_form(item), compact=self.compact)
+            else:
+                _lookup(_ROWS, item, "row")(item)
+
+    def failed(self, message: str, record: dict[str, Any]) -> None:
+        """One input failed: ``message`` on stderr, and with ``--json`` its ``record`` (with the error) on stdout."""
+        warn(message, self.prefix)
+        if self.as_json:
+            emit(record, compact=self.compact)
+
+
+_AFTER_JSON: dict[type, Renderer] = {}
+"""What a result also says on stderr when printed as JSON (its text renderer says it in its own place)."""
+
+
+def _nothing(result: Any) -> None:
+    pass
+
+
+# ---------------------------------------------------------------------------------------------- JSON forms
+_JSON[Consent] = lambda record: record.to_dict(utcnow())
+_JSON[LoadedPolicy] = lambda loaded: {
+    "hash": loaded.hash,
+    "policy": loaded.policy.model_dump(),
+    "text": loaded.text,
+}
+
+
+# ---------------------------------------------------------------------------------------------- text: administration
+@_register(_TEXT, Initialised)
+def _initialised(info: Initialised) -> None:
+    click.echo(f"initialised {info.db}")
+    click.echo(f"master key: {info.master_key} (keep it apart from the database and back it up)")
+    click.echo(f"policy: {info.policy_hash} (galleries: {', '.join(info.galleries)})")
+
+
+@_register(_TEXT, LoadedPolicy)
+def _policy(loaded: LoadedPolicy) -> None:
+    click.echo(f"# policy {loaded.hash}")
+    click.echo(loaded.text, nl=False)
+
+
+@_register(_TEXT, PolicyValid)
+def _policy_valid(check: PolicyValid) -> None:
+    click.echo(f"{check.file}: valid, hash {check.hash}")
+
+
+@_register(_TEXT, PolicyChange)
+def _policy_change(change: PolicyChange) -> None:
+    click.echo(f"policy {change.hash} in force (was {change.previous_hash})")
+
+
+@_register(_TEXT, NewApiKey)
+def _new_key(new: NewApiKey) -> None:
+    click.echo(f"key {new.record.id} for {new.record.owner} ({new.record.role}); token (shown once):")
+    click.echo(new.token)
+
+
+@_register(_TEXT, RevokedApiKey)
+def _revoked_key(revoked: RevokedApiKey) -> None:
+    click.echo(f"key {revoked.record.id} revoked")
+
+
+@_register(_ROWS, ApiKey)
+def _key_row(key: ApiKey) -> None:
+    state = "active" if key.active else f"revoked {key.revoked_at}"
+    click.echo(f"{key.id}  {key.owner}  {key.role}  {state}  created {key.created_at} by {key.created_by}")
+
+
+@_register(_TEXT, MasterKeyRotation)
+def _rotation(rotation: MasterKeyRotation) -> None:
+    info = rotation.info
+    click.echo(
+        f"master key {info['old_master_key_id']} -> {info['new_master_key_id']}: "
+        f"{info['subject_keys']} subject key(s) re-wrapped; new key in {info['key_file']}"
+    )
+
+
+@_register(_TEXT, PurgeReport)
+def _purge(report: PurgeReport) -> None:
+    click.echo(
+        f"expired consents: {len(report.consents_expired)}, "
+        f"subjects erased: {len(report.subjects_erased)}, "
+        f"templates deleted: {report.templates_deleted}, "
+        f"consent records deleted: {report.consents_deleted}, "
+        f"candidates deleted: {report.candidates_deleted}, "
+        f"audit entries purged: {report.audit_entries_purged}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------- text: consent, people
+@_register(_TEXT, Consent)
+def _consent_recorded(record: Consent) -> None:
+    click.echo(f"consent {record.id} recorded for {record.subject_id} ({record.gallery}/{record.purpose})")
+
+
+@_register(_ROWS, Consent)
+def _consent_row(record: Consent) -> None:
+    until = record.expires_at or "no expiry"
+    click.echo(
+        f"{record.id}  {record.subject_id}  {record.gallery}/{record.purpose}  {record.state(utcnow())}  "
+        f"given {record.given_at}  until {until}  by {record.collected_by}"
+    )
+
+
+@_register(_TEXT, ConsentWithdrawal)
+def _withdrawal(result: ConsentWithdrawal) -> None:
+    click.echo(f"withdrew {len(result.withdrawn)} consent(s) of {result.subject}")
+    if result.erasure is not None:
+        e = result.erasure
+        click.echo(
+            f"erased {result.subject}: {e.templates_destroyed} template(s), key destroyed (audit #{e.audit_seq})"
+        )
+
+
+def _name_rejected(result: EnrollmentResult) -> None:
+    for outcome in result.rejected:
+        warn(f"{outcome.source}: {outcome.reason}")
+
+
+_AFTER_JSON[EnrollmentResult] = _name_rejected
+
+
+@_register(_TEXT, EnrollmentResult)
+def _enrollment(result: EnrollmentResult) -> None:
+    _name_rejected(result)
+    for warning in result.warnings:
+        warn(f"warning: {warning}")
+    click.echo(
+        f"{result.subject}: {len(result.enrolled)} enrolled, {len(result.skipped)} already enrolled, "
+        f"{len(result.rejected)} rejected; {result.templates_total} template(s) in {result.gallery}"
+    )
+
+
+@_register(_ROWS, SubjectInfo)
+def _subject_row(s: SubjectInfo) -> None:
+    click.echo(f"{s.id}  {s.gallery}  {s.templates} template(s)  consent {s.consent}  since {s.created_at}")
+
+
+@_register(_TEXT, ErasureReceipt)
+def _erasure(receipt: ErasureReceipt) -> None:
+    click.echo(
+        f"erased {receipt.subject}: {receipt.templates_destroyed} template(s), data key "
+        f"{'destroyed' if receipt.key_id else 'none'}, {receipt.candidates_deleted} candidate(s); "
+        f"receipt: audit #{receipt.audit_seq} {receipt.audit_hash}"
+    )
+    if not receipt.reclaimed:
+        warn("another process kept the database open: space not fully reclaimed yet; run `purge` later")
+
+
+# ---------------------------------------------------------------------------------------------- text: searches, reviews
+@_register(_TEXT, Identification)
+def _identification(result: Identification) -> None:
+    click.echo(f"{result.source}: {len(result.faces)} face(s), threshold {result.threshold:.3f}")
+    for face in result.faces:
+        box = ", ".join(f"{v:.0f}" for v in face.box)
+        if face.candidates:
+            names = ", ".join(f"{c.subject} ({c.similarity:.3f}, candidate {c.candidate_id})" for c in face.candidates)
+            click.echo(f"  face {face.index} [{box}]: {names}  -> pending review")
+        else:
+            click.echo(f"  face {face.index} [{box}]: no match")
+
+
+@_register(_TEXT, SubjectVerification)
+def _subject_verification(result: SubjectVerification) -> None:
+    verdict = "match" if result.match else "no match"
+    click.echo(
+        f"{result.source}: {verdict} for {result.subject} "
+        f"(similarity {result.similarity:.3f}, threshold {result.threshold:.3f})"
+    )
+
+
+@_register(_ROWS, PendingReview)
+def _pending_row(item: PendingReview) -> None:
+    c = item.candidate
+    click.echo(
+        f"{c.id}  {c.subject_id}  similarity {c.similarity:.3f}  face {c.face_index} of probe "
+        f"{c.probe_sha256[:12]}  {c.gallery}/{c.purpose}  "
+        f"{item.confirmations}/{item.required} confirmed  {c.created_at}"
+    )
+
+
+@_register(_TEXT, ReviewOutcome)
+def _review(outcome: ReviewOutcome) -> None:
+    click.echo(
+        f"candidate {outcome.candidate.id} ({outcome.candidate.subject_id}): {outcome.status} "
+        f"({outcome.confirmations}/{outcome.required} confirmations)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------- text: audit, reports
+@_register(_TEXT, VerifyResult)
+def _audit_verified(result: VerifyResult) -> None:
+    if result.ok:  # a broken chain is named on stderr by the command, in both formats
+        head = result.head
+        where = f"head {head.seq}:{head.hash}" if head else "empty"
+        click.echo(f"ok: {result.entries} entries verified, {where}")
+
+
+@_register(_TEXT, AuditHead)
+def _audit_head(head: AuditHead) -> None:
+    click.echo(f"{head.seq}:{head.hash}")
+
+
+@_register(_ROWS, AuditEntry)
+def _audit_row(entry: AuditEntry) -> None:
+    data = entry.to_dict()
+    subjects = ",".join(data["subjects"]) or "-"
+    click.echo(
+        f"#{data['seq']} {data['ts']} {data['action']} actor={data['actor']} purpose={data['purpose']} "
+        f"gallery={data['gallery'] or '-'} subjects={subjects} {entry.hash[:16]}"
+    )
+
+
+@_register(_TEXT, FileWritten)
+def _file_written(written: FileWritten) -> None:
+    click.echo(f"{written.entries} entries written to {written.file}")
+
+
+@_register(_TEXT, TransparencyReport)
+def _report(report: TransparencyReport) -> None:
+    click.echo(report.to_markdown(), nl=False)
+
+
+@_register(_TEXT, ReportFile)
+def _report_file(written: ReportFile) -> None:
+    click.echo(f"report written to {written.path}")
+
+
+# ---------------------------------------------------------------------------------------------- text: engine
+@_register(_TEXT, Detected)
+def _detected(result: Detected) -> None:
+    click.echo(f"{result.image}: {len(result.faces)} face(s)")
+    for i, face in enumerate(result.faces):
+        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+        why = f"  ({', '.join(face.reasons)})" if face.reasons else ""
+        click.echo(f"  #{i} box=({x1},{y1},{x2},{y2}) score={face.score:.2f} quality={face.quality:.2f}{why}")
+
+
+@_register(_TEXT, Compared)
+def _compared(compared: Compared) -> None:
+    result = compared.verification
+    verdict = "same person" if result.match else "different people"
+    fmr_text = f" (false-match rate {result.fmr:.1e})" if result.fmr is not None else ""
+    click.echo(f"{verdict}: similarity {result.similarity:.3f}, threshold {result.threshold:.3f}{fmr_text}")
+
+
+@_register(_TEXT, Anonymized)
+def _anonymized(result: Anonymized) -> None:
+    click.echo(f"{result.image}: {result.hidden} of {result.faces} face(s) hidden -> {result.output}")
+
+
+# ---------------------------------------------------------------------------------------------- text: evaluation
+@_register(_TEXT, Evaluated)
+def _evaluated(result: Evaluated) -> None:
+    for line in result.report["summary"]:
+        click.echo(line)
+    click.echo("")
+    click.echo(f"Report: {result.outputs['markdown']}  (JSON: {result.outputs['json']})")
+
+
+@_register(_TEXT, Calibrated)
+def _calibrated(calibrated: Calibrated) -> None:
+    cal = calibrated.result.calibration
+    low, high = cal.fmr_ci
+    click.echo(f"threshold {cal.threshold:.6f} for a false-match rate of {calibrated.target_fmr:g}")
+    click.echo(
+        f"  measured FMR {cal.fmr:.3g} ({cal.false_matches} of {cal.impostor_pairs:,} impostor comparisons); "
+        f"{cal.confidence:.0%} interval {low:.3g} - {high:.3g} (Clopper-Pearson)"
+    )
+    if cal.tar is not None:
+        click.echo(f"  true accept rate {cal.tar:.4f} on {cal.genuine_pairs:,} genuine comparisons")
+    if not cal.supported:
+        click.echo(f"  warning: {cal.reason}", err=True)
+    for path in calibrated.written:
+        click.echo(f"written to {path}")

@@ -9,6 +9,9 @@ could not be written; 2 usage error (bad option, unreadable dataset).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,53 @@ SPLIT_HELP = (
 )
 
 
-def _dataset_options(func: Any) -> Any:
+def _target_fmr_option(help: str) -> Any:
+    """``--target-fmr`` (default 1e-3)."""
+    return click.option(
+        "--target-fmr",
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        default=1e-3,
+        show_default=True,
+        help=help,
+    )
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    """The options both commands share: which images, which model, the embedding cache, the output."""
+
+    group_column: str | None
+    images: Path | None
+    split: str
+    recognizer: Path | None
+    cache_dir: Path | None
+    no_cache: bool
+    quiet: bool
+    as_json: bool
+
+    def load(self, path: Path) -> Dataset:
+        """The dataset at ``path`` (the chosen half of it with ``--split``), or a usage error."""
+        return _load(path, self.group_column, self.images, self.split)
+
+    def engine_and_cache(self) -> tuple[Any, EmbeddingCache]:
+        """The engine to evaluate and the cache of its embeddings."""
+        engine = _engine(self.recognizer)
+        return engine, _cache(engine, self.cache_dir, self.no_cache)
+
+    @property
+    def out(self) -> Output:
+        """Where the report goes (JSON without spaces, as the report files)."""
+        return Output(self.as_json, compact=True)
+
+
+def _dataset_options(func: Callable[..., None]) -> Callable[..., None]:
+    """Add the shared options to a command and hand it their values as ``data`` (a :class:`DatasetOptions`)."""
+
+    @functools.wraps(func)
+    def command(**params: Any) -> None:
+        shared = {name: params.pop(name) for name in DatasetOptions.__dataclass_fields__}
+        func(data=DatasetOptions(**shared), **params)
+
     options = [
         click.option("--group-column", help="Manifest column holding your group labels (default: 'group')."),
         click.option(
@@ -60,8 +109,8 @@ def _dataset_options(func: Any) -> Any:
         json_option("Print one JSON object on stdout."),
     ]
     for option in reversed(options):
-        func = option(func)
-    return func
+        command = option(command)
+    return command
 
 
 def _load(path: Path, group_column: str | None, images: Path | None, split: str) -> Dataset:
@@ -108,13 +157,7 @@ def _report_unreadable(outcomes: list[Any]) -> int:
     help="Folder for report.json, report.md and the PNG plots (created if missing).",
 )
 @click.option("--threshold", type=float, help="Operating threshold (default: the model card's, for --target-fmr).")
-@click.option(
-    "--target-fmr",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=1e-3,
-    show_default=True,
-    help="False-match rate the operating threshold is set for.",
-)
+@_target_fmr_option("False-match rate the operating threshold is set for.")
 @click.option(
     "--max-group-ratio",
     type=click.FloatRange(1, min_open=True),
@@ -131,14 +174,7 @@ def evaluate_command(
     target_fmr: float,
     max_group_ratio: float,
     no_plots: bool,
-    group_column: str | None,
-    images: Path | None,
-    split: str,
-    recognizer: Path | None,
-    cache_dir: Path | None,
-    no_cache: bool,
-    quiet: bool,
-    as_json: bool,
+    data: DatasetOptions,
 ) -> None:
     """Measure recognition error rates on DATASET and write a report with plots.
 
@@ -151,39 +187,32 @@ def evaluate_command(
     from faceledger.evaluate.report import write_outputs
     from faceledger.evaluate.runner import evaluate_dataset
 
-    data = _load(dataset, group_column, images, split)
-    engine = _engine(recognizer)
-    cache = _cache(engine, cache_dir, no_cache)
+    samples = data.load(dataset)
+    engine, cache = data.engine_and_cache()
     evaluation, outcomes = evaluate_dataset(
-        data,
+        samples,
         engine,
         cache,
         threshold=threshold,
         target_fmr=target_fmr,
         max_group_ratio=max_group_ratio,
-        progress=not quiet,
+        progress=not data.quiet,
     )
     evaluation.report["dataset"]["source"] = str(dataset)
-    evaluation.report["dataset"]["split"] = split
+    evaluation.report["dataset"]["split"] = data.split
     try:
         written = write_outputs(evaluation, out_dir, plots=not no_plots)
     except OSError as exc:
         fail(f"{out_dir}: cannot write the report ({exc.strerror or exc})")
     failed = _report_unreadable(outcomes)
-    Output(as_json, compact=True).show(Evaluated(evaluation.report, written))
+    data.out.show(Evaluated(evaluation.report, written))
     if failed:
         raise SystemExit(1)
 
 
 @click.command("calibrate")
 @click.argument("dataset", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--target-fmr",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=1e-3,
-    show_default=True,
-    help="False-match rate the threshold must meet.",
-)
+@_target_fmr_option("False-match rate the threshold must meet.")
 @click.option(
     "--policy",
     "policy_file",
@@ -223,14 +252,7 @@ def calibrate_command(
     rule: str,
     confidence: float,
     dataset_name: str | None,
-    group_column: str | None,
-    images: Path | None,
-    split: str,
-    recognizer: Path | None,
-    cache_dir: Path | None,
-    no_cache: bool,
-    quiet: bool,
-    as_json: bool,
+    data: DatasetOptions,
 ) -> None:
     """Find the threshold that meets --target-fmr on DATASET, with its confidence interval.
 
@@ -242,12 +264,11 @@ def calibrate_command(
     from faceledger.evaluate.calibration import calibrate_pairs
     from faceledger.evaluate.runner import dataset_pair_scores, embed_dataset
 
-    data = _load(dataset, group_column, images, split)
-    engine = _engine(recognizer)
-    cache = _cache(engine, cache_dir, no_cache)
-    outcomes = embed_dataset(data, engine, cache, progress=not quiet)
+    samples = data.load(dataset)
+    engine, cache = data.engine_and_cache()
+    outcomes = embed_dataset(samples, engine, cache, progress=not data.quiet)
     failed = _report_unreadable(outcomes)
-    pairs, pair_rule, _ = dataset_pair_scores(data, outcomes)
+    pairs, pair_rule, _ = dataset_pair_scores(samples, outcomes)
     if pairs.impostor.size == 0 or pairs.genuine.size == 0:
         raise click.BadParameter(
             f"{dataset}: calibration needs same-person and different-person pairs; found "
@@ -256,7 +277,7 @@ def calibrate_command(
             param_hint="DATASET",
         )
     used = sum(1 for o in outcomes if o.vector is not None)
-    split_note = "" if split == "all" else f"; {split} half of the identities (faceledger.evaluate.splits)"
+    split_note = "" if data.split == "all" else f"; {data.split} half of the identities (faceledger.evaluate.splits)"
     method = (
         f"{pair_rule}; largest face of each image; {used} images with a face{split_note}; threshold = lowest "
         f"whose FMR on these impostor pairs is at most the target ({rule} rule); Clopper-Pearson "
@@ -266,7 +287,7 @@ def calibrate_command(
         pairs.genuine,
         pairs.impostor,
         target_fmr,
-        dataset=dataset_name or data.name,
+        dataset=dataset_name or samples.name,
         method=method,
         confidence=confidence,
         rule=rule,
@@ -279,7 +300,7 @@ def calibrate_command(
         written.append(_write_card(card_file, result, target_fmr, card))
     if policy_file is not None:
         written.append(_write_policy(policy_file, target_fmr))
-    Output(as_json, compact=True).show(Calibrated(result, target_fmr, written))
+    data.out.show(Calibrated(result, target_fmr, written))
     if failed:
         raise SystemExit(1)
 

@@ -58,7 +58,7 @@ def revoke_api_key(tx: Transaction, key_id: str, *, now: str) -> ApiKey:
     """Revoke a key (idempotent); raises :class:`UnknownSubjectError` for an unknown id."""
     key = tx.get_api_key(key_id)
     if key is None:
-        raise UnknownSubjectError(f"no API key {key_id!r}; the list of keys shows the ids")
+        raise UnknownSubjectError(f"no API key {key_id!r}")
     tx.revoke_api_key(key_id, now)
     updated = tx.get_api_key(key_id)
     assert updated is not None

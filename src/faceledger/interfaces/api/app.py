@@ -20,6 +20,7 @@ from faceledger.interfaces.api.metrics import Metrics
 from faceledger.interfaces.api.middleware import ServiceMiddleware
 from faceledger.interfaces.api.routes import ops, v1
 from faceledger.interfaces.api.runtime import LimitedEngine, ServiceState
+from faceledger.interfaces.api.schemas import name_components
 from faceledger.interfaces.api.security import authorize, roles_of
 from faceledger.interfaces.api.settings import ServiceSettings
 from faceledger.ledger.timeutil import from_text, utcnow
@@ -87,6 +88,7 @@ def create_app(settings: ServiceSettings, *, engine: LimitedEngine | None = None
     app.include_router(ops)
     app.include_router(v1)
     _check_guarded(app)
+    _name_result_schemas(app)
     app.add_middleware(ServiceMiddleware, metrics=metrics, timeout=settings.timeout, max_body=settings.max_upload_bytes)
     return app
 
@@ -120,6 +122,19 @@ def _check_guarded(app: FastAPI) -> None:
     for route in routes:
         if not (roles_of(route) and _depends_on(route.dependant, authorize)):
             raise RuntimeError(f"route {route.path} must list its roles and depend on authorize()")
+
+
+def _name_result_schemas(app: FastAPI) -> None:
+    """Give the gallery results' schemas their published names in the OpenAPI document (see
+    :data:`~faceledger.interfaces.api.schemas.COMPONENT_NAMES`)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = name_components(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _purge_schedule(state: ServiceState) -> None:

@@ -1,13 +1,16 @@
 """The routes of the REST service, under ``/v1``, plus ``/healthz``, ``/readyz`` and ``/metrics``.
 
 Handlers are thin: parse, check the caller and the purpose, call the gallery (or the engine) in a worker
-thread, shape the answer. The gallery writes each audit entry in the same transaction as its effect, with the
-key's owner as the actor.
+thread, answer. A route that answers a gallery result returns the result itself with its class as the response
+model, so the body is that result's ``to_dict()`` (what ``--json`` prints) and the schema is derived from the same
+class. The gallery writes each audit entry in the same transaction as its effect, with the key's owner as the
+actor.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request
@@ -15,6 +18,16 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import Field
 
 from faceledger.errors import ImageError, NoFaceError
+from faceledger.gallery.results import (
+    ConsentWithdrawal,
+    EnrollmentResult,
+    ErasureReceipt,
+    Identification,
+    PendingReview,
+    PurgeReport,
+    ReviewOutcome,
+    SubjectVerification,
+)
 from faceledger.interfaces.api import schemas as s
 from faceledger.interfaces.api.errors import ApiError
 from faceledger.interfaces.api.metrics import CONTENT_TYPE
@@ -22,6 +35,7 @@ from faceledger.interfaces.api.runtime import ServiceState
 from faceledger.interfaces.api.security import ALL_ROLES, Caller, allow, purpose_of, service
 from faceledger.interfaces.api.uploads import image_request_body, read_images
 from faceledger.ledger.audit import AuditHead
+from faceledger.ledger.records import ConsentWithState
 from faceledger.ledger.timeutil import utcnow
 
 _ERROR_DOCS = {
@@ -51,6 +65,10 @@ PurposeQuery = Annotated[
 SubjectPath = Annotated[str, Path(pattern=s.SUBJECT_PATTERN, description="Subject id")]
 CandidatePath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 GalleryQuery = Annotated[str | None, Query(max_length=64, description="Gallery (default: all or the only one)")]
+
+
+_UNNAMED = ("<image>", "<bytes>", "<stream>")
+"""Sources of images the gallery got without a name (named after their upload instead)."""
 
 
 class NoFields(s._In):
@@ -208,8 +226,12 @@ async def verify(request: Request, caller: Caller, x_purpose: PurposeHeader = No
             raise NoFaceError(f"{exc}; send an image with a visible face") from None
         out = result.to_dict()
         return {
-            "similarity": out["similarity"], "match": out["match"], "threshold": out["threshold"],
-            "fmr": out["fmr"], "purpose": purpose, "audit_seq": out["audit_seq"],
+            "similarity": out["similarity"],
+            "match": out["match"],
+            "threshold": out["threshold"],
+            "fmr": out["fmr"],
+            "purpose": purpose,
+            "audit_seq": out["audit_seq"],
         }
 
     out = await state.run(work, model=True)
@@ -220,14 +242,14 @@ async def verify(request: Request, caller: Caller, x_purpose: PurposeHeader = No
 # ------------------------------------------------------------------------------------------------ consent
 @v1.post(
     "/consents",
-    response_model=s.ConsentOut,
+    response_model=ConsentWithState,
     status_code=201,
     tags=["consent"],
     **op("admin", "enroller", summary="Record a consent"),
 )
 async def add_consent(
     request: Request, body: s.ConsentIn, caller: Caller, x_purpose: PurposeHeader = None
-) -> dict[str, Any]:
+) -> ConsentWithState:
     """Record a subject's consent to be enrolled in a gallery and searched for one purpose (the request's
     purpose). Enrollment is refused without one."""
     state = service(request)
@@ -249,7 +271,7 @@ async def add_consent(
         if exc.code == "consent_required":  # here it means the record itself is invalid
             raise ApiError(422, "invalid_consent", exc.message) from None
         raise
-    return record.to_dict(utcnow())
+    return ConsentWithState.at(record, utcnow())
 
 
 @v1.get("/consents", response_model=s.ConsentList, tags=["consent"], **op("admin", "enroller", summary="List consents"))
@@ -266,18 +288,18 @@ async def list_consents(
     why = purpose_of(x_purpose, purpose)
     records = await state.run(state.gallery.consents, subject, actor=caller.owner, purpose=why, gallery=gallery)
     now = utcnow()
-    return {"consents": [r.to_dict(now) for r in records]}
+    return {"consents": [ConsentWithState.at(r, now) for r in records]}
 
 
 @v1.post(
     "/consents/withdraw",
-    response_model=s.WithdrawOut,
+    response_model=ConsentWithdrawal,
     tags=["consent"],
     **op("admin", "enroller", summary="Withdraw consent"),
 )
 async def withdraw_consent(
     request: Request, body: s.WithdrawIn, caller: Caller, x_purpose: PurposeHeader = None
-) -> dict[str, Any]:
+) -> ConsentWithdrawal:
     """Withdraw a subject's consent (all active ones, or ``consent_id``). A subject left without a valid
     consent is erased in the same transaction."""
     state = service(request)
@@ -292,13 +314,13 @@ async def withdraw_consent(
     )
     if result.erasure is not None:
         state.metrics.count("erasures", trigger="withdrawal")
-    return result.to_dict()
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ enroll
 @v1.post(
     "/enroll",
-    response_model=s.EnrollOut,
+    response_model=EnrollmentResult,
     tags=["subjects"],
     **op(
         "admin",
@@ -307,7 +329,7 @@ async def withdraw_consent(
         body=image_request_body(s.EnrollJSON, s.EnrollFields, {"images": True}),
     ),
 )
-async def enroll(request: Request, caller: Caller, x_purpose: PurposeHeader = None) -> dict[str, Any]:
+async def enroll(request: Request, caller: Caller, x_purpose: PurposeHeader = None) -> EnrollmentResult:
     """Enroll ``subject`` from one or more images (one face each), in one transaction. Needs a valid consent
     for the gallery and purpose. Images already enrolled for the subject are skipped, so retrying is safe.
     Answers 422 when no image could be used (each named with its reason)."""
@@ -329,19 +351,23 @@ async def enroll(request: Request, caller: Caller, x_purpose: PurposeHeader = No
     )
     state.metrics.count("enrollments")
     state.metrics.count("templates_enrolled", len(result.enrolled))
-    out: dict[str, Any] = result.to_dict()
     # Outcomes come in the order of the images; name unreadable ones by their upload, not "<image>".
-    for outcome, upload in zip(out["images"], images["images"], strict=False):
-        if outcome["source"] in ("<image>", "<bytes>", "<stream>"):
-            outcome["source"] = upload.name
+    uploads = images["images"]
+    result = replace(
+        result,
+        outcomes=[
+            replace(o, source=uploads[i].name) if i < len(uploads) and o.source in _UNNAMED else o
+            for i, o in enumerate(result.outcomes)
+        ],
+    )
     if not result.enrolled and not result.skipped:
-        reasons = "; ".join(f"{o['source']}: {o['reason']}" for o in out["images"] if o["status"] == "rejected")
+        reasons = "; ".join(f"{o.source}: {o.reason}" for o in result.rejected)
         raise ApiError(
             422,
             "no_usable_image",
             f"nothing enrolled for {result.subject!r}: {reasons} (recorded as audit entry {result.audit_seq})",
         )
-    return out
+    return result
 
 
 @v1.get(
@@ -358,12 +384,12 @@ async def list_subjects(
     state = service(request)
     why = purpose_of(x_purpose, purpose)
     subjects = await state.run(state.gallery.subjects, actor=caller.owner, purpose=why, gallery=gallery)
-    return {"subjects": [x.to_dict() for x in subjects]}
+    return {"subjects": subjects}
 
 
 @v1.delete(
     "/subjects/{subject}",
-    response_model=s.ErasureOut,
+    response_model=ErasureReceipt,
     tags=["subjects"],
     **op("admin", "enroller", summary="Erase a subject"),
 )
@@ -374,19 +400,19 @@ async def erase(
     reason: Annotated[str, Query(min_length=1, max_length=500)] = "erasure request",
     purpose: PurposeQuery = None,
     x_purpose: PurposeHeader = None,
-) -> dict[str, Any]:
+) -> ErasureReceipt:
     """Erase a subject: templates, data key, candidates and reviews destroyed, consents ended, database space
     reclaimed. The receipt names the audit entry that records it."""
     state = service(request)
     why = purpose_of(x_purpose, purpose)
     receipt = await state.run(state.gallery.erase, subject, actor=caller.owner, purpose=why, reason=reason)
     state.metrics.count("erasures", trigger="request")
-    return receipt.to_dict()
+    return receipt
 
 
 @v1.post(
     "/subjects/{subject}/verify",
-    response_model=s.SubjectVerifyOut,
+    response_model=SubjectVerification,
     tags=["identify"],
     **op(
         "admin",
@@ -397,7 +423,7 @@ async def erase(
 )
 async def verify_subject(
     request: Request, subject: SubjectPath, caller: Caller, x_purpose: PurposeHeader = None
-) -> dict[str, Any]:
+) -> SubjectVerification:
     """Is the largest face of the image the enrolled ``subject``, at the policy's target false-match rate?
     Needs the subject's consent valid now for the purpose; the check is an audit entry."""
     state = service(request)
@@ -415,14 +441,13 @@ async def verify_subject(
         model=True,
     )
     state.metrics.count("verifications", match=str(result.match).lower(), kind="subject")
-    out: dict[str, Any] = result.to_dict()
-    return out
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ identify
 @v1.post(
     "/identify",
-    response_model=s.IdentifyOut,
+    response_model=Identification,
     tags=["identify"],
     **op(
         "admin",
@@ -431,7 +456,7 @@ async def verify_subject(
         body=image_request_body(s.IdentifyJSON, s.IdentifyFields, {"image": False}),
     ),
 )
-async def identify(request: Request, caller: Caller, x_purpose: PurposeHeader = None) -> dict[str, Any]:
+async def identify(request: Request, caller: Caller, x_purpose: PurposeHeader = None) -> Identification:
     """Search every face of the image against the gallery. Per face: its box and the candidates at or above
     the policy threshold, each pending human review. Faces that match no one leave no trace."""
     state = service(request)
@@ -449,7 +474,7 @@ async def identify(request: Request, caller: Caller, x_purpose: PurposeHeader = 
     state.metrics.count("identifications")
     state.metrics.count("faces_searched", len(result.faces))
     state.metrics.count("candidates", sum(len(f.candidates) for f in result.faces))
-    return result.to_dict()
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ review
@@ -466,15 +491,15 @@ async def list_reviews(
     why = purpose_of(x_purpose, purpose)
     g = state.gallery
 
-    def work() -> list[dict[str, Any]]:
-        return [p.to_dict() for p in g.pending_reviews(actor=caller.owner, purpose=why, gallery=gallery)]
+    def work() -> list[PendingReview]:
+        return g.pending_reviews(actor=caller.owner, purpose=why, gallery=gallery)
 
     return {"pending": await state.run(work)}
 
 
 async def _review(
     request: Request, caller: s.Principal, candidate_id: str, decision: str, body: s.ReviewIn, x_purpose: str | None
-) -> dict[str, Any]:
+) -> ReviewOutcome:
     state = service(request)
     purpose = purpose_of(x_purpose, body.purpose)
     outcome = await state.run(
@@ -486,18 +511,18 @@ async def _review(
         purpose=purpose,
     )
     state.metrics.count("reviews", decision=decision)
-    return outcome.to_dict()
+    return outcome
 
 
 @v1.post(
     "/reviews/{candidate_id}/confirm",
-    response_model=s.ReviewOut,
+    response_model=ReviewOutcome,
     tags=["review"],
     **op("admin", "reviewer", summary="Confirm a candidate"),
 )
 async def confirm(
     request: Request, candidate_id: CandidatePath, body: s.ReviewIn, caller: Caller, x_purpose: PurposeHeader = None
-) -> dict[str, Any]:
+) -> ReviewOutcome:
     """Confirm the candidate is the same person. It becomes a match once the policy's number of distinct
     reviewers (key owners) confirmed it. The purpose must be the search's."""
     return await _review(request, caller, candidate_id, "confirm", body, x_purpose)
@@ -505,13 +530,13 @@ async def confirm(
 
 @v1.post(
     "/reviews/{candidate_id}/reject",
-    response_model=s.ReviewOut,
+    response_model=ReviewOutcome,
     tags=["review"],
     **op("admin", "reviewer", summary="Reject a candidate"),
 )
 async def reject(
     request: Request, candidate_id: CandidatePath, body: s.ReviewIn, caller: Caller, x_purpose: PurposeHeader = None
-) -> dict[str, Any]:
+) -> ReviewOutcome:
     """Reject the candidate (one rejection is final). The purpose must be the search's."""
     return await _review(request, caller, candidate_id, "reject", body, x_purpose)
 
@@ -523,16 +548,15 @@ class PurgeIn(s._In):
     purpose: str | None = Field(default=None, max_length=200)
 
 
-@v1.post("/purge", response_model=s.PurgeOut, tags=["retention"], **op("admin", summary="Apply retention"))
+@v1.post("/purge", response_model=PurgeReport, tags=["retention"], **op("admin", summary="Apply retention"))
 async def purge(
     request: Request, caller: Caller, body: PurgeIn | None = None, x_purpose: PurposeHeader = None
-) -> dict[str, Any]:
+) -> PurgeReport:
     """Apply the policy's retention now (expired consents, old templates, candidates, audit entries). The
     service also runs it on a schedule."""
     state = service(request)
     why = purpose_of(x_purpose, body.purpose if body else None)
-    report = await state.run(state.gallery.purge, actor=caller.owner, purpose=why)
-    return report.to_dict()
+    return await state.run(state.gallery.purge, actor=caller.owner, purpose=why)
 
 
 # ------------------------------------------------------------------------------------------------ audit

@@ -1,10 +1,34 @@
-"""Request and response bodies of the REST service (pydantic models; they make the OpenAPI schema)."""
+"""Request and response bodies of the REST service (pydantic models; they make the OpenAPI schema).
+
+The responses that are gallery results (enrollment, identification, review, erasure, ...) are not defined here:
+the service answers the result dataclasses themselves (:mod:`faceledger.gallery.results`,
+:mod:`faceledger.ledger.records`), whose JSON form and schema pydantic derives from one definition, the same
+``to_dict()`` that ``--json`` prints. This module keeps the requests, the service's own shapes, and the names the
+OpenAPI document gives those results (:data:`COMPONENT_NAMES`).
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from faceledger.gallery.results import (
+    CandidateMatch,
+    ConsentWithdrawal,
+    DuplicateWarning,
+    EnrollmentResult,
+    ErasureReceipt,
+    FaceResult,
+    Identification,
+    ImageOutcome,
+    PendingReview,
+    PurgeReport,
+    ReviewOutcome,
+    SubjectInfo,
+    SubjectVerification,
+)
+from faceledger.ledger.records import ConsentWithState, ReviewRecord
 
 SUBJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$"
 Text = Field(min_length=1, max_length=500)
@@ -121,20 +145,6 @@ class SubjectVerifyJSON(SubjectVerifyFields):
     image: str = Field(description="the probe image, base64", min_length=1)
 
 
-class SubjectVerifyOut(_Out):
-    """A 1:1 check of a probe's largest face against one enrolled subject (on the ledger)."""
-
-    subject: str
-    image: str
-    probe_sha256: str
-    similarity: float | None
-    match: bool
-    threshold: float | None
-    target_fmr: float
-    box: list[float]
-    audit_seq: int
-
-
 class FaceOut(_Out):
     """One detected face."""
 
@@ -178,29 +188,10 @@ class ConsentIn(_In):
     expires_at: str | None = Field(default=None, max_length=40, description="ISO 8601; optional")
 
 
-class ConsentOut(_Out):
-    """A consent record and its state now."""
-
-    id: str
-    subject_id: str
-    gallery: str
-    collected_by: str
-    legal_basis: str
-    purpose: str
-    evidence_ref: str
-    given_at: str
-    expires_at: str | None
-    withdrawn_at: str | None
-    ended_reason: str | None
-    recorded_at: str
-    recorded_by: str
-    state: Literal["valid", "withdrawn", "expired", "not_yet_valid"]
-
-
 class ConsentList(_Out):
     """Consent records."""
 
-    consents: list[ConsentOut]
+    consents: list[ConsentWithState]
 
 
 class WithdrawIn(_In):
@@ -212,153 +203,18 @@ class WithdrawIn(_In):
     purpose: str | None = Field(default=None, max_length=200)
 
 
-class ErasureOut(_Out):
-    """Proof of an erasure: what was destroyed and the audit entry recording it."""
-
-    subject: str
-    gallery: str | None
-    erased_at: str
-    reason: str
-    templates_destroyed: int
-    key_id: str | None
-    candidates_deleted: int
-    consents_ended: list[str]
-    audit_seq: int
-    audit_hash: str
-    reclaimed: bool
-
-
-class WithdrawOut(_Out):
-    """Consents withdrawn, and the erasure it caused when no valid consent was left."""
-
-    subject: str
-    withdrawn: list[str]
-    audit_seq: int
-    erasure: ErasureOut | None
-
-
-# ------------------------------------------------------------------------------------------------ enroll
-class ImageOutcomeOut(_Out):
-    """What happened to one image of an enrollment."""
-
-    source: str
-    status: Literal["enrolled", "skipped", "rejected"]
-    reason: str | None
-    sha256: str | None
-    face_index: int | None
-    box: list[float] | None
-    quality: float | None
-    quality_reasons: list[str]
-    template_id: str | None
-
-
-class DuplicateOut(_Out):
-    """A face being enrolled matched another enrolled subject."""
-
-    source: str
-    other_subject: str
-    similarity: float | None
-
-
-class EnrollOut(_Out):
-    """Outcome of an enrollment (one transaction, one audit entry)."""
-
-    subject: str
-    gallery: str
-    consent_id: str
-    created: bool
-    enrolled: int
-    skipped: int
-    rejected: int
-    templates_total: int
-    images: list[ImageOutcomeOut]
-    duplicates: list[DuplicateOut]
-    warnings: list[str]
-    audit_seq: int | None
-
-
-class SubjectOut(_Out):
-    """An enrolled subject."""
-
-    id: str
-    gallery: str
-    templates: int
-    created_at: str
-    consent: Literal["valid", "withdrawn", "expired", "not_yet_valid", "none"]
-
-
+# ------------------------------------------------------------------------------------------------ subjects
 class SubjectList(_Out):
     """Enrolled subjects."""
 
-    subjects: list[SubjectOut]
-
-
-# ------------------------------------------------------------------------------------------------ identify
-class CandidateOut(_Out):
-    """A subject scoring at or above the threshold: a candidate awaiting human review."""
-
-    subject: str
-    similarity: float | None
-    rank: int
-    candidate_id: str
-    status: str
-
-
-class FaceResultOut(_Out):
-    """One face of the probe: where it is and who it may be (no candidates: no match, nothing kept)."""
-
-    face: int
-    box: list[float]
-    quality: float | None
-    quality_reasons: list[str]
-    decision: Literal["candidate", "no_match"]
-    candidates: list[CandidateOut]
-
-
-class IdentifyOut(_Out):
-    """Result of a 1:N search; candidates become matches only after review."""
-
-    search_id: str
-    image: str
-    probe_sha256: str
-    gallery: str
-    purpose: str
-    threshold: float | None
-    target_fmr: float
-    policy_hash: str
-    audit_seq: int
-    faces: list[FaceResultOut]
+    subjects: list[SubjectInfo]
 
 
 # ------------------------------------------------------------------------------------------------ review
-class ReviewItem(_Out):
-    """A candidate awaiting review."""
-
-    id: str
-    search_id: str
-    audit_seq: int
-    gallery: str
-    purpose: str
-    actor: str
-    probe_sha256: str
-    face_index: int
-    box: list[float]
-    subject_id: str
-    similarity: float
-    rank: int
-    threshold: float
-    policy_hash: str
-    status: Literal["pending", "confirmed", "rejected"]
-    created_at: str
-    decided_at: str | None
-    confirmations: int
-    required: int
-
-
 class ReviewList(_Out):
     """Candidates awaiting review, oldest first."""
 
-    pending: list[ReviewItem]
+    pending: list[PendingReview]
 
 
 class ReviewIn(_In):
@@ -366,44 +222,6 @@ class ReviewIn(_In):
 
     reason: str = Field(min_length=1, max_length=1000, description="what the reviewer checked")
     purpose: str | None = Field(default=None, max_length=200, description="must be the search's purpose")
-
-
-class ReviewRecordOut(_Out):
-    """One reviewer's recorded decision."""
-
-    id: str
-    candidate_id: str
-    reviewer: str
-    decision: Literal["confirm", "reject"]
-    reason: str
-    created_at: str
-
-
-class ReviewOut(_Out):
-    """A recorded review and where the candidate stands after it."""
-
-    candidate_id: str
-    subject: str
-    status: Literal["pending", "confirmed", "rejected"]
-    confirmations: int
-    required: int
-    review: ReviewRecordOut
-    audit_seq: int
-
-
-# ------------------------------------------------------------------------------------------------ retention
-class PurgeOut(_Out):
-    """What a retention run removed."""
-
-    ran_at: str
-    consents_expired: list[str]
-    subjects_erased: list[str]
-    templates_deleted: int
-    consents_deleted: int
-    candidates_deleted: int
-    audit_entries_purged: int
-    audit_seqs: list[int]
-    reclaimed: bool
 
 
 # ------------------------------------------------------------------------------------------------ audit
@@ -486,3 +304,57 @@ class ReportOut(_Out):
     rows: list[ReportRowOut]
     totals: dict[str, int]
     current: dict[str, int]
+
+
+# ------------------------------------------------------------------------------------------------ OpenAPI names
+COMPONENT_NAMES: dict[type[Any], str] = {
+    CandidateMatch: "CandidateOut",
+    ConsentWithState: "ConsentOut",
+    ConsentWithdrawal: "WithdrawOut",
+    DuplicateWarning: "DuplicateOut",
+    EnrollmentResult: "EnrollOut",
+    ErasureReceipt: "ErasureOut",
+    FaceResult: "FaceResultOut",
+    Identification: "IdentifyOut",
+    ImageOutcome: "ImageOutcomeOut",
+    PendingReview: "ReviewItem",
+    PurgeReport: "PurgeOut",
+    ReviewOutcome: "ReviewOut",
+    ReviewRecord: "ReviewRecordOut",
+    SubjectInfo: "SubjectOut",
+    SubjectVerification: "SubjectVerifyOut",
+}
+"""The name of each result's schema in the OpenAPI document (the names the service has always published; by
+default a component is named after its class)."""
+
+_REF = "#/components/schemas/"
+
+
+def name_components(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` (an OpenAPI document) with the result schemas renamed after :data:`COMPONENT_NAMES`."""
+    schemas: dict[str, Any] = document.get("components", {}).get("schemas", {})
+    renames = {cls.__name__: name for cls, name in COMPONENT_NAMES.items() if cls.__name__ in schemas}
+    renamed: dict[str, Any] = {}
+    for key, schema in schemas.items():
+        name = renames.get(key, key)
+        if name in renamed:
+            raise RuntimeError(f"two OpenAPI schemas would be named {name!r}")
+        if key in renames and schema.get("title") == key:
+            schema["title"] = name
+        renamed[name] = schema
+    if schemas:
+        document["components"]["schemas"] = dict(sorted(renamed.items()))
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith(_REF) and ref[len(_REF) :] in renames:
+                node["$ref"] = _REF + renames[ref[len(_REF) :]]
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(document)
+    return document

@@ -142,7 +142,9 @@ def _hint(exc: BaseException, unknown: str | None) -> str:
     if isinstance(exc, AccountabilityError):
         flags = {"actor": f"--actor or {config.ACTOR_ENV}", "purpose": f"--purpose or {config.PURPOSE_ENV}"}
         return f" ({flags[exc.missing]})" if exc.missing in flags else ""
-    if isinstance(exc, DatabaseMissingError | NotInitialisedError):
+    if isinstance(exc, DatabaseMissingError):  # "...: no faceledger database here; initialise one first"
+        return f" with `faceledger --db {exc.location} init`"
+    if isinstance(exc, NotInitialisedError):
         return f"; run `faceledger --db {exc.location} init`"
     if isinstance(exc, AlreadyInitialisedError):
         return "; open it instead (or choose another --db)"

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faceledger.ledger.actions import AuditAction
+from faceledger.wire import Wire
 
 GENESIS_HASH = "0" * 64
 """``prev`` of the very first entry."""
@@ -98,15 +99,14 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
-class AuditHead:
-    """The last entry's sequence number and hash: publish it elsewhere to anchor the chain."""
+class AuditHead(Wire):
+    """The last entry's sequence number and hash: publish it elsewhere to anchor the chain.
+
+    ``to_dict()`` is ``{"seq": ..., "hash": ...}`` (derived, see :mod:`faceledger.wire`).
+    """
 
     seq: int
     hash: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"seq": ..., "hash": ...}``."""
-        return {"seq": self.seq, "hash": self.hash}
 
 
 def build_entry(draft: AuditDraft, *, seq: int, prev_hash: str, ts: str) -> AuditEntry:
@@ -150,7 +150,7 @@ class StoredAuditRow:
 
 
 @dataclass(frozen=True)
-class VerifyResult:
+class VerifyResult(Wire):
     """Outcome of :func:`verify_chain`.
 
     ``ok`` is True when every entry hashes correctly, links to its predecessor, and the chain ends at the
@@ -164,17 +164,6 @@ class VerifyResult:
     head: AuditHead | None
     bad_seq: int | None = None
     problem: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form with stable keys."""
-        return {
-            "ok": self.ok,
-            "entries": self.entries,
-            "first_seq": self.first_seq,
-            "head": None if self.head is None else self.head.to_dict(),
-            "bad_seq": self.bad_seq,
-            "problem": self.problem,
-        }
 
 
 def _fail(entries: int, first: int | None, head: AuditHead | None, seq: int, problem: str) -> VerifyResult:

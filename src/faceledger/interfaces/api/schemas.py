@@ -28,6 +28,7 @@ from faceledger.gallery.results import (
     SubjectInfo,
     SubjectVerification,
 )
+from faceledger.ledger.audit import AuditHead, VerifyResult
 from faceledger.ledger.records import ConsentWithState, ReviewRecord
 
 SUBJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$"
@@ -225,24 +226,6 @@ class ReviewIn(_In):
 
 
 # ------------------------------------------------------------------------------------------------ audit
-class AuditHeadOut(_Out):
-    """The last audit entry: publish it elsewhere to anchor the chain."""
-
-    seq: int
-    hash: str
-
-
-class AuditVerifyOut(_Out):
-    """Result of recomputing the audit chain."""
-
-    ok: bool
-    entries: int
-    first_seq: int | None
-    head: AuditHeadOut | None
-    bad_seq: int | None
-    problem: str | None
-
-
 class AuditEntryOut(BaseModel):
     """One audit entry (never biometric data: probes by hash, people by subject id)."""
 
@@ -274,7 +257,7 @@ class AuditExport(_Out):
     """Every audit entry, and the head they end at."""
 
     entries: list[AuditEntryOut]
-    head: AuditHeadOut | None
+    head: AuditHead | None
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -308,6 +291,7 @@ class ReportOut(_Out):
 
 # ------------------------------------------------------------------------------------------------ OpenAPI names
 COMPONENT_NAMES: dict[type[Any], str] = {
+    AuditHead: "AuditHeadOut",
     CandidateMatch: "CandidateOut",
     ConsentWithState: "ConsentOut",
     ConsentWithdrawal: "WithdrawOut",
@@ -323,6 +307,7 @@ COMPONENT_NAMES: dict[type[Any], str] = {
     ReviewRecord: "ReviewRecordOut",
     SubjectInfo: "SubjectOut",
     SubjectVerification: "SubjectVerifyOut",
+    VerifyResult: "AuditVerifyOut",
 }
 """The name of each result's schema in the OpenAPI document (the names the service has always published; by
 default a component is named after its class)."""

@@ -16,13 +16,13 @@ from faceledger.interfaces.api.routes.common import (
     v1,
 )
 from faceledger.interfaces.api.security import Caller, purpose_of, service
-from faceledger.ledger.audit import AuditHead
+from faceledger.ledger.audit import AuditHead, VerifyResult
 
 
 # ------------------------------------------------------------------------------------------------ audit
 @v1.get(
     "/audit/verify",
-    response_model=s.AuditVerifyOut,
+    response_model=VerifyResult,
     tags=["audit"],
     **op("admin", "auditor", summary="Verify the audit chain"),
 )
@@ -31,25 +31,24 @@ async def audit_verify(
     caller: Caller,
     expected_seq: Annotated[int | None, Query(ge=1, le=2**62, description="Anchored head: seq")] = None,
     expected_hash: Annotated[str | None, Query(pattern=r"^[0-9a-f]{64}$", description="Anchored head: hash")] = None,
-) -> dict[str, Any]:
+) -> VerifyResult:
     """Recompute the chain; ``ok`` false names the first entry altered, removed, inserted or reordered.
     Give the head you anchored elsewhere (``expected_seq`` and ``expected_hash``) to detect truncation."""
     state = service(request)
     if (expected_seq is None) != (expected_hash is None):
         raise ApiError(422, "validation_error", "give both expected_seq and expected_hash, or neither")
     expected = None if expected_seq is None else AuditHead(expected_seq, str(expected_hash))
-    result = await state.run(state.gallery.audit_verify, expected)
-    return result.to_dict()
+    return await state.run(state.gallery.audit_verify, expected)
 
 
-@v1.get("/audit/head", response_model=s.AuditHeadOut, tags=["audit"], **op("admin", "auditor", summary="Audit head"))
-async def audit_head(request: Request, caller: Caller) -> dict[str, Any]:
+@v1.get("/audit/head", response_model=AuditHead, tags=["audit"], **op("admin", "auditor", summary="Audit head"))
+async def audit_head(request: Request, caller: Caller) -> AuditHead:
     """Sequence number and hash of the last entry: publish it elsewhere to anchor the chain."""
     state = service(request)
     head = await state.run(state.gallery.audit_head)
     if head is None:
         raise ApiError(404, "not_found", "the audit ledger is empty")
-    return head.to_dict()
+    return head
 
 
 @v1.get(
@@ -86,7 +85,7 @@ async def audit_export(
         head = entries[-1] if entries else None
         return {
             "entries": [e.to_dict() for e in entries],
-            "head": None if head is None else {"seq": head.seq, "hash": head.hash},
+            "head": None if head is None else AuditHead(head.seq, head.hash).to_dict(),
         }
 
     return await state.run(work)

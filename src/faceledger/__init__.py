@@ -12,13 +12,27 @@ Quick start::
     desk.enroll("emp-001", ["a.jpg"])        # needs a consent: desk.add_consent(...)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from faceledger.engine import Embeddings, Engine, Verification
 from faceledger.errors import FaceledgerError, ImageError, ModelError, NoFaceError
-from faceledger.gallery import Gallery, GallerySession
 from faceledger.imageio import load_image
 from faceledger.vision.detection import Detections, Face
 
+if TYPE_CHECKING:
+    from faceledger.gallery import Gallery, GallerySession
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``Gallery`` and ``GallerySession`` on first use: the gallery brings the ledger, cryptography and pydantic,
+    which engine-only callers (``import faceledger`` for detection) should not pay for at import."""
+    if name in ("Gallery", "GallerySession"):
+        from faceledger import gallery
+
+        return getattr(gallery, name)
+    raise AttributeError(f"module 'faceledger' has no attribute {name!r}")
 
 __all__ = [
     "Detections",

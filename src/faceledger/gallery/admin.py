@@ -23,7 +23,7 @@ from faceledger.ledger.audit import AuditDraft, AuditEntry, AuditHead, VerifyRes
 from faceledger.ledger.errors import AlreadyInitialisedError, PurposeError
 from faceledger.ledger.policy import LoadedPolicy
 from faceledger.ledger.records import ApiKey
-from faceledger.ledger.store import Store, open_store, verify_audit
+from faceledger.ledger.store import Store, Transaction, open_store, verify_audit
 from faceledger.ledger.timeutil import to_text, utcnow
 
 
@@ -179,18 +179,21 @@ def audit_export(ctx: GalleryContext, *, actor: str, purpose: str) -> list[Audit
 
 
 # ---------------------------------------------------------------------------------------------- counts, health
+def current_counts(tx: Transaction, now: datetime) -> dict[str, int]:
+    """Subjects, templates, valid consents and pending reviews now (the stats and the report's current state)."""
+    return {
+        "subjects": len(tx.list_subjects()),
+        "templates": sum(tx.template_counts().values()),
+        "valid_consents": sum(1 for c in tx.list_consents() if c.state(now) == "valid"),
+        "pending_reviews": len(tx.list_candidates(status="pending")),
+    }
+
+
 def stats(ctx: GalleryContext) -> dict[str, int]:
     """Counts only (no personal data, no audit entry)."""
-    now = ctx.now()
     with ctx.store.read() as tx:
         head = tx.audit_head()
-        return {
-            "subjects": len(tx.list_subjects()),
-            "templates": sum(tx.template_counts().values()),
-            "valid_consents": sum(1 for c in tx.list_consents() if c.state(now) == "valid"),
-            "pending_reviews": len(tx.list_candidates(status="pending")),
-            "audit_head_seq": 0 if head is None else head.seq,
-        }
+        return {**current_counts(tx, ctx.now()), "audit_head_seq": 0 if head is None else head.seq}
 
 
 def readiness(ctx: GalleryContext, *, models: bool = True) -> dict[str, str]:
@@ -200,14 +203,16 @@ def readiness(ctx: GalleryContext, *, models: bool = True) -> dict[str, str]:
     source each time (a key file moved away shows here) and checked against the database's key id.
     """
     checks: dict[str, str] = {}
-    if models:
+    if models and not ctx.models_ready:  # once the models have run, they stay loaded: no need to run them again
         try:
             engine = ctx.engine
             engine.detect(np.zeros((64, 64, 3), np.uint8))
             engine.recognizer.embed(np.zeros((1, 112, 112, 3), np.uint8))
-            checks["models"] = "ok"
+            ctx.models_ready = True
         except (FaceledgerError, OSError, RuntimeError, ValueError) as exc:
             checks["models"] = str(exc) or type(exc).__name__
+    if models and ctx.models_ready:
+        checks["models"] = "ok"
     expected = None
     try:
         with ctx.store.read() as tx:

@@ -73,6 +73,8 @@ class GalleryContext:
         self.index: SearchIndex | None = None
         self.allowed: dict[tuple[str, str], AllowedSubjects] = {}
         self._policy: LoadedPolicy | None = None
+        self.models_ready = False
+        """The models have run once in this process (readiness need not run them again)."""
         with self.store.read() as tx:
             if tx.get_meta("initialised_at") is None:
                 raise NotInitialisedError(f"{store.location}: database is not initialised", store.location)

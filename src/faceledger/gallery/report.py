@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from faceledger.gallery.admin import current_counts
 from faceledger.gallery.context import GalleryContext, accountable, moment
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.audit import AuditEntry
@@ -35,6 +36,10 @@ COUNTERS = (
     "consents_expired",
     "refused_searches",
 )
+
+
+CURRENT = ("subjects", "templates", "pending_reviews", "valid_consents")
+"""The current state a report shows, in its order."""
 
 
 def period_of(moment: datetime, period: str) -> str:
@@ -251,12 +256,7 @@ def transparency_report(
     actor, purpose = accountable(actor, purpose)
     now = ctx.now()
     with ctx.write() as tx:
-        current = {
-            "subjects": len(tx.list_subjects()),
-            "templates": sum(tx.template_counts().values()),
-            "pending_reviews": len(tx.list_candidates(status="pending")),
-            "valid_consents": sum(1 for c in tx.list_consents() if c.state(now) == "valid"),
-        }
+        counts = current_counts(tx, now)
         report = build_report(
             tx.audit_entries(),
             period=period,
@@ -264,7 +264,7 @@ def transparency_report(
             until=moment(until, "until"),
             generated_at=to_text(now),
             policy=ctx.refresh_policy(tx),
-            current=current,
+            current={k: counts[k] for k in CURRENT},
         )
         details = {"period": period, "rows": len(report.rows)}
         ctx.record(tx, AuditAction.REPORT, actor=actor, purpose=purpose, at=now, details=details)

@@ -23,6 +23,10 @@ class ImageError(FaceledgerError, ValueError):
         super().__init__(f"{source}: {reason}")
 
 
+class VideoError(FaceledgerError, ValueError):
+    """A video source or file cannot be opened, read or written; the message names it without credentials."""
+
+
 class ModelError(FaceledgerError):
     """A model file is missing, damaged, or has a signature faceledger does not know how to run."""
 

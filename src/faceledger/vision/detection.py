@@ -19,7 +19,7 @@ class Face:
 
     ``box`` is ``[x1, y1, x2, y2]`` in pixels of the input image, ``landmarks`` five ``[x, y]`` points (the eye on
     the image's left, the other eye, nose tip, left and right mouth corners), ``quality`` in ``[0, 1]`` with the
-    ``reasons`` that lowered it.
+    ``reasons`` that lowered it; ``track`` the id of the track it belongs to in a video, ``-1`` when not tracked.
     """
 
     box: np.ndarray
@@ -27,6 +27,7 @@ class Face:
     landmarks: np.ndarray
     quality: float
     reasons: tuple[str, ...]
+    track: int = -1
 
     @property
     def width(self) -> float:
@@ -39,14 +40,18 @@ class Face:
         return float(self.box[3] - self.box[1])
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary with stable keys: box, score, landmarks, quality, quality_reasons."""
-        return {
+        """JSON-ready dictionary with stable keys: box, score, landmarks, quality, quality_reasons, and track when
+        the face belongs to a track (still images have none, so their output does not carry the key)."""
+        out: dict[str, Any] = {
             "box": [round(float(v), 1) for v in self.box],
             "score": round(self.score, 4),
             "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
             "quality": round(self.quality, 4),
             "quality_reasons": list(self.reasons),
         }
+        if self.track >= 0:
+            out["track"] = self.track
+        return out
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,9 @@ class Detections:
     """Faces found in one image, as parallel arrays (ordered by box area, largest first).
 
     ``boxes (N, 4)`` float32 ``x1, y1, x2, y2``; ``scores (N,)``; ``landmarks (N, 5, 2)``; ``quality (N,)``;
-    ``quality_reasons`` one tuple of strings per face. Index with an int for a :class:`Face`, or with a slice,
-    boolean mask or index array for a filtered :class:`Detections`.
+    ``quality_reasons`` one tuple of strings per face; ``track_ids (N,)`` int64, the track of each face in a video
+    (``-1``: not tracked, the default). Index with an int for a :class:`Face`, or with a slice, boolean mask or
+    index array for a filtered :class:`Detections`.
     """
 
     boxes: np.ndarray
@@ -64,9 +70,12 @@ class Detections:
     quality: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     quality_reasons: tuple[tuple[str, ...], ...] = ()
     image_size: tuple[int, int] = (0, 0)
+    track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
+        if len(self.track_ids) != n:
+            object.__setattr__(self, "track_ids", np.full(n, -1, np.int64))
         if len(self.quality) != n:
             object.__setattr__(self, "quality", np.full(n, np.nan, np.float32))
         if len(self.quality_reasons) != n:
@@ -103,6 +112,7 @@ class Detections:
                 self.landmarks[i],
                 float(self.quality[i]),
                 self.quality_reasons[i],
+                int(self.track_ids[i]),
             )
         idx = np.arange(len(self))[index]
         return Detections(
@@ -112,6 +122,7 @@ class Detections:
             self.quality[idx],
             tuple(self.quality_reasons[i] for i in idx),
             self.image_size,
+            self.track_ids[idx],
         )
 
     @property
@@ -132,6 +143,22 @@ class Detections:
             quality.astype(np.float32),
             tuple(reasons),
             self.image_size,
+            self.track_ids,
+        )
+
+    def with_tracks(self, ids: np.ndarray | Sequence[int]) -> Detections:
+        """A copy carrying one track id per face (``-1`` for a face on no track)."""
+        track_ids = np.asarray(ids, np.int64).reshape(-1)
+        if len(track_ids) != len(self):
+            raise ValueError(f"{len(track_ids)} track ids for {len(self)} faces")
+        return Detections(
+            self.boxes,
+            self.scores,
+            self.landmarks,
+            self.quality,
+            self.quality_reasons,
+            self.image_size,
+            track_ids,
         )
 
     def to_dicts(self) -> list[dict[str, Any]]:

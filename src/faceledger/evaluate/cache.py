@@ -44,7 +44,16 @@ def default_cache_dir() -> Path:
 
 
 #: Modules whose code decides which faces are found and how they are embedded.
-_PIPELINE_MODULES = ("engine.py", "imageio.py", "vision", "models")
+#: (Video decoding and tracking are not among them: they never touch a still image.)
+_PIPELINE_MODULES = (
+    "engine/__init__.py",
+    "imageio.py",
+    "vision/alignment.py",
+    "vision/detection.py",
+    "vision/embedding.py",
+    "vision/quality.py",
+    "models",
+)
 
 
 def code_fingerprint() -> str:

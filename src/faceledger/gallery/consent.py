@@ -41,8 +41,13 @@ def add_consent(
     given_at: datetime | str | None = None,
     expires_at: datetime | str | None = None,
     gallery: str | None = None,
+    category: str | None = None,
 ) -> Consent:
-    """Record a subject's consent to be enrolled in ``gallery`` and searched for ``purpose``."""
+    """Record a subject's consent to be enrolled in ``gallery`` and searched for ``purpose``.
+
+    In a watchlist gallery (see :class:`~faceledger.ledger.policy.Watchlist`) the record is the entry's
+    authorisation instead: ``collected_by`` is the authorising person, ``evidence_ref`` the reference of the order,
+    ``legal_basis`` and ``category`` must be ones the watchlist accepts, and ``expires_at`` is required."""
     subject = check_subject_id(subject)
     actor, purpose = accountable(actor, purpose)
     for name, value in (("collected_by", collected_by), ("legal_basis", legal_basis), ("evidence_ref", evidence_ref)):
@@ -57,6 +62,7 @@ def add_consent(
         policy = ctx.refresh_policy(tx)
         gallery_name = ctx.gallery_name(policy, gallery)
         ctx.check_purpose(policy, gallery_name, purpose)
+        check_watchlist_entry(policy, gallery_name, subject, legal_basis, category, given, expires)
         check_one_gallery(tx, subject, gallery_name)
         record = Consent(
             id=uuid.uuid4().hex,
@@ -72,6 +78,7 @@ def add_consent(
             ended_reason=None,
             recorded_at=to_text(now),
             recorded_by=actor,
+            category=None if category is None else str(category).strip(),
         )
         tx.add_consent(record)
         bump_consent_version(tx)
@@ -90,9 +97,39 @@ def add_consent(
                 "collected_by": record.collected_by,
                 "given_at": record.given_at,
                 "expires_at": record.expires_at,
+                **({"category": record.category} if record.category is not None else {}),
             },
         )
     return record
+
+
+def check_watchlist_entry(
+    policy: LoadedPolicy,
+    gallery: str,
+    subject: str,
+    legal_basis: str,
+    category: str | None,
+    given: datetime,
+    expires: datetime | None,
+) -> None:
+    """A watchlist entry must name a legal basis and category its watchlist accepts, and end in time; a consent to
+    an ordinary gallery names no category."""
+    watchlist = policy.policy.gallery(gallery).watchlist
+    if watchlist is None:
+        if category is not None:
+            raise ConsentError(f"{subject!r}: gallery {gallery!r} is not a watchlist, so entries have no category")
+        return
+    what = f"watchlist entry {subject!r} in {gallery!r}"
+    if str(legal_basis).strip() not in watchlist.legal_bases:
+        raise ConsentError(f"{what}: legal basis {legal_basis!r} is not one the watchlist accepts "
+                           f"({', '.join(watchlist.legal_bases)})")  # fmt: skip
+    if category is None or str(category).strip() not in watchlist.categories:
+        raise ConsentError(f"{what}: a category is required, one of {', '.join(watchlist.categories)}"
+                           + ("" if category is None else f" (given: {category!r})"))  # fmt: skip
+    if expires is None:
+        raise ConsentError(f"{what}: an expiry is required")
+    if watchlist.max_entry_days is not None and (expires - given).total_seconds() > watchlist.max_entry_days * 86400:
+        raise ConsentError(f"{what}: expires more than {watchlist.max_entry_days} days after it was authorised")
 
 
 def consents(

@@ -19,7 +19,16 @@ import numpy as np
 from faceledger.config import Database, database
 from faceledger.config import key_file as resolve_key_file
 from faceledger.errors import FaceledgerError
-from faceledger.gallery import admin, consent, enrollment, erasure, identification, keys, retention, review
+from faceledger.gallery import (
+    admin,
+    consent,
+    enrollment,
+    erasure,
+    identification,
+    keys,
+    retention,
+    review,
+)
 from faceledger.gallery.context import GalleryContext, ImageInput
 from faceledger.gallery.report import TransparencyReport, transparency_report
 from faceledger.gallery.results import (
@@ -36,7 +45,15 @@ from faceledger.gallery.results import (
 )
 from faceledger.ledger.audit import AuditEntry, AuditHead, VerifyResult
 from faceledger.ledger.policy import LoadedPolicy
-from faceledger.ledger.records import ApiKey, CandidateRecord, CandidateStatus, Consent, ReviewRecord, TemplateRecord
+from faceledger.ledger.records import (
+    ApiKey,
+    CandidateRecord,
+    CandidateStatus,
+    Consent,
+    DeploymentRecord,
+    ReviewRecord,
+    TemplateRecord,
+)
 from faceledger.ledger.store import Store, Transaction, open_store
 
 if TYPE_CHECKING:
@@ -190,15 +207,18 @@ class Gallery:
         given_at: datetime | str | None = None,
         expires_at: datetime | str | None = None,
         gallery: str | None = None,
+        category: str | None = None,
     ) -> Consent:
         """Record a subject's consent to be enrolled in ``gallery`` and searched for ``purpose``.
 
         ``evidence_ref`` points to the signed form or recording (kept outside faceledger); ``given_at``
-        defaults to now; ``expires_at`` (optional) must be later than both.
+        defaults to now; ``expires_at`` (optional) must be later than both. In a watchlist gallery this records
+        the entry's authorisation: ``category`` and ``expires_at`` are required (see ``consent.add_consent``).
         """
         return consent.add_consent(
             self.context, subject, actor=actor, collected_by=collected_by, legal_basis=legal_basis,
             purpose=purpose, evidence_ref=evidence_ref, given_at=given_at, expires_at=expires_at, gallery=gallery,
+            category=category,
         )  # fmt: skip
 
     def consents(
@@ -328,6 +348,46 @@ class Gallery:
     def purge(self, *, actor: str = "retention", purpose: str = "retention") -> PurgeReport:
         """Apply the policy's retention (each step on the ledger), then reclaim the space."""
         return retention.purge(self.context, actor=actor, purpose=purpose)
+
+    # ------------------------------------------------------------------------------------------ video (imported on use)
+    def add_deployment(self, name: str, **fields: Any) -> DeploymentRecord:
+        """Authorise identification in video: see :func:`faceledger.gallery.deployments.add_deployment` for the
+        fields (actor, purpose, gallery, search_purpose, legal_basis, location, sources, authorised_by,
+        authorisation_ref, valid_to, max_watchlist, valid_from, show_candidates)."""
+        from faceledger.gallery import deployments
+
+        return deployments.add_deployment(self.context, name, **fields)
+
+    def change_deployment(self, name: str, **fields: Any) -> DeploymentRecord:
+        """Change a deployment's validity end, sources or watchlist size limit, with a reason (an audit entry)."""
+        from faceledger.gallery import deployments
+
+        return deployments.change_deployment(self.context, name, **fields)
+
+    def end_deployment(self, name: str, *, actor: str, purpose: str, reason: str) -> DeploymentRecord:
+        """End a deployment now; sessions under it stop within a second."""
+        from faceledger.gallery import deployments
+
+        return deployments.end_deployment(self.context, name, actor=actor, purpose=purpose, reason=reason)
+
+    def deployments(self) -> list[DeploymentRecord]:
+        """Every deployment, oldest first."""
+        from faceledger.gallery import deployments
+
+        return deployments.deployments(self.context)
+
+    def watch(self, source: str | int | os.PathLike[str], *, actor: str, **options: Any) -> Iterator[dict[str, Any]]:
+        """Identify the faces of a video file, stream or camera under a deployment, one decision per face track;
+        yields the events of ``faceledger watch --json`` (see :func:`faceledger.gallery.video.watch`)."""
+        from faceledger.gallery import video  # PyAV is imported only by video work
+
+        return video.watch(self.context, source, actor=actor, **options)
+
+    def video_sessions(self, *, running_only: bool = False) -> list[dict[str, Any]]:
+        """Video sessions and their state (running, stopped, or lost when the heartbeat stopped)."""
+        from faceledger.gallery import video
+
+        return video.sessions(self.context, running_only=running_only)
 
     # ------------------------------------------------------------------------------------------ keys, admin
     def rotate_master_key(self, *, actor: str, purpose: str = "key rotation") -> dict[str, Any]:

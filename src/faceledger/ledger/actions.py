@@ -37,6 +37,13 @@ class AuditAction(StrEnum):
     KEY_CREATE = "key.create"
     KEY_REVOKE = "key.revoke"
     KEY_ROTATE = "key.rotate"
+    DEPLOYMENT_ADD = "deployment.add"
+    DEPLOYMENT_CHANGE = "deployment.change"
+    DEPLOYMENT_END = "deployment.end"
+    WATCH_START = "watch.start"
+    WATCH_REFUSED = "watch.refused"
+    WATCH_TRACK = "watch.track"
+    WATCH_STOP = "watch.stop"
 
     def describe(self) -> str:
         """One sentence: what the entry records."""
@@ -69,4 +76,11 @@ _DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.KEY_CREATE: "an API key was created: owner and role",
     AuditAction.KEY_REVOKE: "an API key was revoked",
     AuditAction.KEY_ROTATE: "the master key was rotated: old and new key ids",
+    AuditAction.DEPLOYMENT_ADD: "a video deployment was authorised: who, where, sources, watchlist, validity",
+    AuditAction.DEPLOYMENT_CHANGE: "a deployment's validity, sources or watchlist size limit changed: before and after",
+    AuditAction.DEPLOYMENT_END: "a deployment was ended before its validity ran out",
+    AuditAction.WATCH_START: "a video session started: deployment, source, gallery, threshold",
+    AuditAction.WATCH_REFUSED: "a video session was refused: no valid deployment, source or watchlist size",
+    AuditAction.WATCH_TRACK: "a face track in video raised candidates: subjects, similarities, when it was seen",
+    AuditAction.WATCH_STOP: "a video session stopped: frames, tracks, candidates, dropped frames, gaps",
 }

@@ -79,6 +79,10 @@ class PurposeError(LedgerError, PermissionError):
     """The stated purpose (or gallery) is not one the policy allows for this operation."""
 
 
+class DeploymentError(LedgerError, PermissionError):
+    """Identification in video is not authorised: no deployment valid now covers this source and watchlist."""
+
+
 class ReviewError(LedgerError):
     """A review cannot be recorded: the candidate was already decided, or the decision is malformed."""
 

@@ -51,12 +51,22 @@ class Retention(_Strict):
     reviews_days: int = Field(default=365, ge=1, description="age after which candidates and reviews are deleted")
 
 
+class Watchlist(_Strict):
+    """A gallery of people enrolled without their consent (a court order, a missing-person report): the legal bases
+    and entry categories it accepts, and how long an entry may last. Every entry needs an expiry."""
+
+    legal_bases: list[str] = Field(min_length=1, description="legal bases an entry may be made under")
+    categories: list[str] = Field(min_length=1, description="entry categories, e.g. 'missing person'")
+    max_entry_days: int | None = Field(default=None, ge=1, description="longest time an entry may stay on the list")
+
+
 class GalleryPolicy(_Strict):
     """One gallery (a set of enrolled subjects) and the purposes it may be searched for."""
 
     name: str = Field(pattern=NAME_PATTERN)
     purposes: list[str] = Field(min_length=1)
     description: str = ""
+    watchlist: Watchlist | None = Field(default=None, description="set for a watchlist of people who did not consent")
 
     @field_validator("purposes")
     @classmethod
@@ -222,5 +232,15 @@ description = "Employees who enrolled at the front desk"
 # [[galleries]]
 # name = "visitors"
 # purposes = ["access-control", "incident-investigation"]
+
+# A watchlist: people searched for without their consent, each entry authorised and time-limited.
+# Live video identification runs against it only under a deployment (`faceledger deployment add`).
+# [[galleries]]
+# name = "missing-persons"
+# purposes = ["locate-missing-person"]
+# [galleries.watchlist]
+# legal_bases = ["court order", "missing-person report"]
+# categories = ["missing person", "vulnerable adult"]
+# max_entry_days = 30
 """
 """A complete, commented example policy (valid as is)."""

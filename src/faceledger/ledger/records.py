@@ -63,6 +63,7 @@ class Consent(Wire):
     ended_reason: str | None
     recorded_at: str
     recorded_by: str
+    category: str | None = None  # watchlist entries only: the entry category the policy accepts (e.g. "missing person")
 
     def state(self, now: datetime) -> ConsentState:
         """Whether the consent allows processing at ``now``."""
@@ -147,6 +148,9 @@ class CandidateRecord(Wire):
     status: CandidateStatus
     created_at: str
     decided_at: str | None
+    source: str | None = None  # video only: the camera or file it was seen in (credentials removed)
+    track: int | None = None  # video only: the face track within the session (search_id is the session)
+    seen_at: str | None = None  # video only: when the best face of the track was seen
 
 
 @dataclass(frozen=True)
@@ -181,3 +185,59 @@ class ApiKey(Wire):
     def active(self) -> bool:
         """True unless revoked."""
         return self.revoked_at is None
+
+
+DeploymentState = Literal["scheduled", "active", "expired", "ended"]
+
+
+@dataclass(frozen=True)
+class DeploymentRecord(Wire):
+    """The authorisation a live or post-event identification runs under: who authorised which watchlist to be
+    searched for what, where, from which sources, when, and up to which size."""
+
+    name: str
+    gallery: str
+    purpose: str
+    legal_basis: str
+    location: str
+    sources: list[str]
+    authorised_by: str
+    authorisation_ref: str
+    valid_from: str
+    valid_to: str
+    max_watchlist: int
+    show_candidates: bool
+    created_at: str
+    created_by: str
+    ended_at: str | None
+    ended_by: str | None
+    ended_reason: str | None
+
+    def state(self, now: datetime) -> DeploymentState:
+        """Whether the deployment authorises identification at ``now``."""
+        if self.ended_at is not None:
+            return "ended"
+        if from_text(self.valid_from) > now:
+            return "scheduled"
+        if from_text(self.valid_to) <= now:
+            return "expired"
+        return "active"
+
+
+@dataclass(frozen=True)
+class VideoSessionRecord(Wire):
+    """One ``watch`` run under a deployment: its source (credentials removed), counts and heartbeat."""
+
+    id: str
+    deployment: str
+    source: str
+    actor: str
+    started_at: str
+    heartbeat_at: str
+    stopped_at: str | None
+    stop_reason: str | None
+    frames: int
+    tracks: int
+    candidates: int
+    dropped: int
+    gaps: int

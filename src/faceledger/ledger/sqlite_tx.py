@@ -22,11 +22,13 @@ from faceledger.ledger.records import (
     CandidateRecord,
     CandidateStatus,
     Consent,
+    DeploymentRecord,
     ReviewRecord,
     Subject,
     SubjectKey,
     TemplateRecord,
     TemplateRef,
+    VideoSessionRecord,
 )
 
 
@@ -36,15 +38,30 @@ def _consent(row: sqlite3.Row | tuple[Any, ...]) -> Consent:
 
 _CONSENT_COLS = (
     "id, subject_id, gallery, collected_by, legal_basis, purpose, evidence_ref, given_at, expires_at, "
-    "withdrawn_at, ended_reason, recorded_at, recorded_by"
+    "withdrawn_at, ended_reason, recorded_at, recorded_by, category"
 )
 _TEMPLATE_COLS = "id, subject_id, key_id, model, dim, nonce, ciphertext, source_sha256, face_index, quality, created_at"
 _CANDIDATE_COLS = (
     "id, search_id, audit_seq, gallery, purpose, actor, probe_sha256, face_index, box, subject_id, "
-    "similarity, rank, threshold, policy_hash, status, created_at, decided_at"
+    "similarity, rank, threshold, policy_hash, status, created_at, decided_at, source, track, seen_at"
+)
+_DEPLOYMENT_COLS = (
+    "name, gallery, purpose, legal_basis, location, sources, authorised_by, authorisation_ref, valid_from, "
+    "valid_to, max_watchlist, show_candidates, created_at, created_by, ended_at, ended_by, ended_reason"
+)
+_SESSION_COLS = (
+    "id, deployment, source, actor, started_at, heartbeat_at, stopped_at, stop_reason, frames, tracks, "
+    "candidates, dropped, gaps"
 )
 _AUDIT_COLS = "seq, ts, action, actor, purpose, gallery, body, prev_hash, hash"
 _API_COLS = "id, owner, role, secret_sha256, created_at, created_by, revoked_at"
+
+
+def _deployment(row: tuple[Any, ...]) -> DeploymentRecord:
+    values = list(row)
+    values[5] = json.loads(values[5])
+    values[11] = bool(values[11])
+    return DeploymentRecord(*values)
 
 
 def _candidate(row: tuple[Any, ...]) -> CandidateRecord:
@@ -162,7 +179,7 @@ class SQLiteTransaction:
     def add_consent(self, consent: Consent) -> None:
         try:
             self._c.execute(
-                f"INSERT INTO consents ({_CONSENT_COLS}) VALUES ({', '.join('?' * 13)})",
+                f"INSERT INTO consents ({_CONSENT_COLS}) VALUES ({', '.join('?' * 14)})",
                 (
                     consent.id,
                     consent.subject_id,
@@ -177,6 +194,7 @@ class SQLiteTransaction:
                     consent.ended_reason,
                     consent.recorded_at,
                     consent.recorded_by,
+                    consent.category,
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -269,7 +287,7 @@ class SQLiteTransaction:
     def add_candidate(self, candidate: CandidateRecord) -> None:
         values = list(candidate.__dict__.values())
         values[8] = json.dumps(candidate.box)
-        self._c.execute(f"INSERT INTO candidates ({_CANDIDATE_COLS}) VALUES ({', '.join('?' * 17)})", values)
+        self._c.execute(f"INSERT INTO candidates ({_CANDIDATE_COLS}) VALUES ({', '.join('?' * 20)})", values)
 
     def get_candidate(self, candidate_id: str) -> CandidateRecord | None:
         row = self._one(f"SELECT {_CANDIDATE_COLS} FROM candidates WHERE id = ?", (candidate_id,))
@@ -428,6 +446,52 @@ class SQLiteTransaction:
 
     def revoke_api_key(self, key_id: str, revoked_at: str) -> None:
         self._c.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", (revoked_at, key_id))
+
+    # deployments and video sessions
+    def add_deployment(self, deployment: DeploymentRecord) -> None:
+        values = list(deployment.__dict__.values())
+        values[5] = json.dumps(deployment.sources)
+        values[11] = int(deployment.show_candidates)
+        try:
+            self._c.execute(f"INSERT INTO deployments ({_DEPLOYMENT_COLS}) VALUES ({', '.join('?' * 17)})", values)
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateError(f"deployment {deployment.name!r} cannot be recorded: {exc}") from None
+
+    def get_deployment(self, name: str) -> DeploymentRecord | None:
+        row = self._one(f"SELECT {_DEPLOYMENT_COLS} FROM deployments WHERE name = ?", (name,))
+        return None if row is None else _deployment(row)
+
+    def list_deployments(self) -> list[DeploymentRecord]:
+        return [_deployment(r) for r in self._all(f"SELECT {_DEPLOYMENT_COLS} FROM deployments ORDER BY created_at")]
+
+    def update_deployment(self, name: str, **changes: Any) -> None:
+        allowed = {"valid_to", "sources", "max_watchlist", "ended_at", "ended_by", "ended_reason"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"deployment fields that cannot change: {sorted(unknown)}")
+        if "sources" in changes:
+            changes["sources"] = json.dumps(changes["sources"])
+        sets = ", ".join(f"{column} = ?" for column in changes)
+        self._c.execute(f"UPDATE deployments SET {sets} WHERE name = ?", [*changes.values(), name])
+
+    def add_video_session(self, session: VideoSessionRecord) -> None:
+        self._c.execute(
+            f"INSERT INTO video_sessions ({_SESSION_COLS}) VALUES ({', '.join('?' * 13)})",
+            list(session.__dict__.values()),
+        )
+
+    def update_video_session(self, session_id: str, **changes: Any) -> None:
+        allowed = {"heartbeat_at", "stopped_at", "stop_reason", "frames", "tracks", "candidates", "dropped", "gaps"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"session fields that cannot change: {sorted(unknown)}")
+        sets = ", ".join(f"{column} = ?" for column in changes)
+        self._c.execute(f"UPDATE video_sessions SET {sets} WHERE id = ?", [*changes.values(), session_id])
+
+    def list_video_sessions(self, running_only: bool = False) -> list[VideoSessionRecord]:
+        where = " WHERE stopped_at IS NULL" if running_only else ""
+        rows = self._all(f"SELECT {_SESSION_COLS} FROM video_sessions{where} ORDER BY started_at, id")
+        return [VideoSessionRecord(*r) for r in rows]
 
 
 def _template(row: tuple[Any, ...]) -> TemplateRecord:

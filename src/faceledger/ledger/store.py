@@ -25,11 +25,13 @@ from faceledger.ledger.records import (
     CandidateRecord,
     CandidateStatus,
     Consent,
+    DeploymentRecord,
     ReviewRecord,
     Subject,
     SubjectKey,
     TemplateRecord,
     TemplateRef,
+    VideoSessionRecord,
 )
 from faceledger.ledger.sqlite import DEFAULT_BUSY_TIMEOUT_S, SQLiteStore, migrations
 
@@ -220,6 +222,35 @@ class Transaction(Protocol):
 
     def purge_audit_before(self, cutoff: str) -> tuple[int, int, str] | None:
         """Delete the oldest entries with ``ts < cutoff``; returns ``(first_seq, last_seq, last_hash)``."""
+        ...
+
+    # deployments and video sessions
+    def add_deployment(self, deployment: DeploymentRecord) -> None:
+        """Insert a deployment; raises DuplicateError if the name is taken."""
+        ...
+
+    def get_deployment(self, name: str) -> DeploymentRecord | None:
+        """A deployment by name."""
+        ...
+
+    def list_deployments(self) -> list[DeploymentRecord]:
+        """Every deployment, oldest first (ended ones included)."""
+        ...
+
+    def update_deployment(self, name: str, **changes: Any) -> None:
+        """Change a deployment's end, sources, validity end or watchlist size limit."""
+        ...
+
+    def add_video_session(self, session: VideoSessionRecord) -> None:
+        """Insert a video session record."""
+        ...
+
+    def update_video_session(self, session_id: str, **changes: Any) -> None:
+        """Update a session's heartbeat, counts or stop."""
+        ...
+
+    def list_video_sessions(self, running_only: bool = False) -> list[VideoSessionRecord]:
+        """Video sessions, oldest first; only those not stopped with ``running_only``."""
         ...
 
     # api keys

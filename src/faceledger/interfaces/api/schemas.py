@@ -187,6 +187,95 @@ class ConsentIn(_In):
     gallery: str | None = Field(default=None, max_length=64)
     given_at: str | None = Field(default=None, max_length=40, description="ISO 8601; default now")
     expires_at: str | None = Field(default=None, max_length=40, description="ISO 8601; optional")
+    category: str | None = Field(
+        default=None, max_length=200, description="watchlist entries only: a category the watchlist accepts"
+    )
+
+
+class DeploymentIn(_In):
+    """An authorisation for identification in video (see ``faceledger deployment add``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+    gallery: str | None = Field(default=None, max_length=64, description="the watchlist gallery")
+    search_purpose: str = Field(min_length=1, max_length=200, description="what the watchlist is searched for")
+    legal_basis: str = Text
+    location: str = Text
+    sources: list[str] = Field(min_length=1, max_length=100, description="camera URIs, files or patterns")
+    authorised_by: str = Text
+    authorisation_ref: str = Text
+    valid_from: str | None = Field(default=None, max_length=40, description="ISO 8601; default now")
+    valid_to: str = Field(min_length=1, max_length=40, description="ISO 8601")
+    max_watchlist: int = Field(ge=1, le=10_000_000, description="largest watchlist it may search")
+    show_candidates: bool = Field(default=False, description="operators may see candidates unblurred in output")
+
+
+class DeploymentChangeIn(_In):
+    """A change to a deployment: a new end, new sources or a new watchlist size limit, and why."""
+
+    reason: str = Text
+    valid_to: str | None = Field(default=None, max_length=40)
+    sources: list[str] | None = Field(default=None, min_length=1, max_length=100)
+    max_watchlist: int | None = Field(default=None, ge=1, le=10_000_000)
+
+
+class DeploymentEndIn(_In):
+    """Why a deployment ends now."""
+
+    reason: str = Text
+
+
+class DeploymentOut(_Out):
+    """A deployment and its state now."""
+
+    name: str
+    gallery: str
+    purpose: str
+    legal_basis: str
+    location: str
+    sources: list[str]
+    authorised_by: str
+    authorisation_ref: str
+    valid_from: str
+    valid_to: str
+    max_watchlist: int
+    show_candidates: bool
+    created_at: str
+    created_by: str
+    ended_at: str | None
+    ended_by: str | None
+    ended_reason: str | None
+    state: Literal["scheduled", "active", "expired", "ended"]
+
+
+class DeploymentList(_Out):
+    """Every deployment, oldest first."""
+
+    deployments: list[DeploymentOut]
+
+
+class SessionOut(_Out):
+    """A video session: running, stopped, or lost (its heartbeat stopped without a stop)."""
+
+    id: str
+    deployment: str
+    source: str
+    actor: str
+    started_at: str
+    heartbeat_at: str
+    stopped_at: str | None
+    stop_reason: str | None
+    frames: int
+    tracks: int
+    candidates: int
+    dropped: int
+    gaps: int
+    state: Literal["running", "stopped", "lost"]
+
+
+class SessionList(_Out):
+    """Video sessions, oldest first."""
+
+    sessions: list[SessionOut]
 
 
 class ConsentList(_Out):

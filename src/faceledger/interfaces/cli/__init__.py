@@ -1,6 +1,7 @@
 """The ``faceledger`` command line: the :func:`main` group and the command groups, one module each.
 
-``engine`` (detect, embed, verify, anonymize) and ``demo`` need no database; ``admin`` (init, policy, keys,
+``engine`` (detect, embed, verify, anonymize) and ``demo`` need no database; ``video`` has ``watch`` (under a
+deployment), ``track`` (no database) and ``deployment``; ``admin`` (init, policy, keys,
 purge), ``consent``, ``enroll`` (enroll, enroll-batch, subjects, erase), ``identify`` (identify,
 verify-subject), ``review`` and ``audit`` (audit, report) work on a gallery; ``evaluate`` (evaluate, calibrate)
 measures error rates on your data; ``serve`` runs the REST service. What the gallery commands share (options,
@@ -16,11 +17,23 @@ from __future__ import annotations
 import click
 
 from faceledger import __version__, config
-from faceledger.interfaces.cli import admin, audit, consent, demo, engine, enroll, evaluate, identify, review, serve
+from faceledger.interfaces.cli import (
+    admin,
+    audit,
+    consent,
+    demo,
+    engine,
+    enroll,
+    evaluate,
+    identify,
+    review,
+    serve,
+    video,
+)
 
 __all__ = ["GROUPS", "main", "register"]
 
-GROUPS = (engine, admin, consent, enroll, identify, review, audit, evaluate, serve, demo)
+GROUPS = (engine, video, admin, consent, enroll, identify, review, audit, evaluate, serve, demo)
 """The modules whose commands make up ``faceledger``; each has ``register(group)``."""
 
 

@@ -23,6 +23,11 @@ def consent_group() -> None:
 @click.option("--given-at", help="When consent was given (ISO 8601; default now).")
 @click.option("--expires-at", help="When it expires (ISO 8601; default: no expiry).")
 @click.option("--gallery", help="Gallery (default: the policy's only gallery).")
+@click.option(
+    "--category",
+    help="Watchlist entries only: the entry category the watchlist accepts (then --collected-by is the "
+    "authorising person, --evidence the order's reference, and --expires-at is required).",
+)
 @gallery_command(who=PEOPLE)
 def consent_add(
     g: Gallery,
@@ -34,6 +39,7 @@ def consent_add(
     given_at: str | None,
     expires_at: str | None,
     gallery: str | None,
+    category: str | None,
 ) -> None:
     """Record SUBJECT's consent to be enrolled and searched for --purpose."""
     record = g.add_consent(
@@ -46,6 +52,7 @@ def consent_add(
         given_at=given_at,
         expires_at=expires_at,
         gallery=gallery,
+        category=category,
     )
     call.out.show(record)
 

@@ -240,8 +240,9 @@ def verify(
     "--out",
     "out_dir",
     required=True,
-    type=click.Path(file_okay=False),
-    help="Folder for the anonymized copies (created; originals are never modified).",
+    type=click.Path(),
+    help="Folder for the anonymized copies of images (created; originals are never modified), or the output file "
+    "for one video.",
 )
 @click.option("--method", type=click.Choice(["blur", "pixelate", "fill"]), default="blur", show_default=True)
 @click.option(
@@ -256,8 +257,19 @@ def verify(
 def anonymize(
     images: tuple[str, ...], out_dir: str, method: str, keep: tuple[int, ...], as_json: bool, **engine_kw: Any
 ) -> None:
-    """Blur, pixelate or fill every face in IMAGES and write the copies to --out."""
+    """Blur, pixelate or fill every face in IMAGES and write the copies to --out.
+
+    A video (`faceledger anonymize clip.mp4 --out blurred.mp4`) is written as one file with every face hidden in
+    every frame: faces are tracked, so a face the detector misses for a few frames stays hidden; audio is copied.
+    """
     engine = make_engine(**engine_kw)
+    if _videos(images):
+        from faceledger.interfaces.cli.video import anonymize_video
+
+        if len(images) != 1 or keep:
+            fail("anonymize takes one video at a time, with --out FILE and no --keep", EXIT_USAGE, prefix=ERROR)
+        anonymize_video(engine, images[0], out_dir, method, as_json)
+        return
     out = Output(as_json, prefix=ERROR)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -279,6 +291,18 @@ def anonymize(
             continue
         out.show(Anonymized(path, str(target), len(faces), len(faces) - len(kept)))
     _finish(failed)
+
+
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mjpeg", ".mjpg"}
+
+
+def _videos(paths: Sequence[str]) -> bool:
+    """Whether the inputs are video files (by suffix, confirmed by probing the first)."""
+    if not any(Path(p).suffix.lower() in VIDEO_SUFFIXES for p in paths):
+        return False
+    from faceledger.vision.video import is_video_file
+
+    return any(is_video_file(p) for p in paths if Path(p).suffix.lower() in VIDEO_SUFFIXES)
 
 
 def _suffix(path: str) -> str:

@@ -10,6 +10,7 @@ actor.
 from faceledger.interfaces.api.routes import (  # noqa: F401  (each module adds its routes to v1 or ops)
     audit,
     consent,
+    deployments,
     engine,
     enrollment,
     erasure,

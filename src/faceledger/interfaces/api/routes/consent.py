@@ -50,6 +50,7 @@ async def add_consent(
             given_at=body.given_at,
             expires_at=body.expires_at,
             gallery=body.gallery,
+            category=body.category,
         )
     except ApiError as exc:
         if exc.code == "consent_required":  # here it means the record itself is invalid

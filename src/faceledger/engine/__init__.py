@@ -15,10 +15,11 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from faceledger.engine.video import FrameResult, TrackOptions, TrackSummary, track_events
 from faceledger.errors import ModelError, NoFaceError
 from faceledger.imageio import load_image
 from faceledger.models.cards import Calibration
@@ -27,6 +28,9 @@ from faceledger.vision.alignment import align_faces
 from faceledger.vision.anonymize import anonymize as _anonymize
 from faceledger.vision.detection import Detections
 from faceledger.vision.quality import QualityThresholds, assess_quality
+
+if TYPE_CHECKING:
+    from faceledger.vision.video import Frame
 
 ImageInput = Any  # path, bytes, file object or numpy array; see faceledger.imageio.load_image
 T = TypeVar("T")
@@ -261,6 +265,21 @@ class Engine:
             threshold = self.threshold_for_fmr(fmr) if fmr is not None else self.default_threshold
         at = calibration.fmr_at(threshold) if calibration is not None else None
         return Verification(similarity, similarity >= threshold, float(threshold), at)
+
+    # ------------------------------------------------------------------- video
+    def track(
+        self,
+        frames: Iterable[Frame],
+        *,
+        fps: float | None = None,
+        options: TrackOptions | None = None,
+        on_frame: Callable[[FrameResult], None] | None = None,
+    ) -> Iterator[TrackSummary]:
+        """Track the faces of a video (frames from :func:`faceledger.vision.video.open_video`) and yield each track
+        when it ends: frames, best face, box, quality. ``on_frame`` receives every frame's
+        :class:`~faceledger.engine.video.FrameResult` (faces with track ids, boxes to hide, evidence), e.g. to
+        write an anonymized copy with :class:`~faceledger.engine.video.AnonymizedOutput`."""
+        return track_events(self, frames, fps=fps, options=options, on_frame=on_frame)
 
     # ----------------------------------------------------------- anonymization
     def anonymize(

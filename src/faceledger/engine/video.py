@@ -1,0 +1,434 @@
+"""Faces in video: detect every frame, track faces across frames, and gather the evidence for one decision per track.
+
+A person walking through a camera's view is one track. Instead of identifying every face in every frame (thousands
+of searches, each a chance of a false match), :class:`TrackPipeline` keeps the few best faces of each track (by the
+quality score: size, sharpness, pose, detector score), embeds only those, fuses them into one quality-weighted
+vector, and says when a track has enough evidence to be searched (:class:`TrackEvidence`): after a few good faces
+or a fraction of a second, and again only if a clearly better face arrives. What the search does with it is the
+gallery's business (:mod:`faceledger.gallery.video`); this layer knows nothing about people.
+
+>>> from faceledger import Engine
+>>> from faceledger.vision.video import open_video
+>>> with open_video("clip.mp4") as frames:
+...     for event in Engine().track(frames):
+...         print(event.to_dict())            # one per finished track
+
+:class:`AnonymizedOutput` writes the frames with every face blurred, including the frames just before the
+detector first saw a face (it holds a short buffer and fills the track backwards), so no face flashes through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from faceledger.vision.alignment import align_faces
+from faceledger.vision.anonymize import anonymize
+from faceledger.vision.detection import Detections
+from faceledger.vision.quality import assess_quality
+from faceledger.vision.tracking import FaceTracker, TrackState
+
+if TYPE_CHECKING:
+    from faceledger.engine import Engine
+    from faceledger.vision.video import Frame
+
+
+@dataclass(frozen=True)
+class TrackOptions:
+    """How faces in video are found, tracked and chosen for embedding.
+
+    * ``detect_size``: the longer side each frame is detected at (960 keeps a 35-pixel face of a 1280×720 frame
+      at 26 pixels, where YuNet still finds it, at about half the cost of full resolution);
+    * ``detect_every``: detect every n-th frame (1: every frame; the tracker predicts the frames between);
+    * ``low_score``: detections down to this score may continue an existing track (ByteTrack's second stage), but
+      only faces at the engine's ``score_threshold`` start tracks or are embedded;
+    * ``min_quality``: faces below this quality are never embedded (a track with none is "unusable");
+    * ``faces_per_track``: at most this many faces of a track are kept and embedded (the best by quality);
+    * ``decide_after_faces`` / ``decide_after_s``: a track is ready for its first decision when it has this many
+      embedded faces or its first usable face is this old, whichever comes first;
+    * ``better_margin``: a track is offered again when its best quality rose by this much since it was last offered;
+    * ``max_lost_s``: a track not seen for this long ends (occlusions shorter than that keep the track).
+    """
+
+    detect_size: int = 960
+    detect_every: int = 1
+    low_score: float = 0.35
+    min_quality: float = 0.2
+    faces_per_track: int = 5
+    decide_after_faces: int = 3
+    decide_after_s: float = 0.4
+    better_margin: float = 0.1
+    max_offers: int = 4
+    max_lost_s: float = 1.0
+    min_embed_gap: int = 2
+
+
+@dataclass(frozen=True)
+class TrackEvidence:
+    """A track ready to be searched: the fused embedding of its best faces so far, and where the best one was."""
+
+    track: int
+    frame: int
+    time: float
+    best_frame: int
+    best_time: float
+    box: np.ndarray
+    quality: float
+    faces: int
+    embedding: np.ndarray
+    frame_sha256: str  # SHA-256 of the decoded pixels of the best face's frame (what a ledger entry may name)
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    """A finished track. ``usable`` is False when no face of it was good enough to embed (nothing was searched)."""
+
+    track: int
+    first_frame: int
+    last_frame: int
+    first_time: float
+    last_time: float
+    best_frame: int
+    box: list[float]
+    quality: float
+    faces: int
+    usable: bool
+
+    def to_dict(self, decision: str | None = None, candidates: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The ``track`` event of ``faceledger watch --json``; without a gallery, ``decision`` is ``unusable`` or
+        ``not_searched``."""
+        return {
+            "event": "track",
+            "track": self.track,
+            "first_frame": self.first_frame,
+            "last_frame": self.last_frame,
+            "best_frame": self.best_frame,
+            "box": [round(v, 1) for v in self.box],
+            "decision": decision or ("not_searched" if self.usable else "unusable"),
+            "candidates": candidates or [],
+            "first_time": round(self.first_time, 3),
+            "last_time": round(self.last_time, 3),
+            "quality": round(self.quality, 4),
+            "faces_embedded": self.faces,
+        }
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What one frame gave: its faces (with track ids), every box to hide (faces the detector missed this frame but
+    a track still covers included), tracks ready to be searched, and tracks that ended."""
+
+    frame: Frame
+    detections: Detections
+    hide: np.ndarray
+    hide_tracks: np.ndarray
+    evidence: list[TrackEvidence]
+    ended: list[TrackSummary]
+
+
+@dataclass
+class _Track:
+    id: int
+    first_frame: int
+    first_time: float
+    last_frame: int = -1
+    last_time: float = 0.0
+    # the best faces: quality, frame, time, box, embedding, frame hash
+    kept: list[tuple[float, int, float, np.ndarray, np.ndarray, str]] = field(default_factory=list)
+    last_embed: int = -(10**9)
+    first_usable_time: float | None = None
+    offered_quality: float | None = None
+    offers: int = 0
+    best_any: tuple[float, int, np.ndarray] | None = None  # quality, frame, box of the best face seen at all
+
+    def fused(self) -> np.ndarray:
+        weights = np.array([max(q, 1e-3) for q, *_ in self.kept], np.float32)
+        vectors = np.stack([k[4] for k in self.kept])
+        v = (weights[:, None] * vectors).sum(axis=0)
+        return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+    def best(self) -> tuple[float, int, float, np.ndarray, np.ndarray, str]:
+        return max(self.kept, key=lambda k: k[0])
+
+
+class TrackPipeline:
+    """Frame-by-frame face tracking with bounded embedding work (see the module docstring).
+
+    ``fps`` converts the time-based options to frames (default 25 when the source does not say). Feed frames to
+    :meth:`process` in decode order; call :meth:`finish` at the end for the tracks still open.
+    """
+
+    def __init__(self, engine: Engine, *, fps: float | None = None, options: TrackOptions | None = None) -> None:
+        self.engine = engine
+        self.options = options or TrackOptions()
+        self.fps = fps if fps and fps > 0 else 25.0
+        o = self.options
+        self.tracker = FaceTracker(
+            high_threshold=engine.score_threshold,
+            low_threshold=min(o.low_score, engine.score_threshold),
+            max_lost=max(1, round(o.max_lost_s * self.fps)),
+        )
+        self._tracks: dict[int, _Track] = {}
+        self._last_time = 0.0
+        self.frames = 0
+        self.detected_frames = 0
+        self.embedded_faces = 0
+        self.tracks_started = 0
+
+    # ------------------------------------------------------------------------------------------------- frames
+    def detect(self, image: np.ndarray) -> Detections:
+        """Faces of one frame at the pipeline's detection size (down to ``low_score``), with quality."""
+        e, o = self.engine, self.options
+        found = e.detector.detect(
+            image,
+            score_threshold=min(o.low_score, e.score_threshold),
+            min_face_size=e.min_face_size,
+            base_size=max(o.detect_size, 32),
+            tile=False,
+        )
+        if len(found) == 0:
+            return found
+        crops = align_faces(image, found.landmarks)
+        quality, reasons = assess_quality(found.boxes, found.scores, found.landmarks, crops, e.quality_thresholds)
+        return found.with_quality(quality, reasons)
+
+    def process(self, frame: Frame) -> FrameResult:
+        """Detect (every ``detect_every``-th frame), track, embed the faces worth it, and report evidence and ends."""
+        self.frames += 1
+        self._last_time = frame.time
+        if frame.index % max(1, self.options.detect_every) == 0:
+            dets = self.detect(frame.image)
+            self.detected_frames += 1
+        else:
+            dets = Detections.empty(frame.image.shape[:2])
+        update = self.tracker.update(dets, frame.index)
+        dets = dets.with_tracks(update.ids)
+        self._embed(frame, dets)
+        evidence = self._ready(frame)
+        ended = [s for s in (self._end(t) for t in update.ended) if s is not None]
+        boxes = [t.box for t in update.active]
+        ids = [t.id for t in update.active]
+        # detections not (yet) in a track are faces too: hide them
+        for i in np.nonzero(update.ids < 0)[0]:
+            boxes.append(dets.boxes[i])
+            ids.append(-1)
+        hide = np.asarray(boxes, np.float32).reshape(-1, 4)
+        return FrameResult(frame, dets, hide, np.asarray(ids, np.int64), evidence, ended)
+
+    def finish(self) -> tuple[list[TrackEvidence], list[TrackSummary]]:
+        """End every open track: evidence for usable tracks never offered, then their summaries."""
+        evidence: list[TrackEvidence] = []
+        for track in self._tracks.values():
+            if track.kept and track.offers == 0:
+                evidence.append(self._offer(track, track.last_frame, track.last_time))
+        ended = [s for s in (self._end(t) for t in self.tracker.finish()) if s is not None]
+        return evidence, ended
+
+    @property
+    def open_tracks(self) -> int:
+        """Tracks with at least one face that have not ended."""
+        return len(self._tracks)
+
+    # --------------------------------------------------------------------------------------------- internals
+    def _embed(self, frame: Frame, dets: Detections) -> None:
+        o = self.options
+        chosen: list[int] = []
+        for i in range(len(dets)):
+            tid = int(dets.track_ids[i])
+            if tid < 0:
+                continue
+            track = self._tracks.get(tid)
+            if track is None:
+                track = self._tracks[tid] = _Track(tid, frame.index, frame.time)
+                self.tracks_started += 1
+            track.last_frame, track.last_time = frame.index, frame.time
+            q = float(dets.quality[i])
+            if track.best_any is None or q > track.best_any[0]:
+                track.best_any = (q, frame.index, dets.boxes[i].copy())
+            usable = q >= o.min_quality and float(dets.scores[i]) >= self.engine.score_threshold
+            if not usable or frame.index - track.last_embed < o.min_embed_gap:
+                continue
+            if len(track.kept) >= o.faces_per_track and q <= min(k[0] for k in track.kept) + 0.02:
+                continue
+            chosen.append(i)
+        if not chosen:
+            return
+        sub = dets[np.asarray(chosen)]
+        vectors = self.engine.embed_faces(frame.image, sub)
+        self.embedded_faces += len(chosen)
+        digest = hashlib.sha256(np.ascontiguousarray(frame.image).data).hexdigest()
+        for j, i in enumerate(chosen):
+            track = self._tracks[int(dets.track_ids[i])]
+            kept = (float(dets.quality[i]), frame.index, frame.time, dets.boxes[i].copy(), vectors[j], digest)
+            track.kept.append(kept)
+            if len(track.kept) > o.faces_per_track:
+                track.kept.remove(min(track.kept, key=lambda k: k[0]))
+            track.last_embed = frame.index
+            if track.first_usable_time is None:
+                track.first_usable_time = frame.time
+
+    def _ready(self, frame: Frame) -> list[TrackEvidence]:
+        o = self.options
+        out = []
+        for track in self._tracks.values():
+            if not track.kept or track.last_frame != frame.index or track.offers >= o.max_offers:
+                continue
+            best_q = track.best()[0]
+            if track.offered_quality is None:
+                assert track.first_usable_time is not None
+                enough = len(track.kept) >= o.decide_after_faces or (
+                    frame.time - track.first_usable_time >= o.decide_after_s
+                )
+                if enough:
+                    out.append(self._offer(track, frame.index, frame.time))
+            elif best_q >= track.offered_quality + o.better_margin:
+                out.append(self._offer(track, frame.index, frame.time))
+        return out
+
+    def _offer(self, track: _Track, frame: int, time: float) -> TrackEvidence:
+        q, best_frame, best_time, box, _, digest = track.best()
+        track.offered_quality = q
+        track.offers += 1
+        return TrackEvidence(
+            track.id, frame, time, best_frame, best_time, box, q, len(track.kept), track.fused(), digest
+        )
+
+    def _end(self, state: TrackState) -> TrackSummary | None:
+        track = self._tracks.pop(state.id, None)
+        if track is None:  # a tentative track that never matched a face of its own
+            return None
+        if track.kept:
+            q, best_frame, _, box, _, _ = track.best()
+        else:
+            assert track.best_any is not None
+            q, best_frame, box = track.best_any
+        return TrackSummary(
+            track=track.id,
+            first_frame=track.first_frame,
+            last_frame=track.last_frame,
+            first_time=track.first_time,
+            last_time=track.last_time,
+            best_frame=best_frame,
+            box=[float(v) for v in box],
+            quality=float(q),
+            faces=len(track.kept),
+            usable=bool(track.kept),
+        )
+
+
+def track_events(
+    engine: Engine,
+    frames: Iterable[Frame],
+    *,
+    fps: float | None = None,
+    options: TrackOptions | None = None,
+    on_frame: Callable[[FrameResult], None] | None = None,
+) -> Iterator[TrackSummary]:
+    """Every finished track of ``frames``, as it ends (``on_frame`` sees each frame's result, e.g. to write it)."""
+    if fps is None:
+        fps = getattr(frames, "fps", None)
+    pipeline = TrackPipeline(engine, fps=fps, options=options)
+    for frame in frames:
+        result = pipeline.process(frame)
+        if on_frame is not None:
+            on_frame(result)
+        yield from result.ended
+    _, ended = pipeline.finish()
+    yield from ended
+
+
+class AnonymizedOutput:
+    """Writes frames with faces hidden, ``delay`` frames late so that a track's first box can be painted backwards
+    over the frames just before the detector first found the face (a face entering the view is hidden from its
+    first frame, not from its first detection).
+
+    ``writer`` is anything with ``write(image)`` and ``close()`` (a :class:`~faceledger.vision.video.VideoWriter`).
+    ``show`` says, per track id, whether its face may stay visible (a deployment that lets operators see
+    candidates); by default every face is hidden. ``draw`` adds each track's box and id.
+    """
+
+    def __init__(
+        self,
+        writer: Any,
+        *,
+        delay: int = 12,
+        method: str = "blur",
+        draw: bool = True,
+        show: Callable[[int], bool] | None = None,
+    ) -> None:
+        self.writer = writer
+        self.delay = max(0, delay)
+        self.method = method
+        self.draw = draw
+        self.show = show
+        self._buffer: deque[tuple[np.ndarray, list[np.ndarray], list[int]]] = deque()
+        self._seen: set[int] = set()
+        self.written = 0
+
+    def add(self, result: FrameResult) -> None:
+        """Queue one frame's result; writes the frame that leaves the buffer."""
+        boxes = [b for b in result.hide]
+        ids = [int(t) for t in result.hide_tracks]
+        for box, tid in zip(boxes, ids, strict=True):
+            if tid >= 0 and tid not in self._seen:
+                self._seen.add(tid)
+                self._backfill(box, tid)
+        self._buffer.append((result.frame.image, boxes, ids))
+        while len(self._buffer) > self.delay:
+            self._write(*self._buffer.popleft())
+
+    def close(self) -> None:
+        """Write what is buffered and close the writer."""
+        while self._buffer:
+            self._write(*self._buffer.popleft())
+        self.writer.close()
+
+    def __enter__(self) -> AnonymizedOutput:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _backfill(self, box: np.ndarray, tid: int) -> None:
+        # the frames before a track's first detection: hide the same place (grown a little) unless already hidden
+        grown = _grow(box, 0.3)
+        for _, boxes, ids in reversed(self._buffer):
+            if any(_iou(grown, b) > 0.3 for b in boxes):
+                break
+            boxes.append(grown)
+            ids.append(tid)
+
+    def _write(self, image: np.ndarray, boxes: list[np.ndarray], ids: list[int]) -> None:
+        keep = np.array([tid >= 0 and self.show is not None and self.show(tid) for tid in ids], bool)
+        box_array = np.asarray(boxes, np.float32).reshape(-1, 4)
+        out = anonymize(image, box_array, keep, self.method) if len(box_array) else image.copy()
+        if self.draw:
+            for j, (box, tid) in enumerate(zip(box_array, ids, strict=True)):
+                if tid < 0:
+                    continue
+                x1, y1, x2, y2 = (round(float(v)) for v in box)
+                colour = (0, 200, 255) if keep[j] else (80, 220, 80)
+                cv2.rectangle(out, (x1, y1), (x2, y2), colour, 2)
+                cv2.putText(out, str(tid), (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+        self.writer.write(out)
+        self.written += 1
+
+
+def _grow(box: np.ndarray, margin: float) -> np.ndarray:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+    return np.array([x1 - mx, y1 - my, x2 + mx, y2 + my], np.float32)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0

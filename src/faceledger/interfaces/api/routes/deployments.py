@@ -1,0 +1,116 @@
+"""Deployment routes: the authorisations identification in video runs under, and the video sessions running."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Path, Request
+
+from faceledger.interfaces.api import schemas as s
+from faceledger.interfaces.api.routes.common import PurposeHeader, op, v1
+from faceledger.interfaces.api.security import Caller, purpose_of, service
+
+NamePath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", description="Deployment name")]
+
+
+def _why(x_purpose: str | None) -> str:
+    """Administration unless the request says otherwise."""
+    return purpose_of(x_purpose, None) if x_purpose and x_purpose.strip() else "administration"
+
+
+def _out(record: Any, now: Any) -> dict[str, Any]:
+    return {**record.to_dict(), "state": record.state(now)}
+
+
+@v1.get(
+    "/deployments",
+    response_model=s.DeploymentList,
+    tags=["video"],
+    **op("admin", "operator", "auditor", summary="List deployments"),
+)
+async def list_deployments(request: Request, caller: Caller) -> dict[str, Any]:
+    """Every deployment with its state now (scheduled, active, expired, ended)."""
+    state = service(request)
+    g = state.gallery
+    records = await state.run(g.deployments)
+    now = g.now()
+    return {"deployments": [_out(r, now) for r in records]}
+
+
+@v1.post(
+    "/deployments",
+    response_model=s.DeploymentOut,
+    status_code=201,
+    tags=["video"],
+    **op("admin", summary="Authorise a deployment"),
+)
+async def add_deployment(
+    request: Request, body: s.DeploymentIn, caller: Caller, x_purpose: PurposeHeader = None
+) -> dict[str, Any]:
+    """Record who authorised identification on which sources, where, when, against which watchlist and up to
+    which size (an audit entry). Credentials in source URIs are removed before they are stored."""
+    state = service(request)
+    fields = body.model_dump()
+    name = fields.pop("name")
+    record = await state.run(
+        state.gallery.add_deployment,
+        name,
+        actor=caller.owner,
+        purpose=_why(x_purpose),
+        **fields,
+    )
+    return _out(record, state.gallery.now())
+
+
+@v1.patch(
+    "/deployments/{name}",
+    response_model=s.DeploymentOut,
+    tags=["video"],
+    **op("admin", summary="Change a deployment"),
+)
+async def change_deployment(
+    request: Request, name: NamePath, body: s.DeploymentChangeIn, caller: Caller, x_purpose: PurposeHeader = None
+) -> dict[str, Any]:
+    """Change a deployment's end, sources or watchlist size limit (an audit entry with before and after)."""
+    state = service(request)
+    record = await state.run(
+        state.gallery.change_deployment,
+        name,
+        actor=caller.owner,
+        purpose=_why(x_purpose),
+        **body.model_dump(),
+    )
+    return _out(record, state.gallery.now())
+
+
+@v1.post(
+    "/deployments/{name}/end",
+    response_model=s.DeploymentOut,
+    tags=["video"],
+    **op("admin", summary="End a deployment"),
+)
+async def end_deployment(
+    request: Request, name: NamePath, body: s.DeploymentEndIn, caller: Caller, x_purpose: PurposeHeader = None
+) -> dict[str, Any]:
+    """End a deployment now: sessions under it stop within a second (an audit entry)."""
+    state = service(request)
+    record = await state.run(
+        state.gallery.end_deployment,
+        name,
+        actor=caller.owner,
+        purpose=_why(x_purpose),
+        reason=body.reason,
+    )
+    return _out(record, state.gallery.now())
+
+
+@v1.get(
+    "/sessions",
+    response_model=s.SessionList,
+    tags=["video"],
+    **op("admin", "operator", "auditor", summary="List video sessions"),
+)
+async def list_sessions(request: Request, caller: Caller, running: bool = False) -> dict[str, Any]:
+    """Video sessions (``running=true``: only those not stopped), each ``running``, ``stopped`` or ``lost``."""
+    state = service(request)
+    return {"sessions": await state.run(state.gallery.video_sessions, running_only=running)}

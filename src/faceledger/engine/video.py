@@ -20,8 +20,10 @@ detector first saw a face (it holds a short buffer and fills the track backwards
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,8 +45,9 @@ if TYPE_CHECKING:
 class TrackOptions:
     """How faces in video are found, tracked and chosen for embedding.
 
-    * ``detect_size``: the longer side each frame is detected at (960 keeps a 35-pixel face of a 1280×720 frame
-      at 26 pixels, where YuNet still finds it, at about half the cost of full resolution);
+    * ``detect_size``: the longer side each frame is detected at; by default ``detect_scale`` of the frame's longer
+      side, kept between 640 and 1280 pixels (0.6 keeps a 35-pixel face of a 1280×720 frame at 21 pixels, where
+      YuNet still finds it, at a third of the cost of full resolution; 1080p is detected at 1152);
     * ``detect_every``: detect every n-th frame (1: every frame; the tracker predicts the frames between);
     * ``low_score``: detections down to this score may continue an existing track (ByteTrack's second stage), but
       only faces at the engine's ``score_threshold`` start tracks or are embedded;
@@ -56,7 +59,8 @@ class TrackOptions:
     * ``max_lost_s``: a track not seen for this long ends (occlusions shorter than that keep the track).
     """
 
-    detect_size: int = 960
+    detect_size: int | None = None
+    detect_scale: float = 0.6
     detect_every: int = 1
     low_score: float = 0.35
     min_quality: float = 0.2
@@ -182,6 +186,13 @@ class TrackPipeline:
         self.tracks_started = 0
 
     # ------------------------------------------------------------------------------------------------- frames
+    def detect_side(self, shape: tuple[int, ...]) -> int:
+        """The longer side a frame of ``shape`` (height, width) is detected at."""
+        o = self.options
+        if o.detect_size is not None:
+            return max(32, o.detect_size)
+        return int(min(max(round(o.detect_scale * max(shape[:2])), 640), 1280))
+
     def detect(self, image: np.ndarray) -> Detections:
         """Faces of one frame at the pipeline's detection size (down to ``low_score``), with quality."""
         e, o = self.engine, self.options
@@ -189,8 +200,10 @@ class TrackPipeline:
             image,
             score_threshold=min(o.low_score, e.score_threshold),
             min_face_size=e.min_face_size,
-            base_size=max(o.detect_size, 32),
+            base_size=self.detect_side(image.shape[:2]),
             tile=False,
+            border=0.0,
+            interpolation=cv2.INTER_LINEAR,
         )
         if len(found) == 0:
             return found
@@ -198,11 +211,39 @@ class TrackPipeline:
         quality, reasons = assess_quality(found.boxes, found.scores, found.landmarks, crops, e.quality_thresholds)
         return found.with_quality(quality, reasons)
 
-    def process(self, frame: Frame) -> FrameResult:
-        """Detect (every ``detect_every``-th frame), track, embed the faces worth it, and report evidence and ends."""
+    def wants_detection(self, frame: Frame) -> bool:
+        """Whether ``frame`` is one the pipeline detects faces in (every ``detect_every``-th)."""
+        return frame.index % max(1, self.options.detect_every) == 0
+
+    def run(self, frames: Iterable[Frame], workers: int | None = None) -> Iterator[FrameResult]:
+        """:meth:`process` every frame, detecting up to ``workers`` frames ahead on as many threads (onnxruntime
+        releases the GIL, so detection of the next frames overlaps tracking and embedding of this one). Results
+        come in frame order; :meth:`finish` is left to the caller."""
+        count = workers if workers is not None else min(2, len(os.sched_getaffinity(0)))
+        if count <= 1:
+            for frame in frames:
+                yield self.process(frame)
+            return
+        with ThreadPoolExecutor(max_workers=count, thread_name_prefix="faceledger-detect") as pool:
+            pending: deque[tuple[Frame, Future[Detections] | None]] = deque()
+            for frame in frames:
+                pending.append((frame, pool.submit(self.detect, frame.image) if self.wants_detection(frame) else None))
+                if len(pending) > count:
+                    ready, future = pending.popleft()
+                    yield self.process(ready, None if future is None else future.result())
+            while pending:
+                ready, future = pending.popleft()
+                yield self.process(ready, None if future is None else future.result())
+
+    def process(self, frame: Frame, detections: Detections | None = None) -> FrameResult:
+        """Detect (every ``detect_every``-th frame, unless ``detections`` of it are given), track, embed the faces
+        worth it, and report evidence and ends."""
         self.frames += 1
         self._last_time = frame.time
-        if frame.index % max(1, self.options.detect_every) == 0:
+        if detections is not None:
+            dets = detections
+            self.detected_frames += 1
+        elif self.wants_detection(frame):
             dets = self.detect(frame.image)
             self.detected_frames += 1
         else:
@@ -334,8 +375,7 @@ def track_events(
     if fps is None:
         fps = getattr(frames, "fps", None)
     pipeline = TrackPipeline(engine, fps=fps, options=options)
-    for frame in frames:
-        result = pipeline.process(frame)
+    for result in pipeline.run(frames):
         if on_frame is not None:
             on_frame(result)
         yield from result.ended

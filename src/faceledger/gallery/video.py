@@ -192,8 +192,8 @@ def _run(
         pipeline = TrackPipeline(ctx.engine, fps=source.fps, options=options)
         show = session.deployment.show_candidates
         next_check = time.monotonic() + status_every
-        for frame in source:
-            result = pipeline.process(frame)
+        for result in pipeline.run(source):
+            frame = result.frame
             frames_seen += 1
             last_time = frame.time
             yield from _decide(ctx, session, result.evidence)

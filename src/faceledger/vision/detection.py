@@ -240,6 +240,8 @@ class YuNetDetector:
         tile: bool = True,
         tile_size: int = 640,
         max_faces: int = 1000,
+        border: float = 0.15,
+        interpolation: int = cv2.INTER_AREA,
     ) -> Detections:
         """Find faces of any size relative to the image.
 
@@ -251,7 +253,11 @@ class YuNetDetector:
           finds faces of about 10 pixels.
 
         Results of all passes are merged by non-maximum suppression. ``min_face_size`` drops faces whose shorter box
-        side is smaller (pixels). Faces are returned largest first.
+        side is smaller (pixels). ``border`` pads the first pass by that fraction of its longer side (a face that
+        fills a photo or touches its edge is found only with a margin; video frames, whose faces are small and
+        tracked, can skip the cost with 0). ``interpolation`` shrinks the image for pass 1 (``INTER_AREA`` is the
+        sharpest and, for a frame shrunk by a non-integer factor, costs several milliseconds; video uses
+        ``INTER_LINEAR``). Faces are returned largest first.
         """
         h, w = image.shape[:2]
         boxes, scores, kps = [], [], []
@@ -270,11 +276,11 @@ class YuNetDetector:
         small = image
         if scale < 1.0:
             small = cv2.resize(
-                image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+                image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation
             )
         # a face that touches the border or fills the frame is found reliably only with a margin around it
-        pad = max(16, int(0.15 * max(small.shape[:2])))
-        padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        pad = max(16, int(border * max(small.shape[:2]))) if border > 0 else 0
+        padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0)) if pad else small
         add(*self.run_once(padded, score_threshold), scale, -pad / scale, -pad / scale)
         if scale < 1.0 and tile:
             # tiles are for the faces pass 1 saw too small (under ~48 px there); larger ones are pass 1's, and a

@@ -89,9 +89,9 @@ def _text_event(event: dict[str, Any]) -> None:
 @click.option(
     "--detect-size",
     type=click.IntRange(min=160),
-    default=960,
-    show_default=True,
-    help="Longer side frames are detected at (smaller is faster and misses small faces).",
+    default=None,
+    help="Longer side frames are detected at (default: 0.6 of the frame's, between 640 and 1280; smaller is "
+    "faster and misses small faces).",
 )
 @click.option("--live/--file", "live", default=None, help="Treat SOURCE as live (drop old frames) or as a file.")
 @click.option("--quiet", is_flag=True, help="No status line on stderr.")
@@ -103,7 +103,7 @@ def watch(
     deployment: str | None,
     out: str | None,
     detect_fps: float | None,
-    detect_size: int,
+    detect_size: int | None,
     live: bool | None,
     quiet: bool,
 ) -> None:
@@ -145,12 +145,11 @@ def watch(
 @click.option(
     "--detect-size",
     type=click.IntRange(min=160),
-    default=960,
-    show_default=True,
-    help="Longer side frames are detected at.",
+    default=None,
+    help="Longer side frames are detected at (default: 0.6 of the frame's, between 640 and 1280).",
 )
 @engine_options
-def track(video_path: str, as_json: bool, out: str | None, detect_size: int, **engine_kw: Any) -> None:
+def track(video_path: str, as_json: bool, out: str | None, detect_size: int | None, **engine_kw: Any) -> None:
     """Track the faces of VIDEO (no database, nothing identified): one line per face track."""
     engine = make_engine(**engine_kw)
     started = time.monotonic()
@@ -166,7 +165,7 @@ def track(video_path: str, as_json: bool, out: str | None, detect_size: int, **e
             click.echo(f"{event['frames']} frames, {event['tracks']} tracks in {time.monotonic() - started:.1f} s")
 
 
-def _tracked(engine: Any, path: str, out: str | None, detect_size: int) -> Iterator[dict[str, Any]]:
+def _tracked(engine: Any, path: str, out: str | None, detect_size: int | None) -> Iterator[dict[str, Any]]:
     from faceledger.engine.video import AnonymizedOutput, TrackOptions
     from faceledger.vision.video import VideoWriter, open_video
 

@@ -30,11 +30,12 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from faceledger.errors import ModelError
 from faceledger.vision.alignment import align_faces
 from faceledger.vision.anonymize import anonymize
 from faceledger.vision.detection import Detections
 from faceledger.vision.quality import assess_quality
-from faceledger.vision.tracking import FaceTracker, TrackState
+from faceledger.vision.tracking import FaceTracker
 
 if TYPE_CHECKING:
     from faceledger.engine import Engine
@@ -56,7 +57,10 @@ class TrackOptions:
     * ``decide_after_faces`` / ``decide_after_s``: a track is ready for its first decision when it has this many
       embedded faces or its first usable face is this old, whichever comes first;
     * ``better_margin``: a track is offered again when its best quality rose by this much since it was last offered;
-    * ``max_lost_s``: a track not seen for this long ends (occlusions shorter than that keep the track).
+    * ``max_lost_s``: a track not seen for this long ends (occlusions shorter than that keep the track);
+    * ``merge_fmr``: a new track whose first embedded face matches a track lost less than ``max_lost_s`` ago, near
+      where it could have walked, at the similarity of this false-match rate, continues that track (a person
+      behind a pillar whose motion the tracker lost stays one track; the stricter rate keeps two people apart).
     """
 
     detect_size: int | None = None
@@ -71,6 +75,7 @@ class TrackOptions:
     max_offers: int = 4
     max_lost_s: float = 1.0
     min_embed_gap: int = 2
+    merge_fmr: float | None = 1e-4
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,10 @@ class TrackPipeline:
             max_lost=max(1, round(o.max_lost_s * self.fps)),
         )
         self._tracks: dict[int, _Track] = {}
+        self._alias: dict[int, int] = {}  # tracker id -> the track it continues (after a merge)
+        self._members: dict[int, set[int]] = {}  # track -> tracker ids still alive in it
+        self._merge_similarity = _merge_similarity(engine, o.merge_fmr)
+        self.merged = 0
         self._last_time = 0.0
         self.frames = 0
         self.detected_frames = 0
@@ -249,12 +258,13 @@ class TrackPipeline:
         else:
             dets = Detections.empty(frame.image.shape[:2])
         update = self.tracker.update(dets, frame.index)
-        dets = dets.with_tracks(update.ids)
+        dets = dets.with_tracks(self._mapped(update.ids))
         self._embed(frame, dets)
+        dets = dets.with_tracks(self._mapped(update.ids))  # a merge in _embed renames this frame's track too
         evidence = self._ready(frame)
-        ended = [s for s in (self._end(t) for t in update.ended) if s is not None]
+        ended = [s for s in (self._tracker_ended(t.id) for t in update.ended) if s is not None]
         boxes = [t.box for t in update.active]
-        ids = [t.id for t in update.active]
+        ids = [self._alias.get(t.id, t.id) for t in update.active]
         # detections not (yet) in a track are faces too: hide them
         for i in np.nonzero(update.ids < 0)[0]:
             boxes.append(dets.boxes[i])
@@ -268,7 +278,7 @@ class TrackPipeline:
         for track in self._tracks.values():
             if track.kept and track.offers == 0:
                 evidence.append(self._offer(track, track.last_frame, track.last_time))
-        ended = [s for s in (self._end(t) for t in self.tracker.finish()) if s is not None]
+        ended = [s for s in (self._tracker_ended(t.id) for t in self.tracker.finish()) if s is not None]
         return evidence, ended
 
     @property
@@ -287,6 +297,7 @@ class TrackPipeline:
             track = self._tracks.get(tid)
             if track is None:
                 track = self._tracks[tid] = _Track(tid, frame.index, frame.time)
+                self._members[tid] = {tid}
                 self.tracks_started += 1
             track.last_frame, track.last_time = frame.index, frame.time
             q = float(dets.quality[i])
@@ -313,6 +324,7 @@ class TrackPipeline:
             track.last_embed = frame.index
             if track.first_usable_time is None:
                 track.first_usable_time = frame.time
+                self._merge(track, dets.boxes[i])
 
     def _ready(self, frame: Frame) -> list[TrackEvidence]:
         o = self.options
@@ -340,8 +352,59 @@ class TrackPipeline:
             track.id, frame, time, best_frame, best_time, box, q, len(track.kept), track.fused(), digest
         )
 
-    def _end(self, state: TrackState) -> TrackSummary | None:
-        track = self._tracks.pop(state.id, None)
+    def _mapped(self, ids: np.ndarray) -> np.ndarray:
+        return np.array([self._alias.get(int(i), int(i)) if i >= 0 else -1 for i in ids], np.int64)
+
+    def _merge(self, new: _Track, box: np.ndarray) -> None:
+        """Continue a lost track with ``new`` if its first embedded face is the same person, near where the lost
+        one could have walked since (the tracker's motion model gave up on it, e.g. behind a pillar)."""
+        if self._merge_similarity is None or len(new.kept) != 1 or new.offers:
+            return
+        max_gap = max(1, round(self.options.max_lost_s * self.fps))
+        vector = new.kept[0][4]
+        side = float(max(box[2] - box[0], box[3] - box[1]))
+        centre = (box[:2] + box[2:]) / 2
+        best: tuple[float, _Track] | None = None
+        for old in self._tracks.values():
+            gap = new.first_frame - old.last_frame
+            if old is new or not old.kept or not 0 < gap <= max_gap:
+                continue
+            _, _, _, last_box, _, _ = max(old.kept, key=lambda k: k[1])
+            distance = float(np.linalg.norm((last_box[:2] + last_box[2:]) / 2 - centre))
+            if distance > side * (1.0 + 0.5 * gap):
+                continue
+            similarity = float(vector @ old.fused())
+            if similarity >= self._merge_similarity and (best is None or similarity > best[0]):
+                best = (similarity, old)
+        if best is None:
+            return
+        old = best[1]
+        old.kept = sorted(old.kept + new.kept, key=lambda k: -k[0])[: self.options.faces_per_track]
+        old.last_frame, old.last_time, old.last_embed = new.last_frame, new.last_time, new.last_embed
+        if new.best_any is not None and (old.best_any is None or new.best_any[0] > old.best_any[0]):
+            old.best_any = new.best_any
+        for tid in self._members.pop(new.id, set()):
+            self._alias[tid] = old.id
+            self._members[old.id].add(tid)
+        if old.offered_quality is not None:
+            old.offered_quality = -1.0  # new faces of the same person: offer the track again
+        del self._tracks[new.id]
+        self.tracks_started -= 1
+        self.merged += 1
+
+    def _tracker_ended(self, tid: int) -> TrackSummary | None:
+        """The tracker ended ``tid``: the track ends when no tracker id of it is alive any more."""
+        pid = self._alias.pop(tid, tid)
+        members = self._members.get(pid)
+        if members is not None:
+            members.discard(tid)
+            if members:
+                return None
+            del self._members[pid]
+        return self._end(pid)
+
+    def _end(self, pid: int) -> TrackSummary | None:
+        track = self._tracks.pop(pid, None)
         if track is None:  # a tentative track that never matched a face of its own
             return None
         if track.kept:
@@ -458,6 +521,16 @@ class AnonymizedOutput:
                 cv2.putText(out, str(tid), (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
         self.writer.write(out)
         self.written += 1
+
+
+def _merge_similarity(engine: Engine, fmr: float | None) -> float | None:
+    """The similarity two faces of one track must reach to be taken for the same person (None: never merge)."""
+    if fmr is None:
+        return None
+    try:
+        return float(engine.threshold_for_fmr(fmr))
+    except ModelError:  # an uncalibrated recognizer: no basis for merging tracks by appearance
+        return None
 
 
 def _grow(box: np.ndarray, margin: float) -> np.ndarray:

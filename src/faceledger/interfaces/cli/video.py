@@ -27,13 +27,15 @@ WATCHER = Who(actor_is="the operator running the session", purpose=None)
 
 
 class StatusLine:
-    """A one-line status on stderr: rewritten in place on a terminal, a line every ``every`` seconds otherwise."""
+    """A one-line status on stderr: rewritten in place on a terminal; otherwise a line every ``every`` seconds and,
+    on :meth:`close`, the last status if it was not printed (so a log always ends with the final figures)."""
 
     def __init__(self, enabled: bool = True, every: float = 10.0) -> None:
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
         self.every = every
-        self._last = 0.0
+        self._last: float | None = None
+        self._unprinted = ""
 
     def __call__(self, status: Any) -> None:
         if not self.enabled:
@@ -44,13 +46,20 @@ class StatusLine:
         )
         if self.tty:
             click.echo("\r" + text.ljust(100), err=True, nl=False)
-        elif time.monotonic() - self._last >= self.every:
+        elif self._last is None or time.monotonic() - self._last >= self.every:
             click.echo(text, err=True)
             self._last = time.monotonic()
+            self._unprinted = ""
+        else:
+            self._unprinted = text
 
     def close(self) -> None:
+        """End the status: a newline after the line rewritten in place, or the last status not yet printed."""
         if self.enabled and self.tty:
             click.echo("", err=True)
+        elif self.enabled and self._unprinted:
+            click.echo(self._unprinted, err=True)
+            self._unprinted = ""
 
 
 def _source_arg(source: str) -> str | int:

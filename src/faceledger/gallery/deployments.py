@@ -204,8 +204,13 @@ def get_deployment(ctx: GalleryContext, name: str) -> DeploymentRecord:
 
 def source_allowed(record: DeploymentRecord, source: str) -> bool:
     """Whether ``source`` (compared without credentials) is one of the deployment's sources or patterns."""
-    redacted = redact_uri(source)
-    return any(redacted == p or fnmatch.fnmatchcase(redacted, p) for p in record.sources)
+    bare = _bare(source)
+    return any(bare == _bare(p) or fnmatch.fnmatchcase(bare, _bare(p)) for p in record.sources)
+
+
+def _bare(uri: str) -> str:
+    """``uri`` without credentials at all (``rtsp://***@host/x`` and ``rtsp://host/x`` are the same camera)."""
+    return redact_uri(uri).replace("://***@", "://", 1)
 
 
 def authorise(

@@ -1,14 +1,22 @@
-"""Deployment routes: the authorisations identification in video runs under, and the video sessions running."""
+"""Deployment routes: the authorisations identification in video runs under, and the video sessions running.
+
+Changing or ending a deployment that does not exist is a 404 (``not_found``); one that has ended or expired is a
+409 (``deployment_closed``): the caller is authorised, the deployment is what is missing or over.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Path, Request
 
+from faceledger.gallery import Gallery
 from faceledger.interfaces.api import schemas as s
+from faceledger.interfaces.api.errors import ApiError
 from faceledger.interfaces.api.routes.common import PurposeHeader, op, v1
 from faceledger.interfaces.api.security import Caller, purpose_of, service
+from faceledger.ledger.errors import DeploymentError
 
 NamePath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", description="Deployment name")]
 
@@ -20,6 +28,17 @@ def _why(x_purpose: str | None) -> str:
 
 def _out(record: Any, now: Any) -> dict[str, Any]:
     return {**record.to_dict(), "state": record.state(now)}
+
+
+def _on_existing(g: Gallery, name: str, change: Callable[..., Any], **kwargs: Any) -> Any:
+    """``change(name, **kwargs)``; its refusal is a 404 when there is no deployment ``name``, else a 409 (ended or
+    expired)."""
+    try:
+        return change(name, **kwargs)
+    except DeploymentError as exc:
+        if all(d.name != name for d in g.deployments()):
+            raise ApiError(404, "not_found", str(exc)) from None
+        raise ApiError(409, "deployment_closed", str(exc)) from None
 
 
 @v1.get(
@@ -74,8 +93,10 @@ async def change_deployment(
     """Change a deployment's end, sources or watchlist size limit (an audit entry with before and after)."""
     state = service(request)
     record = await state.run(
-        state.gallery.change_deployment,
+        _on_existing,
+        state.gallery,
         name,
+        state.gallery.change_deployment,
         actor=caller.owner,
         purpose=_why(x_purpose),
         **body.model_dump(),
@@ -95,8 +116,10 @@ async def end_deployment(
     """End a deployment now: sessions under it stop within a second (an audit entry)."""
     state = service(request)
     record = await state.run(
-        state.gallery.end_deployment,
+        _on_existing,
+        state.gallery,
         name,
+        state.gallery.end_deployment,
         actor=caller.owner,
         purpose=_why(x_purpose),
         reason=body.reason,

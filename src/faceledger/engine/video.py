@@ -58,9 +58,10 @@ class TrackOptions:
       embedded faces or its first usable face is this old, whichever comes first;
     * ``better_margin``: a track is offered again when its best quality rose by this much since it was last offered;
     * ``max_lost_s``: a track not seen for this long ends (occlusions shorter than that keep the track);
-    * ``merge_fmr``: a new track whose first embedded face matches a track lost less than ``max_lost_s`` ago, near
-      where it could have walked, at the similarity of this false-match rate, continues that track (a person
-      behind a pillar whose motion the tracker lost stays one track; the stricter rate keeps two people apart).
+    * ``merge_fmr``: a new track whose first embedded face matches a track lost less than ``merge_window_s`` ago,
+      near where it could have walked, at the similarity of this false-match rate, continues that track (a person
+      behind a pillar whose motion the tracker lost stays one track and raises no second candidate; the stricter
+      rate keeps two people apart). A lost track is reported as ended only when that window has passed.
     """
 
     detect_size: int | None = None
@@ -76,6 +77,7 @@ class TrackOptions:
     max_lost_s: float = 1.0
     min_embed_gap: int = 2
     merge_fmr: float | None = 1e-4
+    merge_window_s: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ class TrackPipeline:
         self._tracks: dict[int, _Track] = {}
         self._alias: dict[int, int] = {}  # tracker id -> the track it continues (after a merge)
         self._members: dict[int, set[int]] = {}  # track -> tracker ids still alive in it
+        self._lost: dict[int, _Track] = {}  # tracks the tracker ended, kept for a merge until the window passes
         self._merge_similarity = _merge_similarity(engine, o.merge_fmr)
         self.merged = 0
         self._last_time = 0.0
@@ -262,7 +265,9 @@ class TrackPipeline:
         self._embed(frame, dets)
         dets = dets.with_tracks(self._mapped(update.ids))  # a merge in _embed renames this frame's track too
         evidence = self._ready(frame)
-        ended = [s for s in (self._tracker_ended(t.id) for t in update.ended) if s is not None]
+        for t in update.ended:
+            self._tracker_ended(t.id)
+        ended = self._expire(frame.index)
         boxes = [t.box for t in update.active]
         ids = [self._alias.get(t.id, t.id) for t in update.active]
         # detections not (yet) in a track are faces too: hide them
@@ -278,8 +283,12 @@ class TrackPipeline:
         for track in self._tracks.values():
             if track.kept and track.offers == 0:
                 evidence.append(self._offer(track, track.last_frame, track.last_time))
-        ended = [s for s in (self._tracker_ended(t.id) for t in self.tracker.finish()) if s is not None]
-        return evidence, ended
+        for track in self._lost.values():
+            if track.kept and track.offers == 0:
+                evidence.append(self._offer(track, track.last_frame, track.last_time))
+        for t in self.tracker.finish():
+            self._tracker_ended(t.id)
+        return evidence, self._expire(None)
 
     @property
     def open_tracks(self) -> int:
@@ -324,7 +333,7 @@ class TrackPipeline:
             track.last_embed = frame.index
             if track.first_usable_time is None:
                 track.first_usable_time = frame.time
-                self._merge(track, dets.boxes[i])
+            self._merge(track, dets.boxes[i])
 
     def _ready(self, frame: Frame) -> list[TrackEvidence]:
         o = self.options
@@ -356,16 +365,16 @@ class TrackPipeline:
         return np.array([self._alias.get(int(i), int(i)) if i >= 0 else -1 for i in ids], np.int64)
 
     def _merge(self, new: _Track, box: np.ndarray) -> None:
-        """Continue a lost track with ``new`` if its first embedded face is the same person, near where the lost
+        """Continue a lost track with ``new`` if its first embedded faces are the same person, near where the lost
         one could have walked since (the tracker's motion model gave up on it, e.g. behind a pillar)."""
-        if self._merge_similarity is None or len(new.kept) != 1 or new.offers:
+        if self._merge_similarity is None or len(new.kept) > self.options.decide_after_faces or new.offers:
             return
-        max_gap = max(1, round(self.options.max_lost_s * self.fps))
-        vector = new.kept[0][4]
+        max_gap = max(1, round(self.options.merge_window_s * self.fps))
+        vector = new.fused()
         side = float(max(box[2] - box[0], box[3] - box[1]))
         centre = (box[:2] + box[2:]) / 2
         best: tuple[float, _Track] | None = None
-        for old in self._tracks.values():
+        for old in [*self._tracks.values(), *self._lost.values()]:
             gap = new.first_frame - old.last_frame
             if old is new or not old.kept or not 0 < gap <= max_gap:
                 continue
@@ -383,6 +392,9 @@ class TrackPipeline:
         old.last_frame, old.last_time, old.last_embed = new.last_frame, new.last_time, new.last_embed
         if new.best_any is not None and (old.best_any is None or new.best_any[0] > old.best_any[0]):
             old.best_any = new.best_any
+        if old.id in self._lost:  # back from the lost: alive again
+            self._tracks[old.id] = self._lost.pop(old.id)
+            self._members[old.id] = set()
         for tid in self._members.pop(new.id, set()):
             self._alias[tid] = old.id
             self._members[old.id].add(tid)
@@ -392,19 +404,28 @@ class TrackPipeline:
         self.tracks_started -= 1
         self.merged += 1
 
-    def _tracker_ended(self, tid: int) -> TrackSummary | None:
-        """The tracker ended ``tid``: the track ends when no tracker id of it is alive any more."""
+    def _tracker_ended(self, tid: int) -> None:
+        """The tracker ended ``tid``: when no tracker id of its track is alive any more, the track is lost (and
+        may still be continued by a merge until the window passes)."""
         pid = self._alias.pop(tid, tid)
         members = self._members.get(pid)
         if members is not None:
             members.discard(tid)
             if members:
-                return None
+                return
             del self._members[pid]
-        return self._end(pid)
+        track = self._tracks.pop(pid, None)
+        if track is not None:
+            self._lost[pid] = track
+
+    def _expire(self, frame: int | None) -> list[TrackSummary]:
+        """End the lost tracks whose merge window has passed at ``frame`` (all with None)."""
+        window = max(1, round(self.options.merge_window_s * self.fps)) if self._merge_similarity is not None else 0
+        due = [p for p, t in self._lost.items() if frame is None or not t.kept or frame - t.last_frame > window]
+        return [s for s in (self._end(p) for p in sorted(due, key=lambda p: self._lost[p].last_frame)) if s]
 
     def _end(self, pid: int) -> TrackSummary | None:
-        track = self._tracks.pop(pid, None)
+        track = self._lost.pop(pid, None) or self._tracks.pop(pid, None)
         if track is None:  # a tentative track that never matched a face of its own
             return None
         if track.kept:

@@ -36,6 +36,11 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/audit/entries"): frozenset({"admin", "auditor"}),
     ("GET", "/v1/audit/export"): frozenset({"admin", "auditor"}),
     ("GET", "/v1/report"): frozenset({"admin", "auditor"}),
+    ("GET", "/v1/deployments"): frozenset({"admin", "operator", "auditor"}),
+    ("POST", "/v1/deployments"): frozenset({"admin"}),
+    ("PATCH", "/v1/deployments/{name}"): frozenset({"admin"}),
+    ("POST", "/v1/deployments/{name}/end"): frozenset({"admin"}),
+    ("GET", "/v1/sessions"): frozenset({"admin", "operator", "auditor"}),
 }
 TINY_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgAB4iG8MwAAAABJRU5ErkJggg=="
 BODIES: dict[str, Any] = {
@@ -53,6 +58,8 @@ BODIES: dict[str, Any] = {
     "/v1/subjects/{subject}/verify": {"image": TINY_PNG},
     "/v1/reviews/{candidate_id}/confirm": {"reason": "checked"},
     "/v1/reviews/{candidate_id}/reject": {"reason": "checked"},
+    "/v1/deployments/{name}": {"reason": "checked", "max_watchlist": 3},
+    "/v1/deployments/{name}/end": {"reason": "checked"},
 }
 
 
@@ -63,7 +70,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def _call(svc: Service, method: str, path: str, headers: dict[str, str]) -> Any:
-    url = path.replace("{subject}", "nobody").replace("{candidate_id}", "0123abcd")
+    url = path.replace("{subject}", "nobody").replace("{candidate_id}", "0123abcd").replace("{name}", "nowhere")
     body = BODIES.get(path)
     return svc.client.request(method, url, headers=headers, json=body if method != "GET" else None)
 

@@ -122,7 +122,7 @@ def test_authorisation_refuses_what_the_deployment_does_not_cover(gallery: Galle
     with ctx.store.read() as tx:
         with pytest.raises(DeploymentError, match="not active now: it starts"):
             authorise(ctx, tx, "station", "/footage/a.mp4", clock.now)
-        with pytest.raises(DeploymentError, match="does not cover /home/x.mp4"):
+        with pytest.raises(DeploymentError, match=r"does not cover /home/x\.mp4"):
             authorise(ctx, tx, "station", "/home/x.mp4", clock.now + timedelta(hours=2))
         record, size = authorise(ctx, tx, "station", "/footage/a.mp4", clock.now + timedelta(hours=2))
         assert record.name == "station" and size == 0
@@ -144,7 +144,8 @@ def test_ending_and_changing_a_deployment_are_audited(gallery: Gallery, clock: C
     )
     assert changed.max_watchlist == 5
     entry = gallery.audit_entries(action=AuditAction.DEPLOYMENT_CHANGE)[0]
-    assert entry.data["details"]["before"]["max_watchlist"] == 2 and entry.data["details"]["after"]["max_watchlist"] == 5
+    details = entry.data["details"]
+    assert details["before"]["max_watchlist"] == 2 and details["after"]["max_watchlist"] == 5
     ended = gallery.end_deployment("station", actor="chief", purpose="administration", reason="operation over")
     assert ended.state(clock.now) == "ended"
     assert gallery.audit_entries(action=AuditAction.DEPLOYMENT_END)[0].data["details"]["reason"] == "operation over"
@@ -192,7 +193,7 @@ def test_the_watchlist_size_limit_counts_searchable_entries(gallery: Gallery, cl
         for subject in ("w-1", "w-2"):
             tx.add_subject(Subject(subject, "missing-persons", to_text(clock.now), "desk"))
         tx.bump_data_version()
-    with ctx.store.read() as tx, pytest.raises(DeploymentError, match="holds 2 searchable subjects.*at most 1"):
+    with ctx.store.read() as tx, pytest.raises(DeploymentError, match=r"holds 2 searchable subjects.*at most 1"):
         authorise(ctx, tx, "station", "/footage/a.mp4", clock.now)
     # an expired entry leaves the search at once, and so the count
     clock.now += timedelta(days=11)

@@ -5,7 +5,11 @@ and comes back."""
 
 from __future__ import annotations
 
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -361,3 +365,27 @@ def test_a_live_stream_cut_and_restarted(tmp_path: Path, engine: Engine, scene: 
     queue = {p.candidate.id for p in g.pending_reviews(actor="reviewer", purpose="locate")}
     assert {c["candidate_id"] for e in raised for c in e["candidates"]} == queue
     assert {c["subject"] for e in raised for c in e["candidates"]} <= set(subjects.values())
+
+
+def test_readme_video_example_runs_as_written(tmp_path: Path, faces_dir: Path) -> None:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### Video in Python") :]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "the README's video section has no python block"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACELEDGER_")} | {
+        "FACELEDGER_FACES": str(faces_dir)
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", match.group(1)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    *raised, last = done.stdout.splitlines()
+    assert raised and all(line.split(" ", 1)[1].startswith("['mp-") for line in raised)
+    tracks, _, candidates, _ = last.split()
+    assert int(tracks) >= 4 and int(candidates) == len(raised)
+    with Gallery.open(tmp_path / "hall.db") as g:
+        assert g.audit_verify().ok
+        assert [e.data["action"] for e in g.audit_entries()][-1] == AuditAction.WATCH_STOP
+        assert len(g.pending_reviews(actor="reviewer", purpose="locate-missing-person")) == int(candidates)
+    with open_video(tmp_path / "hall.blurred.mp4") as video:
+        assert sum(1 for _ in video) == 200

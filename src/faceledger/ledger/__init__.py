@@ -28,7 +28,14 @@ from faceledger.ledger.errors import (
     StoreError,
     UnknownSubjectError,
 )
-from faceledger.ledger.policy import EXAMPLE_POLICY, LoadedPolicy, Policy, load_policy, parse_policy
+from faceledger.ledger.policy import (
+    EXAMPLE_POLICY,
+    WATCHLIST_POLICY,
+    LoadedPolicy,
+    Policy,
+    load_policy,
+    parse_policy,
+)
 from faceledger.ledger.records import (
     ROLES,
     ApiKey,
@@ -46,6 +53,7 @@ __all__ = [
     "EXAMPLE_POLICY",
     "MASTER_KEY_ENV",
     "ROLES",
+    "WATCHLIST_POLICY",
     "AccessDenied",
     "AccountabilityError",
     "ApiKey",

@@ -244,3 +244,39 @@ description = "Employees who enrolled at the front desk"
 # max_entry_days = 30
 """
 """A complete, commented example policy (valid as is)."""
+
+WATCHLIST_POLICY = """\
+# faceledger policy for live identification against a watchlist of people who did not consent (here: missing
+# persons). Every entry is authorised (category, legal basis, who and which order) and expires; video is
+# searched only under a deployment (`faceledger deployment add`): who authorised it, where, when, how large
+# the watchlist may be. Change it with `faceledger policy set FILE` (the change is an audit entry).
+
+version = 1
+unmatched_faces = "discard"     # faces that match no one are never stored: no frame, crop, template or score
+
+[deployment]
+controller = "Example Police Service"
+purpose = "Locating missing and vulnerable people at transport hubs"
+legal_basis = "court order"
+contact = "dpo@example.org"
+
+[identification]
+target_fmr = 1e-3
+top_k = 1
+reviewers_required = 2     # two people each verify a match before it counts (EU AI Act art. 14(5))
+
+[retention]
+consents_days = 365        # watchlist entry records are kept this long after they end
+reviews_days = 30          # candidates and reviews are deleted after this
+
+[[galleries]]
+name = "missing-persons"
+purposes = ["locate-missing-person"]
+description = "People reported missing, each entered under an order that expires"
+
+[galleries.watchlist]
+legal_bases = ["court order", "missing-person report"]
+categories = ["missing person", "vulnerable adult"]
+max_entry_days = 30        # an entry may not outlive this; renew it with a new authorisation
+"""
+"""A complete example policy for a watchlist searched in video (valid as is)."""

@@ -20,7 +20,7 @@ from faceledger.interfaces.cli.views import (
     PolicyValid,
     RevokedApiKey,
 )
-from faceledger.ledger import EXAMPLE_POLICY, ROLES, PolicyError
+from faceledger.ledger import EXAMPLE_POLICY, ROLES, WATCHLIST_POLICY, PolicyError
 
 __all__ = ["init_command", "keys_group", "policy_group", "purge_command", "register"]
 
@@ -57,9 +57,10 @@ def policy_group() -> None:
 
 
 @policy_group.command("example")
-def policy_example() -> None:
+@click.option("--watchlist", is_flag=True, help="The example for a watchlist searched in video (missing persons).")
+def policy_example(watchlist: bool) -> None:
     """Print the commented example policy."""
-    click.echo(EXAMPLE_POLICY, nl=False)
+    click.echo(WATCHLIST_POLICY if watchlist else EXAMPLE_POLICY, nl=False)
 
 
 @policy_group.command("show")

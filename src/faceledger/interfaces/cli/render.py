@@ -310,9 +310,13 @@ def _subject_verification(result: SubjectVerification) -> None:
 @_register(_ROWS, PendingReview)
 def _pending_row(item: PendingReview) -> None:
     c = item.candidate
+    seen = (
+        f"track {c.track} of {c.source}, seen {c.seen_at}"
+        if c.source is not None
+        else f"face {c.face_index} of probe {c.probe_sha256[:12]}"
+    )
     click.echo(
-        f"{c.id}  {c.subject_id}  similarity {c.similarity:.3f}  face {c.face_index} of probe "
-        f"{c.probe_sha256[:12]}  {c.gallery}/{c.purpose}  "
+        f"{c.id}  {c.subject_id}  similarity {c.similarity:.3f}  {seen}  {c.gallery}/{c.purpose}  "
         f"{item.confirmations}/{item.required} confirmed  {c.created_at}"
     )
 

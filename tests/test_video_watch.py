@@ -389,3 +389,22 @@ def test_readme_video_example_runs_as_written(tmp_path: Path, faces_dir: Path) -
         assert len(g.pending_reviews(actor="reviewer", purpose="locate-missing-person")) == int(candidates)
     with open_video(tmp_path / "hall.blurred.mp4") as video:
         assert sum(1 for _ in video) == 200
+
+
+def test_a_watchlist_that_outgrows_its_authorisation_stops_the_session(
+    tmp_path: Path, engine: Engine, scene: Scene
+) -> None:
+    clock = Clock()
+    g, _ = open_gallery(tmp_path, engine, scene, clock)
+    other = Gallery.open(tmp_path / "g.db", engine=engine, clock=clock)
+    changed = []
+
+    def on_status(status: object) -> None:
+        if not changed and getattr(status, "frames", 0) >= 20:
+            other.change_deployment("hall", actor="chief", purpose="administration", reason="list cut", max_watchlist=2)
+            changed.append(True)
+
+    events = list(g.watch(scene.path, actor="operator-7", on_status=on_status, status_every=0.05))
+    assert changed and events[-1]["reason"] == "watchlist of 3 is larger than the 2 authorised"
+    assert events[-1]["frames"] < scene.frames
+    other.close()

@@ -94,6 +94,8 @@ class TrackEvidence:
     faces: int
     embedding: np.ndarray
     frame_sha256: str  # SHA-256 of the decoded pixels of the best face's frame (what a ledger entry may name)
+    first_frame: int = 0
+    first_time: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -358,7 +360,18 @@ class TrackPipeline:
         track.offered_quality = q
         track.offers += 1
         return TrackEvidence(
-            track.id, frame, time, best_frame, best_time, box, q, len(track.kept), track.fused(), digest
+            track.id,
+            frame,
+            time,
+            best_frame,
+            best_time,
+            box,
+            q,
+            len(track.kept),
+            track.fused(),
+            digest,
+            track.first_frame,
+            track.first_time,
         )
 
     def _mapped(self, ids: np.ndarray) -> np.ndarray:

@@ -276,8 +276,11 @@ def _decide(ctx: GalleryContext, session: _Session, evidence: list[TrackEvidence
                     "deployment": d.name,
                     "source": session.source,
                     "track": ev.track,
+                    "first_frame": ev.first_frame,
+                    "first_s": round(ev.first_time, 3),
                     "best_frame": ev.best_frame,
                     "seen_at_s": round(ev.best_time, 3),
+                    "raised_at_s": round(ev.time, 3),
                     "faces": ev.faces,
                     "quality": round(ev.quality, 4),
                     "candidates": [
@@ -359,11 +362,15 @@ def _heartbeat(ctx: GalleryContext, session: _Session, frames: int, source: Vide
             gaps=len(source.gaps),
         )
         current = tx.get_deployment(session.deployment.name)
-    if current is None:
-        return "deployment removed"
-    state = current.state(now)
-    if state != "active":
-        return f"deployment {state}"
+        if current is None:
+            return "deployment removed"
+        state = current.state(now)
+        if state != "active":
+            return f"deployment {state}"
+        # entries added while the session runs count too: the watchlist may not outgrow its authorisation
+        size = len(allowed_subjects(ctx, tx, current.gallery, current.purpose, now).subjects)
+    if size > current.max_watchlist:
+        return f"watchlist of {size} is larger than the {current.max_watchlist} authorised"
     return ""
 
 

@@ -52,6 +52,7 @@ from faceledger.ledger.records import (
     Consent,
     DeploymentRecord,
     ReviewRecord,
+    SessionWithState,
     TemplateRecord,
 )
 from faceledger.ledger.store import Store, Transaction, open_store
@@ -383,7 +384,7 @@ class Gallery:
 
         return video.watch(self.context, source, actor=actor, **options)
 
-    def video_sessions(self, *, running_only: bool = False) -> list[dict[str, Any]]:
+    def video_sessions(self, *, running_only: bool = False) -> list[SessionWithState]:
         """Video sessions and their state (running, stopped, or lost when the heartbeat stopped)."""
         from faceledger.gallery import video
 

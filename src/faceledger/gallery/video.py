@@ -28,8 +28,8 @@ from faceledger.gallery.deployments import authorise
 from faceledger.gallery.index_sync import allowed_subjects, search_mask, sync_index
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.errors import DeploymentError
-from faceledger.ledger.records import CandidateRecord, DeploymentRecord, VideoSessionRecord
-from faceledger.ledger.timeutil import from_text, to_text
+from faceledger.ledger.records import CandidateRecord, DeploymentRecord, SessionWithState, VideoSessionRecord
+from faceledger.ledger.timeutil import to_text
 from faceledger.vision.video import VideoSource, VideoWriter, open_video, redact_uri
 
 
@@ -449,18 +449,10 @@ def _stop(
     }
 
 
-def sessions(ctx: GalleryContext, running_only: bool = False, stale_after_s: float = 30.0) -> list[dict[str, Any]]:
+def sessions(ctx: GalleryContext, running_only: bool = False, stale_after_s: float = 30.0) -> list[SessionWithState]:
     """Video sessions with their state: ``running``, ``stopped``, or ``lost`` (no heartbeat for ``stale_after_s``:
     the process died without stopping)."""
     now = ctx.now()
     with ctx.store.read() as tx:
         records = tx.list_video_sessions(running_only)
-    out = []
-    for r in records:
-        if r.stopped_at is not None:
-            state = "stopped"
-        else:
-            age = (now - from_text(r.heartbeat_at)).total_seconds()
-            state = "running" if age <= stale_after_s else "lost"
-        out.append({**r.to_dict(), "state": state})
-    return out
+    return [SessionWithState(r, r.state(now, stale_after_s)) for r in records]

@@ -225,6 +225,24 @@ class DeploymentRecord(Wire):
 
 
 @dataclass(frozen=True)
+class DeploymentWithState(Wire):
+    """A deployment and its state at one moment. On the wire: the record's fields, then ``state``."""
+
+    _wire_flatten: ClassVar[str | None] = "deployment"
+
+    deployment: DeploymentRecord
+    state: DeploymentState
+
+    @classmethod
+    def at(cls, deployment: DeploymentRecord, now: datetime) -> DeploymentWithState:
+        """``deployment`` with its state at ``now``."""
+        return cls(deployment, deployment.state(now))
+
+
+SessionState = Literal["running", "stopped", "lost"]
+
+
+@dataclass(frozen=True)
 class VideoSessionRecord(Wire):
     """One ``watch`` run under a deployment: its source (credentials removed), counts and heartbeat."""
 
@@ -241,3 +259,20 @@ class VideoSessionRecord(Wire):
     candidates: int
     dropped: int
     gaps: int
+
+    def state(self, now: datetime, stale_after_s: float = 30.0) -> SessionState:
+        """``stopped``; ``running`` while the heartbeat is fresh; ``lost`` when it stopped without a stop (the
+        process died)."""
+        if self.stopped_at is not None:
+            return "stopped"
+        return "running" if (now - from_text(self.heartbeat_at)).total_seconds() <= stale_after_s else "lost"
+
+
+@dataclass(frozen=True)
+class SessionWithState(Wire):
+    """A video session and its state at one moment. On the wire: the record's fields, then ``state``."""
+
+    _wire_flatten: ClassVar[str | None] = "session"
+
+    session: VideoSessionRecord
+    state: SessionState

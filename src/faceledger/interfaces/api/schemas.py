@@ -29,7 +29,7 @@ from faceledger.gallery.results import (
     SubjectVerification,
 )
 from faceledger.ledger.audit import AuditHead, VerifyResult
-from faceledger.ledger.records import ConsentWithState, ReviewRecord
+from faceledger.ledger.records import ConsentWithState, DeploymentWithState, ReviewRecord, SessionWithState
 
 SUBJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$"
 Text = Field(min_length=1, max_length=500)
@@ -224,58 +224,16 @@ class DeploymentEndIn(_In):
     reason: str = Text
 
 
-class DeploymentOut(_Out):
-    """A deployment and its state now."""
-
-    name: str
-    gallery: str
-    purpose: str
-    legal_basis: str
-    location: str
-    sources: list[str]
-    authorised_by: str
-    authorisation_ref: str
-    valid_from: str
-    valid_to: str
-    max_watchlist: int
-    show_candidates: bool
-    created_at: str
-    created_by: str
-    ended_at: str | None
-    ended_by: str | None
-    ended_reason: str | None
-    state: Literal["scheduled", "active", "expired", "ended"]
-
-
 class DeploymentList(_Out):
-    """Every deployment, oldest first."""
+    """Every deployment, oldest first, with its state now."""
 
-    deployments: list[DeploymentOut]
-
-
-class SessionOut(_Out):
-    """A video session: running, stopped, or lost (its heartbeat stopped without a stop)."""
-
-    id: str
-    deployment: str
-    source: str
-    actor: str
-    started_at: str
-    heartbeat_at: str
-    stopped_at: str | None
-    stop_reason: str | None
-    frames: int
-    tracks: int
-    candidates: int
-    dropped: int
-    gaps: int
-    state: Literal["running", "stopped", "lost"]
+    deployments: list[DeploymentWithState]
 
 
 class SessionList(_Out):
     """Video sessions, oldest first."""
 
-    sessions: list[SessionOut]
+    sessions: list[SessionWithState]
 
 
 class ConsentList(_Out):
@@ -383,6 +341,8 @@ COMPONENT_NAMES: dict[type[Any], str] = {
     AuditHead: "AuditHeadOut",
     CandidateMatch: "CandidateOut",
     ConsentWithState: "ConsentOut",
+    DeploymentWithState: "DeploymentOut",
+    SessionWithState: "SessionOut",
     ConsentWithdrawal: "WithdrawOut",
     DuplicateWarning: "DuplicateOut",
     EnrollmentResult: "EnrollOut",

@@ -20,6 +20,7 @@ from faceledger.gallery import Gallery
 from faceledger.interfaces.cli.engine import ERROR, engine_options, make_engine
 from faceledger.interfaces.cli.options import ADMINISTRATION, Call, Who, gallery_command, json_option, registrar
 from faceledger.interfaces.cli.render import emit, fail, warn
+from faceledger.ledger.records import DeploymentWithState
 
 __all__ = ["deployment_group", "register", "track", "watch"]
 
@@ -306,7 +307,7 @@ def deployment_list(g: Gallery, call: Call) -> None:
     now = g.now()
     for record in g.deployments():
         if call.out.as_json:
-            emit({**record.to_dict(), "state": record.state(now)}, compact=True)
+            emit(DeploymentWithState.at(record, now).to_dict(), compact=True)
         else:
             click.echo(
                 f"{record.name}  {record.state(now)}  {record.gallery}/{record.purpose}  "
@@ -314,9 +315,10 @@ def deployment_list(g: Gallery, call: Call) -> None:
                 f"{record.location}  sources: {', '.join(record.sources)}  "
                 f"authorised by {record.authorised_by} ({record.authorisation_ref})"
             )
-    for session in g.video_sessions():
-        if session["state"] == "stopped":
+    for item in g.video_sessions():
+        if item.state == "stopped":
             continue
+        session = item.to_dict()
         if call.out.as_json:
             emit({"event": "session", **session}, compact=True)
         else:

@@ -7,6 +7,7 @@ Changing or ending a deployment that does not exist is a 404 (``not_found``); on
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Path, Request
@@ -17,6 +18,7 @@ from faceledger.interfaces.api.errors import ApiError
 from faceledger.interfaces.api.routes.common import PurposeHeader, op, v1
 from faceledger.interfaces.api.security import Caller, purpose_of, service
 from faceledger.ledger.errors import DeploymentError
+from faceledger.ledger.records import DeploymentRecord, DeploymentWithState
 
 NamePath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", description="Deployment name")]
 
@@ -26,8 +28,8 @@ def _why(x_purpose: str | None) -> str:
     return purpose_of(x_purpose, None) if x_purpose and x_purpose.strip() else "administration"
 
 
-def _out(record: Any, now: Any) -> dict[str, Any]:
-    return {**record.to_dict(), "state": record.state(now)}
+def _out(record: DeploymentRecord, now: datetime) -> DeploymentWithState:
+    return DeploymentWithState.at(record, now)
 
 
 def _on_existing(g: Gallery, name: str, change: Callable[..., Any], **kwargs: Any) -> Any:
@@ -58,14 +60,14 @@ async def list_deployments(request: Request, caller: Caller) -> dict[str, Any]:
 
 @v1.post(
     "/deployments",
-    response_model=s.DeploymentOut,
+    response_model=DeploymentWithState,
     status_code=201,
     tags=["video"],
     **op("admin", summary="Authorise a deployment"),
 )
 async def add_deployment(
     request: Request, body: s.DeploymentIn, caller: Caller, x_purpose: PurposeHeader = None
-) -> dict[str, Any]:
+) -> DeploymentWithState:
     """Record who authorised identification on which sources, where, when, against which watchlist and up to
     which size (an audit entry). Credentials in source URIs are removed before they are stored."""
     state = service(request)
@@ -83,13 +85,13 @@ async def add_deployment(
 
 @v1.patch(
     "/deployments/{name}",
-    response_model=s.DeploymentOut,
+    response_model=DeploymentWithState,
     tags=["video"],
     **op("admin", summary="Change a deployment"),
 )
 async def change_deployment(
     request: Request, name: NamePath, body: s.DeploymentChangeIn, caller: Caller, x_purpose: PurposeHeader = None
-) -> dict[str, Any]:
+) -> DeploymentWithState:
     """Change a deployment's end, sources or watchlist size limit (an audit entry with before and after)."""
     state = service(request)
     record = await state.run(
@@ -106,13 +108,13 @@ async def change_deployment(
 
 @v1.post(
     "/deployments/{name}/end",
-    response_model=s.DeploymentOut,
+    response_model=DeploymentWithState,
     tags=["video"],
     **op("admin", summary="End a deployment"),
 )
 async def end_deployment(
     request: Request, name: NamePath, body: s.DeploymentEndIn, caller: Caller, x_purpose: PurposeHeader = None
-) -> dict[str, Any]:
+) -> DeploymentWithState:
     """End a deployment now: sessions under it stop within a second (an audit entry)."""
     state = service(request)
     record = await state.run(

@@ -151,7 +151,7 @@ def test_the_session_is_on_the_ledger_in_tens_of_entries(watched: dict, scene: S
     assert stop["tracks_no_match"] + stop["tracks_unusable"] + stop["tracks_with_candidates"] == stop["tracks"]
     assert g.audit_verify().ok
     session = g.video_sessions()[0]
-    assert session["state"] == "stopped" and session["frames"] == scene.frames
+    assert session.state == "stopped" and session.session.frames == scene.frames
 
 
 def test_bystanders_leave_no_trace(watched: dict, scene: Scene, engine: Engine) -> None:  # type: ignore[type-arg]

@@ -167,3 +167,21 @@ def test_engine_track_on_a_scene(tmp_path: Path, faces_dir: Path) -> None:
     score = score_tracks(scene, events, watchlist={})
     assert score.unassigned_tracks == 0 and score.tracks_per_appearance <= 1.5, score.summary()
     assert all(e["decision"] in ("not_searched", "unusable") for e in events)
+
+
+class Broken(Recorder):
+    def write(self, image: np.ndarray) -> None:
+        raise OSError("disk full")
+
+
+def test_an_output_that_cannot_be_written_says_so() -> None:
+    writer = Broken()
+    image = np.zeros((48, 64, 3), np.uint8)
+    with pytest.raises(OSError, match="disk full"), AnonymizedOutput(writer, delay=0) as out:
+        for i in range(20):  # the error comes back at a later frame or at close, never lost
+            out.add(
+                FrameResult(
+                    Frame(i, i / 25, image, 0.0), faces(), np.zeros((0, 4), np.float32), np.zeros(0, np.int64), [], []
+                )
+            )
+    assert writer.closed and not writer.images

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -498,6 +500,7 @@ class AnonymizedOutput:
         method: str = "blur",
         draw: bool = True,
         show: Callable[[int], bool] | None = None,
+        threaded: bool = True,
     ) -> None:
         self.writer = writer
         self.delay = max(0, delay)
@@ -507,6 +510,14 @@ class AnonymizedOutput:
         self._buffer: deque[tuple[np.ndarray, list[np.ndarray], list[int]]] = deque()
         self._seen: set[int] = set()
         self.written = 0
+        # blurring and encoding run on a thread of their own (OpenCV and FFmpeg release the GIL), so writing the
+        # output does not hold up the frames being analysed; the queue is short, so memory stays bounded
+        self._queue: queue.Queue[tuple[np.ndarray, list[np.ndarray], list[int]] | None] = queue.Queue(maxsize=8)
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._thread = threading.Thread(target=self._drain, name="faceledger-output", daemon=True)
+            self._thread.start()
 
     def add(self, result: FrameResult) -> None:
         """Queue one frame's result; writes the frame that leaves the buffer."""
@@ -518,13 +529,36 @@ class AnonymizedOutput:
                 self._backfill(box, tid)
         self._buffer.append((result.frame.image, boxes, ids))
         while len(self._buffer) > self.delay:
-            self._write(*self._buffer.popleft())
+            self._emit(self._buffer.popleft())
 
     def close(self) -> None:
-        """Write what is buffered and close the writer."""
-        while self._buffer:
-            self._write(*self._buffer.popleft())
-        self.writer.close()
+        """Write what is buffered and close the writer (raises what writing raised)."""
+        try:
+            while self._buffer and self._error is None:
+                self._emit(self._buffer.popleft())
+        finally:
+            if self._thread is not None:
+                self._queue.put(None)
+                self._thread.join()
+            self.writer.close()
+        if self._error is not None:
+            raise self._error
+
+    def _emit(self, item: tuple[np.ndarray, list[np.ndarray], list[int]]) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._thread is None:
+            self._write(*item)
+        else:
+            self._queue.put(item)
+
+    def _drain(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write(*item)
+                except BaseException as exc:  # handed to the caller at its next add() or close()
+                    self._error = exc
 
     def __enter__(self) -> AnonymizedOutput:
         return self

@@ -136,8 +136,10 @@ def watch(
         detect_fps=detect_fps,
         on_status=status,
     )
+    used = deployment
     try:
         for event in events:
+            used = event.get("deployment", used)
             if call.out.as_json:
                 emit(event, compact=True)
             else:
@@ -145,7 +147,8 @@ def watch(
     finally:
         status.close()
     if out is not None:
-        warn(f"wrote {out} (every face blurred)", prefix="")
+        shown = any(d.name == used and d.show_candidates for d in g.deployments())
+        warn(f"wrote {out} ({'bystanders blurred, candidates shown' if shown else 'every face blurred'})", prefix="")
 
 
 @click.command("track")

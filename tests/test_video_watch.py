@@ -355,6 +355,7 @@ def test_a_live_stream_cut_and_restarted(tmp_path: Path, engine: Engine, scene: 
             events.append(event)
     summary = events[-1]
     assert summary["event"] == "summary" and summary["gaps"] >= 1
+    assert summary["reason"].startswith("gave up"), summary  # the stream never came back after the scene ended
     stop = g.audit_entries(action=AuditAction.WATCH_STOP)[-1].data["details"]
     assert stop["source"] == f"http://***@127.0.0.1:{stream.port}/hall.mjpg" and "pw" not in str(stop)
     gap = stop["gaps"][0]

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from faceledger.engine.video import AnonymizedOutput, TrackEvidence, TrackOptions, TrackPipeline, TrackSummary
+from faceledger.errors import FaceledgerError
 from faceledger.gallery.context import GalleryContext, accountable
 from faceledger.gallery.deployments import authorise
 from faceledger.gallery.index_sync import allowed_subjects, search_mask, sync_index
@@ -214,15 +215,18 @@ def _run(
                 if stop:
                     reason = stop
                     break
+        else:
+            ended_why = getattr(source, "end_reason", None)
+            if ended_why not in (None, "end of file", "closed"):
+                reason = ended_why  # e.g. a stream given up after its gaps
         evidence, ended = pipeline.finish()
         yield from _decide(ctx, session, evidence)
         yield from _ended(session, ended)
     except BaseException as exc:
-        reason = (
-            f"failed: {type(exc).__name__}"
-            if not isinstance(exc, GeneratorExit | KeyboardInterrupt)
-            else ("interrupted")
-        )
+        if isinstance(exc, GeneratorExit | KeyboardInterrupt):
+            reason = "interrupted"
+        else:  # faceledger's messages carry no credentials; anything else is named by its type only
+            reason = f"failed: {exc}" if isinstance(exc, FaceledgerError) else f"failed: {type(exc).__name__}"
         raise
     finally:
         if source is not None and video is None:

@@ -125,6 +125,10 @@ def test_candidates_for_the_watchlist_and_none_for_bystanders(watched: dict, sce
         assert event["decision"] in ("candidate", "no_match", "unusable") and len(event["box"]) == 4
     score = score_tracks(scene, tracks, watchlist=subjects)
     assert score.wrong_subject == 0 and score.bystander_candidates == 0 and score.unassigned_candidates == 0
+    # a candidate is raised within about a second of the track's first face (a later one only for a better face)
+    first = {e["track"]: e["first_frame"] for e in tracks}
+    delays = sorted(e["frame"] - first[e["track"]] for e in events if e["event"] == "candidate")
+    assert delays and delays[len(delays) // 2] <= scene.fps, delays
     assert score.recall >= 2 / 3, score.summary()
     assert score.tracks_per_appearance <= 1.5, score.summary()
     # candidates from video are ordinary candidates in the review queue, with the camera and the track

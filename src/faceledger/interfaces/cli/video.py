@@ -67,6 +67,10 @@ def _source_arg(source: str) -> str | int:
     return int(source) if source.isdigit() else source
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _text_event(event: dict[str, Any]) -> None:
     kind = event["event"]
     if kind == "candidate":
@@ -77,8 +81,8 @@ def _text_event(event: dict[str, Any]) -> None:
     elif kind == "summary":
         click.echo(
             f"{event['frames']} frames ({event['seconds']:.1f} s of video) in {event['wall_s']:.1f} s "
-            f"({event['fps']:.1f} fps): {event['tracks']} tracks, {event['candidates']} candidates, "
-            f"{event['dropped_frames']} dropped frames"
+            f"({event['fps']:.1f} fps): {_count(event['tracks'], 'track')}, "
+            f"{_count(event['candidates'], 'candidate')}, {event['dropped_frames']} dropped frames"
             + (f", {event['gaps']} gaps" if event.get("gaps") else "")
             + (f"; stopped: {event['reason']}" if event.get("reason", "source ended") != "source ended" else "")
         )

@@ -211,3 +211,28 @@ def test_retention_runs_on_a_schedule(tmp_path: Path) -> None:
             time.sleep(0.2)
             runs = svc.client.get("/v1/audit/entries?action=purge", headers=svc.headers("auditor")).json()["entries"]
         assert runs and runs[0]["actor"] == "faceledger-service" and runs[0]["purpose"] == "retention"
+
+
+def test_deeply_nested_json_is_a_4xx_not_a_500(service: Service) -> None:
+    nested = b"[" * 100_000 + b"]" * 100_000
+    headers = {"Content-Type": "application/json"}
+    for path, role in (
+        ("/v1/identify", "operator"),
+        ("/v1/enroll", "enroller"),
+        ("/v1/verify", "operator"),
+        ("/v1/detect", "operator"),
+        ("/v1/consents", "enroller"),
+        ("/v1/deployments", "admin"),
+    ):
+        response = service.client.post(path, headers=service.headers(role, **headers), content=nested)
+        assert 400 <= response.status_code < 500, (path, response.status_code, response.text[:200])
+        assert response.json()["error"]["code"] in ("validation_error", "bad_request"), path
+
+
+def test_a_purpose_over_200_characters_is_the_documented_400(service: Service) -> None:
+    long = "p" * 201
+    for method, path, role in (("GET", "/v1/consents", "enroller"), ("GET", "/v1/reviews", "reviewer")):
+        response = service.client.request(method, path, headers={**service.headers(role), "X-Purpose": long})
+        assert response.status_code == 400 and response.json()["error"]["code"] == "purpose_too_long", path
+    response = service.client.get("/v1/reviews", headers=service.headers("reviewer", None), params={"purpose": long})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "purpose_too_long"

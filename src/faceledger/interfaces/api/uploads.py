@@ -120,6 +120,8 @@ async def _read_json(
         payload: Any = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(422, "validation_error", f"request body is not valid JSON: {exc}") from None
+    except RecursionError:  # '[' * 100000: Python's parser gives up on the depth, which no image request needs
+        raise ApiError(422, "validation_error", "request body is nested too deeply to be a JSON request") from None
     if not isinstance(payload, dict):
         raise ApiError(422, "validation_error", "request body must be a JSON object")
     try:

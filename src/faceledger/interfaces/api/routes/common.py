@@ -26,12 +26,17 @@ _ERROR_DOCS = {
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": s.ErrorResponse, "description": text} for status, text in _ERROR_DOCS.items()
 }
+# No max_length here: a purpose over 200 characters is the documented 400 purpose_too_long (security.purpose_of),
+# not a 422 from parameter validation
 PurposeHeader = Annotated[
     str | None,
-    Header(alias="X-Purpose", max_length=200, description="Why this request is made (must be allowed by the policy)"),
+    Header(
+        alias="X-Purpose",
+        description="Why this request is made (must be allowed by the policy; at most 200 characters)",
+    ),
 ]
 PurposeQuery = Annotated[
-    str | None, Query(alias="purpose", max_length=200, description="The purpose, if not in X-Purpose")
+    str | None, Query(alias="purpose", description="The purpose, if not in X-Purpose (at most 200 characters)")
 ]
 SubjectPath = Annotated[str, Path(pattern=s.SUBJECT_PATTERN, description="Subject id")]
 CandidatePath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]

@@ -112,3 +112,12 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert "after erasure: 0 candidate(s)" in result.stdout and "chain verifies" in result.stdout
     assert (tmp_path / "anonymized.jpg").is_file() and (tmp_path / "demo.db").is_file()
     assert CliRunner().invoke(main, ["demo", "--out", str(tmp_path)]).exit_code == 0, "the demo can be rerun"
+
+
+def test_a_file_name_cannot_forge_messages(tmp_path: Path) -> None:
+    name = tmp_path / "a\nerror: everything is fine\x1b[2J.jpg"
+    name.write_bytes(b"not an image")
+    result = CliRunner().invoke(main, ["detect", str(name)])
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, lines
+    assert "\\nerror: everything is fine\\x1b[2J.jpg" in lines[0] and "\x1b" not in result.stderr

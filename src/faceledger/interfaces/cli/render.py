@@ -10,6 +10,7 @@ The results that exist only on the command line are in :mod:`.views`.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -67,9 +68,18 @@ def emit(obj: Any, *, compact: bool = False) -> None:
     click.echo(json.dumps(obj, ensure_ascii=compact, allow_nan=False, separators=separators))
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped (``\\n``, ``\\x1b``): a file name with a
+    newline or a terminal escape in it cannot forge a second message or repaint the terminal."""
+    return _CONTROL.sub(lambda m: {"\n": "\\n", "\r": "\\r"}.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
 def warn(message: str, prefix: str = PREFIX) -> None:
-    """Print a message for a person on stderr."""
-    click.echo(f"{prefix}{message}", err=True)
+    """Print a message for a person on stderr: one line, whatever the names in it hold."""
+    click.echo(f"{prefix}{one_line(message)}", err=True)
 
 
 def fail(message: str, code: int = 1, prefix: str = PREFIX) -> NoReturn:

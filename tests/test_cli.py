@@ -98,6 +98,12 @@ def test_anonymize_writes_copies(tmp_path: Path, manifest: list[ManifestRow]) ->
         assert Path(line["output"]).is_file()
 
 
+def test_anonymize_says_when_keep_names_no_face(tmp_path: Path) -> None:
+    code, lines, stderr = run("anonymize", "--json", "--keep", "0", "--keep", "9", "--out", str(tmp_path), EXAMPLE)
+    assert code == 0 and lines[0]["hidden"] == 0  # face 0 kept, the only face
+    assert "--keep 9 ignored: faces 0-0 found" in stderr
+
+
 @pytest.mark.parametrize("command", ["detect", "embed", "verify", "anonymize", "demo"])
 def test_help_everywhere(command: str) -> None:
     result = CliRunner().invoke(main, [command, "--help"])

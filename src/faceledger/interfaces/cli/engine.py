@@ -279,6 +279,10 @@ def anonymize(
             array = engine.load(path)
             faces = engine.detect(array)
             kept = [i for i in keep if i < len(faces)]
+            beyond = sorted(set(keep) - set(kept))
+            if beyond:
+                found = f"faces 0-{len(faces) - 1}" if len(faces) else "no face"
+                warn(f"{path}: --keep {', '.join(map(str, beyond))} ignored: {found} found", prefix=ERROR)
             hidden = engine.anonymize(array, keep=kept, method=method, detections=faces)
         except FaceledgerError as exc:
             failed += 1

@@ -127,3 +127,16 @@ def test_a_file_name_cannot_forge_messages(tmp_path: Path) -> None:
     lines = result.stderr.splitlines()
     assert result.exit_code == 1 and len(lines) == 1, lines
     assert "\\nerror: everything is fine\\x1b[2J.jpg" in lines[0] and "\x1b" not in result.stderr
+
+
+def test_the_command_line_starts_without_loading_models_or_the_web_service() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, faceledger.interfaces.cli\n"
+        "print(sorted(m for m in ('onnxruntime', 'fastapi', 'av') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", "`faceledger --version` should not pay for models, FastAPI or PyAV"

@@ -12,27 +12,40 @@ Quick start::
     desk.enroll("emp-001", ["a.jpg"])        # needs a consent: desk.add_consent(...)
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from faceledger.engine import Embeddings, Engine, Verification
 from faceledger.errors import FaceledgerError, ImageError, ModelError, NoFaceError
-from faceledger.imageio import load_image
-from faceledger.vision.detection import Detections, Face
 
 if TYPE_CHECKING:
+    from faceledger.engine import Embeddings, Engine, Verification
     from faceledger.gallery import Gallery, GallerySession
+    from faceledger.imageio import load_image
+    from faceledger.vision.detection import Detections, Face
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "Engine": "faceledger.engine",
+    "Embeddings": "faceledger.engine",
+    "Verification": "faceledger.engine",
+    "load_image": "faceledger.imageio",
+    "Detections": "faceledger.vision.detection",
+    "Face": "faceledger.vision.detection",
+    "Gallery": "faceledger.gallery",
+    "GallerySession": "faceledger.gallery",
+}
+
 
 def __getattr__(name: str) -> Any:
-    """``Gallery`` and ``GallerySession`` on first use: the gallery brings the ledger, cryptography and pydantic,
-    which engine-only callers (``import faceledger`` for detection) should not pay for at import."""
-    if name in ("Gallery", "GallerySession"):
-        from faceledger import gallery
-
-        return getattr(gallery, name)
-    raise AttributeError(f"module 'faceledger' has no attribute {name!r}")
+    """The public names on first use: the engine brings onnxruntime and the models' code, the gallery the ledger,
+    cryptography and pydantic; ``faceledger --version`` or a caller of only one of them should not pay for all."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'faceledger' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "Detections",

@@ -6,7 +6,22 @@
 Routes live under ``/v1``; ``/docs`` shows them with the roles each admits. See ``docs/service.md``.
 """
 
-from faceledger.interfaces.api.app import app_from_env, create_app
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from faceledger.interfaces.api.settings import ServiceSettings
 
+if TYPE_CHECKING:
+    from faceledger.interfaces.api.app import app_from_env, create_app
+
 __all__ = ["ServiceSettings", "app_from_env", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    # FastAPI and the routes load when an app is made, not when the command line starts (`faceledger --version`)
+    if name in ("app_from_env", "create_app"):
+        from faceledger.interfaces.api import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

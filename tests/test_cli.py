@@ -140,3 +140,9 @@ def test_the_command_line_starts_without_loading_models_or_the_web_service() -> 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", "`faceledger --version` should not pay for models, FastAPI or PyAV"
+
+
+def test_detect_offers_no_recognizer_it_would_not_use() -> None:
+    help_text = CliRunner().invoke(main, ["detect", "--help"]).stdout
+    assert "--recognizer" not in help_text and "--detector" in help_text
+    assert "--recognizer" in CliRunner().invoke(main, ["embed", "--help"]).stdout

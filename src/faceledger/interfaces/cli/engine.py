@@ -28,8 +28,11 @@ ERROR = "error: "
 """What the engine commands' messages on stderr start with."""
 
 
-def engine_options(func: Any) -> Any:
-    """Options shared by the commands that run the engine."""
+def engine_options(func: Any = None, *, recognizer: bool = True) -> Any:
+    """Options shared by the commands that run the engine (``recognizer=False``: a command that embeds no face,
+    such as ``detect``, does not offer ``--recognizer``)."""
+    if func is None:
+        return lambda f: engine_options(f, recognizer=recognizer)
     options = [
         click.option(
             "--detector",
@@ -65,6 +68,8 @@ def engine_options(func: Any) -> Any:
             help="Refuse images with more pixels than this (decompression-bomb guard).",
         ),
     ]
+    if not recognizer:
+        del options[1]
     for option in reversed(options):
         func = option(func)
     return func
@@ -72,10 +77,10 @@ def engine_options(func: Any) -> Any:
 
 def make_engine(
     detector: str | None,
-    recognizer: str | None,
     min_face: float,
     score_threshold: float,
     max_pixels: int | None,
+    recognizer: str | None = None,
 ) -> Any:
     """Build the engine or exit 2 with the reason (a bad model path is a usage error)."""
     from faceledger.engine import Engine
@@ -123,7 +128,7 @@ def _reason(exc: FaceledgerError) -> str:
     default=None,
     help="Write a copy of each image with boxes and landmarks drawn into this folder.",
 )
-@engine_options
+@engine_options(recognizer=False)
 def detect(images: tuple[str, ...], as_json: bool, draw: str | None, **engine_kw: Any) -> None:
     """Find faces in IMAGES: boxes, detector scores, five landmarks and a quality score.
 

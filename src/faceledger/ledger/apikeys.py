@@ -1,7 +1,7 @@
 """API keys for the REST service: create, list, revoke, authenticate.
 
 A token looks like ``flk_<id>_<secret>``; only the SHA-256 of the whole token is stored, so a leaked database
-does not leak usable keys. These functions work inside a store transaction; the gallery layer wraps create and
+does not leak usable keys. Unsalted is enough: the secret is 256 random bits, which no guessing reaches. These functions work inside a store transaction; the gallery layer wraps create and
 revoke with their audit entries.
 """
 

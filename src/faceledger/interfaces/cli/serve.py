@@ -59,7 +59,9 @@ def _is_loopback(host: str) -> bool:
 @click.command("serve")
 @db_option()
 @key_file_option(
-    "Master key file (default: the database path + '.key'; $FACELEDGER_MASTER_KEY wins).", envvar=config.KEY_FILE_ENV
+    f"Master key file (default: ${config.KEY_FILE_ENV}, else the database path + '.key'; "
+    f"${config.MASTER_KEY_ENV} wins).",
+    envvar=config.KEY_FILE_ENV,
 )
 @click.option(
     "--host",

@@ -65,11 +65,19 @@ def test_verify_json(manifest: list[ManifestRow]) -> None:
     a, b = sorted(by_person)[:2]
     code, same, _ = run("verify", "--json", by_person[a][0], by_person[a][1])
     assert code == 0
-    assert set(same[0]) == {"similarity", "match", "threshold", "fmr"}
+    assert set(same[0]) == {"similarity", "match", "threshold", "fmr", "faces"} and same[0]["faces"] == [1, 1]
     code, diff, _ = run("verify", "--json", by_person[a][0], by_person[b][0])
     assert code == 0 and diff[0]["match"] is False
     assert same[0]["similarity"] > diff[0]["similarity"]
     assert 0 < diff[0]["fmr"] < 0.1
+
+
+def test_verify_says_it_compared_the_largest_faces_of_a_group(manifest: list[ManifestRow]) -> None:
+    group = str(next(row.path for row in manifest if row.n_faces == 6))
+    code, lines, _ = run("verify", "--json", group, EXAMPLE)
+    assert code == 0 and lines[0]["faces"] == [6, 1]
+    result = CliRunner().invoke(main, ["verify", group, EXAMPLE])
+    assert "compared the largest face of each image (6 and 1 faces found)" in result.stdout
 
 
 def test_verify_without_a_face_exits_1(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -60,15 +60,21 @@ class Verification:
     match: bool
     threshold: float
     fmr: float | None
+    faces: tuple[int, int] | None = None
+    """How many faces each image had (only the largest of each was compared); None for two embeddings."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary with the stable keys similarity, match, threshold, fmr."""
-        return {
+        """JSON-ready dictionary with the stable keys similarity, match, threshold, fmr (and ``faces``: how many
+        faces each image had, when two images were compared)."""
+        out: dict[str, Any] = {
             "similarity": round(self.similarity, 6),
             "match": self.match,
             "threshold": round(self.threshold, 6),
             "fmr": self.fmr,
         }
+        if self.faces is not None:
+            out["faces"] = list(self.faces)
+        return out
 
 
 class Engine:
@@ -237,11 +243,14 @@ class Engine:
 
     def largest_face_embedding(self, image: ImageInput) -> np.ndarray:
         """Embedding of the largest face in ``image``; raises :class:`NoFaceError` when there is none."""
+        return self._largest(image)[0]
+
+    def _largest(self, image: ImageInput) -> tuple[np.ndarray, int]:
         array = self.load(image)
         found = self.detect(array)
         if len(found) == 0:
             raise NoFaceError(f"{_name(image)}: no face found")
-        return self.embed_faces(array, found[:1])[0]
+        return self.embed_faces(array, found[:1])[0], len(found)
 
     def verify(
         self, a: ImageInput, b: ImageInput, *, threshold: float | None = None, fmr: float | None = None
@@ -251,9 +260,9 @@ class Engine:
         The decision threshold is ``threshold`` if given, else the one for the false-match rate ``fmr``, else the
         calibration's default FMR.
         """
-        ea = self.largest_face_embedding(a)
-        eb = self.largest_face_embedding(b)
-        return self.compare(ea, eb, threshold=threshold, fmr=fmr)
+        ea, na = self._largest(a)
+        eb, nb = self._largest(b)
+        return replace(self.compare(ea, eb, threshold=threshold, fmr=fmr), faces=(na, nb))
 
     def compare(
         self, a: np.ndarray, b: np.ndarray, *, threshold: float | None = None, fmr: float | None = None

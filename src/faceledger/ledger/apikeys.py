@@ -1,8 +1,8 @@
 """API keys for the REST service: create, list, revoke, authenticate.
 
 A token looks like ``flk_<id>_<secret>``; only the SHA-256 of the whole token is stored, so a leaked database
-does not leak usable keys. Unsalted is enough: the secret is 256 random bits, which no guessing reaches. These functions work inside a store transaction; the gallery layer wraps create and
-revoke with their audit entries.
+does not leak usable keys. Unsalted is enough: the secret is 256 random bits, which no guessing reaches. These
+functions work inside a store transaction; the gallery layer wraps create and revoke with their audit entries.
 """
 
 from __future__ import annotations

@@ -394,6 +394,8 @@ def _compared(compared: Compared) -> None:
     verdict = "same person" if result.match else "different people"
     fmr_text = f" (false-match rate {result.fmr:.1e})" if result.fmr is not None else ""
     click.echo(f"{verdict}: similarity {result.similarity:.3f}, threshold {result.threshold:.3f}{fmr_text}")
+    if result.faces is not None and max(result.faces) > 1:
+        click.echo(f"compared the largest face of each image ({result.faces[0]} and {result.faces[1]} faces found)")
 
 
 @_register(_TEXT, Anonymized)

@@ -231,3 +231,32 @@ def test_image_to_image_verification_is_recorded_without_biometric_data(
     assert gallery.audit_verify().ok
     with pytest.raises(PurposeError):
         gallery.verify_images(a, b, actor="officer", purpose="marketing")
+
+
+def test_a_probe_is_read_once_so_a_named_pipe_works_and_the_hash_is_of_the_bytes_searched(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    from faceledger.examples import ASTRONAUT
+
+    data = Path(ASTRONAUT).read_bytes()
+    pipe = tmp_path / "probe.jpg"
+    os.mkfifo(pipe)
+
+    def feed() -> None:
+        with open(pipe, "wb") as handle:  # a pipe can be read only once
+            handle.write(data)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    results: list[object] = []
+    with Gallery.init(tmp_path / "g.db", actor="admin") as g:
+        # on a thread, so that reading the pipe twice fails this test instead of hanging it
+        search = threading.Thread(
+            target=lambda: results.append(g.identify(pipe, actor="door", purpose="access-control")), daemon=True
+        )
+        search.start()
+        search.join(timeout=30)
+        assert not search.is_alive(), "identify hung on a named pipe (it read the path twice)"
+    result = results[0]
+    assert len(result.faces) == 1 and result.probe_sha256 == hashlib.sha256(data).hexdigest()  # type: ignore[attr-defined]

@@ -48,6 +48,7 @@ __all__ = [
     "ImageSource",
     "iter_images",
     "load_image",
+    "read_file",
     "source_name",
 ]
 
@@ -172,6 +173,12 @@ def _bomb_reason(width: int | None, height: int | None, pixels: int, max_pixels:
 
 # ----------------------------------------------------------------------------------------------------
 # reading bytes
+
+
+def read_file(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> bytes:
+    """The bytes of an image file (or a named pipe), once, with the same checks and messages as :func:`load_image`:
+    for callers that must hash exactly the bytes they decode."""
+    return _read_path(path, os.fspath(path), _resolve_limit(max_bytes, ENV_MAX_BYTES, DEFAULT_MAX_BYTES, "max_bytes"))
 
 
 def _read_path(path: str | os.PathLike[str], name: str, max_bytes: int) -> bytes:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from faceledger.errors import ImageError, ModelError
+from faceledger.imageio import read_file
 from faceledger.ledger import crypto
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.audit import AuditDraft, AuditEntry
@@ -194,10 +195,15 @@ class GalleryContext:
     def probe(self, image: ImageInput) -> Probe:
         """Decode an image and hash its bytes."""
         if isinstance(image, str | os.PathLike):
+            # read once: the hash on the ledger is of the very bytes decoded (a file replaced between two reads, or
+            # a named pipe, which can be read only once, would otherwise break that)
             source = os.fspath(image)
-            array = self.engine.load(image)
-            digest = hashlib.sha256(Path(image).read_bytes()).hexdigest()
-            return Probe(source, digest, array)
+            data = read_file(image)  # ImageError names the file and says what is wrong
+            try:
+                array = self.engine.load(io.BytesIO(data))
+            except ImageError as exc:
+                raise ImageError(source, exc.reason) from None
+            return Probe(source, hashlib.sha256(data).hexdigest(), array)
         if isinstance(image, np.ndarray):
             array = self.engine.load(image)
             digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()

@@ -171,3 +171,31 @@ def test_help_and_policy_commands(cli: click.Group, tmp_path: Path) -> None:
     code, _, err = run(cli, "init", "--policy", str(policy))
     assert code == 2 and "unmatched_faces" in err
     assert not (tmp_path / "cli.db").exists()
+
+
+def test_a_folder_among_the_images_is_reported_and_the_rest_processed(cli: click.Group, tmp_path: Path) -> None:
+    from faceledger.examples import ASTRONAUT
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert run(cli, "init")[0] == 0
+    consent = (
+        "consent",
+        "add",
+        "s1",
+        "--collected-by",
+        "desk",
+        "--legal-basis",
+        "explicit consent",
+        "--evidence",
+        "f",
+        "--purpose",
+        "access-control",
+    )
+    assert run(cli, *consent)[0] == 0
+    code, out, err = run(cli, "enroll", "s1", str(folder), str(ASTRONAUT), "--purpose", "access-control", "--json")
+    assert code == 1 and out[0]["enrolled"] and "is a directory" in err
+    code, out, err = run(cli, "identify", str(folder), str(ASTRONAUT), "--purpose", "access-control", "--json")
+    assert code == 1 and "is a directory" in err
+    assert out[0]["image"] == str(folder) and out[0]["faces"] == []
+    assert out[1]["faces"][0]["candidates"][0]["subject"] == "s1"

@@ -17,7 +17,7 @@ __all__ = ["enroll_batch_command", "enroll_command", "erase_command", "register"
 
 @click.command("enroll")
 @click.argument("subject")
-@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--consent", "consent_id", help="Consent record to rely on (default: the valid one for --purpose).")
 @click.option("--face", "face_index", type=int, help="Face to enroll when an image has several (0 = largest).")
 @click.option("--gallery", help="Gallery (default: the policy's only gallery).")

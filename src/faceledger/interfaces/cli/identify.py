@@ -16,7 +16,7 @@ __all__ = ["identify_command", "register", "verify_subject_command"]
 
 
 @click.command("identify")
-@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--gallery", help="Gallery to search (default: the policy's only gallery).")
 @click.option("--top-k", type=click.IntRange(1, 100), help="Candidates per face (default: the policy's top_k).")
 @recognizer_option

@@ -154,3 +154,17 @@ def test_detect_offers_no_recognizer_it_would_not_use() -> None:
     help_text = CliRunner().invoke(main, ["detect", "--help"]).stdout
     assert "--recognizer" not in help_text and "--detector" in help_text
     assert "--recognizer" in CliRunner().invoke(main, ["embed", "--help"]).stdout
+
+
+def test_outputs_of_same_named_inputs_do_not_overwrite_each_other(tmp_path: Path) -> None:
+    import shutil
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(EXAMPLE, tmp_path / folder / "1.jpg")
+    inputs = [str(tmp_path / "a" / "1.jpg"), str(tmp_path / "b" / "1.jpg")]
+    assert run("detect", "--draw", str(tmp_path / "drawn"), *inputs)[0] == 0
+    assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == ["1-2.detected.jpg", "1.detected.jpg"]
+    code, lines, _ = run("anonymize", "--json", "--out", str(tmp_path / "hidden"), *inputs)
+    assert code == 0 and len({line["output"] for line in lines}) == 2
+    assert len(list((tmp_path / "hidden").iterdir())) == 2

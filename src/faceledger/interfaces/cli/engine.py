@@ -138,6 +138,7 @@ def detect(images: tuple[str, ...], as_json: bool, draw: str | None, **engine_kw
     engine = make_engine(**engine_kw)
     out = Output(as_json, prefix=ERROR)
     failed = 0
+    names = OutputNames()
 
     def load_and_detect(path: str) -> tuple[np.ndarray | None, Any]:
         array = engine.load(path)
@@ -153,8 +154,25 @@ def detect(images: tuple[str, ...], as_json: bool, draw: str | None, **engine_kw
         if draw and array is not None:
             folder = Path(draw)
             folder.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(folder / (Path(path).stem + ".detected.jpg")), draw_faces(array, faces))
+            cv2.imwrite(str(names.next(folder, path, ".detected", ".jpg")), draw_faces(array, faces))
     _finish(failed)
+
+
+class OutputNames:
+    """Names for the files a command writes into one folder, unique within the run: ``a/1.jpg`` and ``b/1.jpg``
+    become ``1.detected.jpg`` and ``1-2.detected.jpg`` instead of the second overwriting the first."""
+
+    def __init__(self) -> None:
+        self._used: set[Path] = set()
+
+    def next(self, folder: Path, source: str, tag: str, suffix: str) -> Path:
+        stem = Path(source).stem
+        target, n = folder / f"{stem}{tag}{suffix}", 1
+        while target in self._used:
+            n += 1
+            target = folder / f"{stem}-{n}{tag}{suffix}"
+        self._used.add(target)
+        return target
 
 
 def draw_faces(image: np.ndarray, faces: Any) -> np.ndarray:
@@ -279,6 +297,7 @@ def anonymize(
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     failed = 0
+    names = OutputNames()
     for path in progress(images, "anonymize"):
         try:
             array = engine.load(path)
@@ -293,7 +312,7 @@ def anonymize(
             failed += 1
             out.failed(str(exc), {"image": path, "output": None, "faces": 0, "hidden": 0, "error": str(exc)})
             continue
-        target = folder / (Path(path).stem + ".anonymized" + _suffix(path))
+        target = names.next(folder, path, ".anonymized", _suffix(path))
         if not cv2.imwrite(str(target), hidden):
             failed += 1
             warn(f"{target}: could not write the anonymized image", prefix=ERROR)

@@ -168,3 +168,16 @@ def test_outputs_of_same_named_inputs_do_not_overwrite_each_other(tmp_path: Path
     code, lines, _ = run("anonymize", "--json", "--out", str(tmp_path / "hidden"), *inputs)
     assert code == 0 and len({line["output"] for line in lines}) == 2
     assert len(list((tmp_path / "hidden").iterdir())) == 2
+
+
+def test_drawn_labels_are_readable() -> None:
+    from faceledger import Engine
+    from faceledger.interfaces.cli.engine import draw_faces
+
+    engine = Engine()
+    image = engine.load(EXAMPLE)
+    faces = engine.detect(image)
+    drawn = draw_faces(image, faces)
+    top = round(float(faces[0].box[1])) - 2  # the rows above the box: only the label is drawn there
+    changed = np.nonzero((drawn[:top] != image[:top]).any(axis=(1, 2)))[0]
+    assert changed.size and changed.max() - changed.min() + 1 >= 12, "labels at least 12 pixels tall on 512 pixels"

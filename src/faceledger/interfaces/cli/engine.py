@@ -176,23 +176,23 @@ class OutputNames:
 
 
 def draw_faces(image: np.ndarray, faces: Any) -> np.ndarray:
-    """A copy of ``image`` with each face's box, index and landmarks drawn."""
+    """A copy of ``image`` with each face's box, index and landmarks drawn; labels are sized to the image (about
+    2.5 % of its longer side, at least 14 pixels) and outlined, so they read on hair, skin or sky."""
     out = image.copy()
-    thickness = max(1, round(max(image.shape[:2]) / 400))
+    side = max(image.shape[:2])
+    thickness = max(1, round(side / 400))
+    scale = max(14.0, 0.025 * side) / 22.0  # FONT_HERSHEY_SIMPLEX is about 22 pixels tall at scale 1
+    weight = max(1, round(scale * 1.5))
     for i, face in enumerate(faces):
-        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+        x1, y1, x2, y2 = (round(float(v)) for v in face.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), (0, 200, 0), thickness)
-        cv2.putText(
-            out,
-            f"#{i} {face.score:.2f}",
-            (x1, max(12, y1 - 4)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.4 * thickness,
-            (0, 200, 0),
-            thickness,
-        )
+        label = f"#{i} {face.score:.2f}"
+        (_, height), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, weight)
+        origin = (x1, max(height + 2, y1 - 4))
+        for colour, width in (((0, 0, 0), weight + 2), ((80, 255, 80), weight)):  # dark outline, then the text
+            cv2.putText(out, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, width, cv2.LINE_AA)
         for x, y in face.landmarks:
-            cv2.circle(out, (int(round(x)), int(round(y))), thickness + 1, (0, 0, 255), -1)
+            cv2.circle(out, (round(float(x)), round(float(y))), thickness + 1, (0, 0, 255), -1)
     return out
 
 

@@ -191,6 +191,11 @@ def test_health_readiness_metrics_and_docs(service: Service, tmp_path: Path) -> 
     assert "faceledger_http_request_duration_seconds_bucket" in text and "faceledger_audit_head_seq" in text
     assert client.get("/docs").status_code == 200
     assert client.get("/openapi.json").json()["info"]["title"] == "faceledger"
+    client.get("/no/such/page")
+    text = client.get("/metrics").text
+    for route in ("/docs", "/openapi.json", "unmatched"):  # the docs are labelled by route, not as unmatched
+        pattern = rf'faceledger_http_requests_total\{{pid="\d+",method="GET",route="{route}",status="\d+"\}}'
+        assert re.search(pattern, text), route
 
 
 def _blank_png() -> str:

@@ -485,3 +485,12 @@ def test_detect_on_a_video_says_what_to_run_instead(scene: Scene, tmp_path: Path
     assert "faceledger track" in run.stderr and "faceledger watch" in run.stderr
     run = Cli(tmp_path / "unused.db")("detect", "--json", scene.path)
     assert run.code == 1 and run.lines[0]["faces"] == [] and run.lines[0]["error"].startswith("not an image")
+
+
+def test_identify_on_a_video_says_watch_is_the_command(tmp_path: Path, scene: Scene) -> None:
+    clip = Path(scene.path)
+    runner = CliRunner()
+    db = str(tmp_path / "v.db")
+    assert runner.invoke(main, ["--db", db, "init", "--actor", "admin"]).exit_code == 0
+    result = runner.invoke(main, ["identify", str(clip), "--db", db, "--actor", "op", "--purpose", "access-control"])
+    assert result.exit_code == 1 and "`faceledger watch` identifies them" in result.stderr

@@ -108,9 +108,20 @@ class ServiceMiddleware:
                     [],
                 )
         finally:
-            route = scope.get("route")
-            label = getattr(route, "path", None) or "unmatched"
+            label = _route_label(scope)
             self.metrics.finished(scope.get("method", "?"), label, status, time.perf_counter() - begin)
+
+
+def _route_label(scope: Scope) -> str:
+    """The route template of a request (``/v1/subjects/{subject}``, never the path with its ids), ``unmatched``
+    when no route took it. FastAPI's routes put themselves in the scope; Starlette's (``/docs``, ``/openapi.json``)
+    leave only their endpoint, which is looked up among the app's routes."""
+    path = getattr(scope.get("route"), "path", None)
+    endpoint = scope.get("endpoint")
+    if path is None and endpoint is not None:
+        routes = getattr(scope.get("app"), "routes", ())
+        path = next((r.path for r in routes if getattr(r, "endpoint", None) is endpoint), None)
+    return path or "unmatched"
 
 
 def _content_length(scope: Scope) -> int | None:

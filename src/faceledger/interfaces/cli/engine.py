@@ -147,7 +147,7 @@ def detect(images: tuple[str, ...], as_json: bool, draw: str | None, **engine_kw
     for path, result in run_many(engine, load_and_detect, images, "detect"):
         if isinstance(result, FaceledgerError):
             failed += 1
-            out.failed(str(result) + _video_hint(path), {"image": path, "faces": [], "error": _reason(result)})
+            out.failed(str(result) + video_hint(path), {"image": path, "faces": [], "error": _reason(result)})
             continue
         array, faces = result
         out.show(Detected(path, faces))
@@ -333,7 +333,7 @@ def _videos(paths: Sequence[str]) -> bool:
     return any(is_video_file(p) for p in paths if Path(p).suffix.lower() in VIDEO_SUFFIXES)
 
 
-def _video_hint(path: str) -> str:
+def video_hint(path: str) -> str:
     """What to run instead when an image command is given a video file ('' for anything else)."""
     if not _videos([path]):
         return ""

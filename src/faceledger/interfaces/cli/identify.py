@@ -8,6 +8,7 @@ import click
 
 from faceledger.errors import FaceledgerError
 from faceledger.gallery import Gallery
+from faceledger.interfaces.cli.engine import video_hint
 from faceledger.interfaces.cli.options import PEOPLE, Call, describe, gallery_command, recognizer_option, registrar
 from faceledger.interfaces.cli.render import progress
 from faceledger.ledger.errors import AccountabilityError, PurposeError
@@ -39,8 +40,9 @@ def identify_command(
         except (FaceledgerError, OSError) as exc:
             failed = True
             message = describe(exc)
+            hint = video_hint(str(image))
             call.out.failed(
-                message if str(image) in message else f"{image}: {message}",
+                (message if str(image) in message else f"{image}: {message}") + hint,
                 {"image": str(image), "error": message, "faces": []},
             )
             continue

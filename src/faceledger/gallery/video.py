@@ -28,8 +28,10 @@ from faceledger.gallery.context import GalleryContext, accountable
 from faceledger.gallery.deployments import authorise
 from faceledger.gallery.index_sync import allowed_subjects, search_mask, sync_index
 from faceledger.ledger.actions import AuditAction
+from faceledger.ledger.audit import AuditEntry
 from faceledger.ledger.errors import DeploymentError
 from faceledger.ledger.records import CandidateRecord, DeploymentRecord, SessionWithState, VideoSessionRecord
+from faceledger.ledger.store import Transaction
 from faceledger.ledger.timeutil import to_text
 from faceledger.vision.video import VideoSource, VideoWriter, open_video, redact_uri
 
@@ -120,19 +122,13 @@ def watch(
             tx.add_video_session(
                 VideoSessionRecord(session.id, record.name, redacted, actor, stamp, stamp, None, None, 0, 0, 0, 0, 0)
             )
-            ctx.record(
+            _session_entry(
+                ctx,
                 tx,
+                session,
                 AuditAction.WATCH_START,
-                actor=actor,
-                purpose=record.purpose,
-                at=now,
-                gallery=record.gallery,
-                threshold=threshold,
-                policy_hash=policy.hash,
-                details={
-                    "session": session.id,
-                    "deployment": record.name,
-                    "source": redacted,
+                now,
+                {
                     "model": ctx.model_id(),
                     "target_fmr": policy.policy.identification.target_fmr,
                     "watchlist_size": size,
@@ -264,21 +260,13 @@ def _decide(ctx: GalleryContext, session: _Session, evidence: list[TrackEvidence
                 for h in face_hits
             ]
             box = [round(float(v), 1) for v in ev.box]
-            entry = ctx.record(
+            entry = _session_entry(
+                ctx,
                 tx,
+                session,
                 AuditAction.WATCH_TRACK,
-                actor=session.actor,
-                purpose=d.purpose,
-                at=now,
-                gallery=d.gallery,
-                probe_sha256=ev.frame_sha256,
-                subjects=tuple(c["subject"] for c in cands),
-                threshold=session.threshold,
-                policy_hash=session.policy_hash,
-                details={
-                    "session": session.id,
-                    "deployment": d.name,
-                    "source": session.source,
+                now,
+                {
                     "track": ev.track,
                     "first_frame": ev.first_frame,
                     "first_s": round(ev.first_time, 3),
@@ -291,6 +279,8 @@ def _decide(ctx: GalleryContext, session: _Session, evidence: list[TrackEvidence
                         {"subject": c["subject"], "similarity": c["similarity"], "id": c["candidate_id"]} for c in cands
                     ],
                 },
+                probe_sha256=ev.frame_sha256,
+                subjects=tuple(c["subject"] for c in cands),
             )
             for rank, c in enumerate(cands, start=1):
                 tx.add_candidate(
@@ -330,6 +320,35 @@ def _decide(ctx: GalleryContext, session: _Session, evidence: list[TrackEvidence
                 }
             )
     yield from raised
+
+
+def _session_entry(
+    ctx: GalleryContext,
+    tx: Transaction,
+    session: _Session,
+    action: AuditAction,
+    at: datetime | str,
+    details: dict[str, Any],
+    *,
+    probe_sha256: str | None = None,
+    subjects: tuple[str, ...] = (),
+) -> AuditEntry:
+    """A session's audit entry: its actor, the deployment's purpose and gallery, the threshold and policy in force,
+    and details that begin with the session, deployment and source."""
+    d = session.deployment
+    return ctx.record(
+        tx,
+        action,
+        actor=session.actor,
+        purpose=d.purpose,
+        at=at,
+        gallery=d.gallery,
+        probe_sha256=probe_sha256,
+        subjects=subjects,
+        threshold=session.threshold,
+        policy_hash=session.policy_hash,
+        details={"session": session.id, "deployment": d.name, "source": session.source, **details},
+    )
 
 
 def _seen_at(now: datetime, ev: TrackEvidence) -> str:
@@ -421,19 +440,13 @@ def _stop(
             dropped=dropped,
             gaps=len(gaps),
         )
-        ctx.record(
+        _session_entry(
+            ctx,
             tx,
+            session,
             AuditAction.WATCH_STOP,
-            actor=session.actor,
-            purpose=d.purpose,
-            at=now,
-            gallery=d.gallery,
-            threshold=session.threshold,
-            policy_hash=session.policy_hash,
-            details={
-                "session": session.id,
-                "deployment": d.name,
-                "source": session.source,
+            now,
+            {
                 "reason": reason,
                 **counts,
                 "tracks_with_candidates": len(session.candidate_tracks),

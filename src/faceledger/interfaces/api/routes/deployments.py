@@ -6,9 +6,8 @@ Changing or ending a deployment that does not exist is a 404 (``not_found``); on
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import Path, Request
 
@@ -32,15 +31,25 @@ def _out(record: DeploymentRecord, now: datetime) -> DeploymentWithState:
     return DeploymentWithState.at(record, now)
 
 
-def _on_existing(g: Gallery, name: str, change: Callable[..., Any], **kwargs: Any) -> Any:
-    """``change(name, **kwargs)``; its refusal is a 404 when there is no deployment ``name``, else a 409 (ended or
-    expired)."""
-    try:
-        return change(name, **kwargs)
-    except DeploymentError as exc:
-        if all(d.name != name for d in g.deployments()):
-            raise ApiError(404, "not_found", str(exc)) from None
-        raise ApiError(409, "deployment_closed", str(exc)) from None
+async def _on_existing(
+    request: Request, caller: s.Principal, x_purpose: str | None, name: str, method: str, **kwargs: Any
+) -> DeploymentWithState:
+    """``Gallery.<method>(name, actor=, purpose=, **kwargs)`` for an existing deployment; its refusal is a 404 when
+    there is no deployment ``name``, else a 409 (ended or expired)."""
+    state = service(request)
+    g: Gallery = state.gallery
+
+    def work() -> DeploymentRecord:
+        try:
+            return cast(
+                DeploymentRecord, getattr(g, method)(name, actor=caller.owner, purpose=_why(x_purpose), **kwargs)
+            )
+        except DeploymentError as exc:
+            if all(d.name != name for d in g.deployments()):
+                raise ApiError(404, "not_found", str(exc)) from None
+            raise ApiError(409, "deployment_closed", str(exc)) from None
+
+    return _out(await state.run(work), g.now())
 
 
 @v1.get(
@@ -93,17 +102,7 @@ async def change_deployment(
     request: Request, name: NamePath, body: s.DeploymentChangeIn, caller: Caller, x_purpose: PurposeHeader = None
 ) -> DeploymentWithState:
     """Change a deployment's end, sources or watchlist size limit (an audit entry with before and after)."""
-    state = service(request)
-    record = await state.run(
-        _on_existing,
-        state.gallery,
-        name,
-        state.gallery.change_deployment,
-        actor=caller.owner,
-        purpose=_why(x_purpose),
-        **body.model_dump(),
-    )
-    return _out(record, state.gallery.now())
+    return await _on_existing(request, caller, x_purpose, name, "change_deployment", **body.model_dump())
 
 
 @v1.post(
@@ -116,17 +115,7 @@ async def end_deployment(
     request: Request, name: NamePath, body: s.DeploymentEndIn, caller: Caller, x_purpose: PurposeHeader = None
 ) -> DeploymentWithState:
     """End a deployment now: sessions under it stop within a second (an audit entry)."""
-    state = service(request)
-    record = await state.run(
-        _on_existing,
-        state.gallery,
-        name,
-        state.gallery.end_deployment,
-        actor=caller.owner,
-        purpose=_why(x_purpose),
-        reason=body.reason,
-    )
-    return _out(record, state.gallery.now())
+    return await _on_existing(request, caller, x_purpose, name, "end_deployment", reason=body.reason)
 
 
 @v1.get(

@@ -274,8 +274,10 @@ class TrackPipeline:
             dets = Detections.empty(frame.image.shape[:2])
         update = self.tracker.update(dets, frame.index)
         dets = dets.with_tracks(self._mapped(update.ids))
+        merged = self.merged
         self._embed(frame, dets)
-        dets = dets.with_tracks(self._mapped(update.ids))  # a merge in _embed renames this frame's track too
+        if self.merged != merged:  # a merge in _embed renames this frame's track too
+            dets = dets.with_tracks(self._mapped(update.ids))
         evidence = self._ready(frame)
         for t in update.ended:
             self._tracker_ended(t.id)

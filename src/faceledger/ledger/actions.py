@@ -44,6 +44,13 @@ class AuditAction(StrEnum):
     WATCH_REFUSED = "watch.refused"
     WATCH_TRACK = "watch.track"
     WATCH_STOP = "watch.stop"
+    EVIDENCE_VIEW = "evidence.view"
+    EVIDENCE_PURGE = "evidence.purge"
+    USER_ADD = "user.add"
+    USER_DISABLE = "user.disable"
+    SIGNIN = "signin"
+    SIGNIN_FAILED = "signin.failed"
+    SIGNOUT = "signout"
 
     def describe(self) -> str:
         """One sentence: what the entry records."""
@@ -83,4 +90,11 @@ _DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.WATCH_REFUSED: "a video session was refused: no valid deployment, source or watchlist size",
     AuditAction.WATCH_TRACK: "a face track in video raised candidates: subjects, similarities, when it was seen",
     AuditAction.WATCH_STOP: "a video session stopped: frames, tracks, candidates, dropped frames, gaps",
+    AuditAction.EVIDENCE_VIEW: "someone looked at faces: a candidate's evidence or a subject's reference faces",
+    AuditAction.EVIDENCE_PURGE: "evidence of decided candidates past its retention was destroyed",
+    AuditAction.USER_ADD: "a web UI account was created: name and role",
+    AuditAction.USER_DISABLE: "a web UI account was disabled (its sessions end)",
+    AuditAction.SIGNIN: "someone signed in to the web UI: account or API key, role",
+    AuditAction.SIGNIN_FAILED: "a web UI sign-in failed: the name tried, why, from which address",
+    AuditAction.SIGNOUT: "someone signed out of the web UI",
 }

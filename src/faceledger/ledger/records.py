@@ -187,6 +187,40 @@ class ApiKey(Wire):
         return self.revoked_at is None
 
 
+@dataclass(frozen=True)
+class UserAccount(Wire):
+    """A person who signs in to the web UI (only an argon2id hash of the password is stored).
+
+    On the wire: no password hash, and ``active``.
+    """
+
+    name: str
+    role: Role
+    password_hash: Annotated[str, Field(exclude=True)]
+    created_at: str
+    created_by: str
+    disabled_at: str | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def active(self) -> bool:
+        """True unless disabled."""
+        return self.disabled_at is None
+
+
+@dataclass(frozen=True)
+class WebSession:
+    """A signed-in web UI session: by a user account or by an API key (exactly one of the two)."""
+
+    id_sha256: str
+    user_name: str | None
+    key_id: str | None
+    csrf: str
+    created_at: str
+    expires_at: str
+    ended_at: str | None
+
+
 DeploymentState = Literal["scheduled", "active", "expired", "ended"]
 
 

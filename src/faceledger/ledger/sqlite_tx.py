@@ -30,6 +30,7 @@ from faceledger.ledger.records import (
     TemplateRef,
     VideoSessionRecord,
 )
+from faceledger.ledger.sqlite_accounts import AccountQueries
 
 
 def _consent(row: sqlite3.Row | tuple[Any, ...]) -> Consent:
@@ -70,7 +71,7 @@ def _candidate(row: tuple[Any, ...]) -> CandidateRecord:
     return CandidateRecord(*values)
 
 
-class SQLiteTransaction:
+class SQLiteTransaction(AccountQueries):
     """:class:`Transaction` over an open SQLite transaction."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:

@@ -31,7 +31,9 @@ from faceledger.ledger.records import (
     SubjectKey,
     TemplateRecord,
     TemplateRef,
+    UserAccount,
     VideoSessionRecord,
+    WebSession,
 )
 from faceledger.ledger.sqlite import DEFAULT_BUSY_TIMEOUT_S, SQLiteStore, migrations
 
@@ -269,6 +271,41 @@ class Transaction(Protocol):
     def revoke_api_key(self, key_id: str, revoked_at: str) -> None:
         """Mark an API key revoked."""
         ...
+
+    # web UI accounts and sessions
+    def add_user(self, user: UserAccount) -> None:
+        """Insert a user account; raises DuplicateError if the name is taken."""
+        ...
+
+    def get_user(self, name: str) -> UserAccount | None:
+        """A user account by name."""
+        ...
+
+    def list_users(self) -> list[UserAccount]:
+        """Every user account, by name."""
+        ...
+
+    def update_user(self, name: str, *, password_hash: str | None = None, disabled_at: str | None = None) -> None:
+        """Change a user's password hash or disable the account."""
+        ...
+
+    def add_web_session(self, session: WebSession) -> None:
+        """Insert a web session."""
+        ...
+
+    def get_web_session(self, id_sha256: str) -> WebSession | None:
+        """A web session by the SHA-256 of its cookie."""
+        ...
+
+    def end_web_sessions(self, ended_at: str, *, id_sha256: str | None = None, user_name: str | None = None) -> int:
+        """End one session, or every open session of a user; returns how many ended."""
+        ...
+
+    def delete_web_sessions_before(self, cutoff: str) -> int:
+        """Delete sessions that expired or ended before a timestamp; returns how many."""
+        ...
+
+    # evidence and reference faces (see migrations/0003_evidence.sql)
 
 
 class Store(Protocol):

@@ -59,6 +59,7 @@ from faceledger.ledger.store import Store, Transaction, open_store
 
 if TYPE_CHECKING:
     from faceledger.engine import Engine
+    from faceledger.gallery.accounts import SignIn, WebPrincipal
     from faceledger.gallery.index import SearchIndex
     from faceledger.gallery.session import GallerySession
 
@@ -419,6 +420,49 @@ class Gallery:
     def authenticate(self, token: str) -> ApiKey:
         """The active API key of a token; raises :class:`~faceledger.ledger.AccessDenied` otherwise."""
         return admin.authenticate(self.context, token)
+
+    # ------------------------------------------------------------------------------------------ web UI accounts
+    def add_user(self, name: str, *, role: str, password: str, actor: str, purpose: str = "administration") -> Any:
+        """Create a web UI account (:mod:`faceledger.gallery.accounts`); returns its :class:`UserAccount`."""
+        from faceledger.gallery import accounts
+
+        return accounts.add_user(self.context, name, role=role, password=password, actor=actor, purpose=purpose)
+
+    def disable_user(self, name: str, *, actor: str, purpose: str = "administration") -> Any:
+        """Disable a web UI account; its sessions end."""
+        from faceledger.gallery import accounts
+
+        return accounts.disable_user(self.context, name, actor=actor, purpose=purpose)
+
+    def users(self) -> list[Any]:
+        """Every web UI account (no password hashes on the wire)."""
+        from faceledger.gallery import accounts
+
+        return accounts.users(self.context)
+
+    def sign_in(self, *, address: str, **credentials: Any) -> SignIn:
+        """Open a web session for ``name`` and ``password`` or for an API key ``token`` (audited either way)."""
+        from faceledger.gallery import accounts
+
+        return accounts.sign_in(self.context, address=address, **credentials)
+
+    def signin_refused(self, *, tried: str, reason: str, address: str) -> None:
+        """Record a sign-in refused before checking credentials (e.g. over the rate limit)."""
+        from faceledger.gallery import accounts
+
+        accounts.signin_failed(self.context, tried=tried, reason=reason, address=address)
+
+    def session_principal(self, token: str) -> WebPrincipal | None:
+        """Who a web session cookie belongs to, or None when it is not (or no longer) valid."""
+        from faceledger.gallery import accounts
+
+        return accounts.session_principal(self.context, token)
+
+    def sign_out(self, token: str, *, address: str) -> bool:
+        """End a web session (audited)."""
+        from faceledger.gallery import accounts
+
+        return accounts.sign_out(self.context, token, address=address)
 
     def stats(self) -> dict[str, int]:
         """Counts only (no personal data, no audit entry): subjects, templates, valid consents, pending reviews,

@@ -28,12 +28,13 @@ from faceledger.interfaces.cli import (
     identify,
     review,
     serve,
+    users,
     video,
 )
 
 __all__ = ["GROUPS", "main", "register"]
 
-GROUPS = (engine, video, admin, consent, enroll, identify, review, audit, evaluate, serve, demo)
+GROUPS = (engine, video, admin, users, consent, enroll, identify, review, audit, evaluate, serve, demo)
 """The modules whose commands make up ``faceledger``; each has ``register(group)``."""
 
 

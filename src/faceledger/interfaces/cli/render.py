@@ -48,7 +48,7 @@ from faceledger.interfaces.cli.views import (
 )
 from faceledger.ledger.audit import AuditEntry, AuditHead, VerifyResult
 from faceledger.ledger.policy import LoadedPolicy
-from faceledger.ledger.records import ApiKey, Consent
+from faceledger.ledger.records import ApiKey, Consent, UserAccount
 from faceledger.ledger.timeutil import utcnow
 
 T = TypeVar("T")
@@ -212,6 +212,20 @@ def _revoked_key(revoked: RevokedApiKey) -> None:
 def _key_row(key: ApiKey) -> None:
     state = "active" if key.active else f"revoked {key.revoked_at}"
     click.echo(f"{key.id}  {key.owner}  {key.role}  {state}  created {key.created_at} by {key.created_by}")
+
+
+@_register(_TEXT, UserAccount)
+def _user(user: UserAccount) -> None:
+    if user.active:
+        click.echo(f"user {user.name} ({user.role}) active; signs in at /ui of `faceledger serve`")
+    else:
+        click.echo(f"user {user.name} ({user.role}) disabled since {user.disabled_at}; its sessions ended")
+
+
+@_register(_ROWS, UserAccount)
+def _user_row(user: UserAccount) -> None:
+    state = "active" if user.active else f"disabled {user.disabled_at}"
+    click.echo(f"{user.name}  {user.role}  {state}  created {user.created_at} by {user.created_by}")
 
 
 @_register(_TEXT, MasterKeyRotation)

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from faceledger import __version__
+from faceledger.interfaces.api.docs_pages import install_docs
 from faceledger.interfaces.api.errors import install_error_handlers
 from faceledger.interfaces.api.metrics import Metrics
 from faceledger.interfaces.api.middleware import ServiceMiddleware
@@ -71,6 +72,8 @@ def create_app(settings: ServiceSettings, *, engine: LimitedEngine | None = None
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc are served with the package's own assets (docs_pages), not a CDN's
+        redoc_url=None,
         openapi_tags=[
             {"name": "service", "description": "Health, readiness, metrics, identity of the caller"},
             {"name": "vision", "description": "Detection and 1:1 verification; nothing stored"},
@@ -85,6 +88,7 @@ def create_app(settings: ServiceSettings, *, engine: LimitedEngine | None = None
     app.state.service = None
     app.state.settings = settings
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(ops)
     app.include_router(v1)
     _check_guarded(app)

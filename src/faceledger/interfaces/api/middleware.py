@@ -8,6 +8,7 @@ import time
 import uuid
 
 import anyio
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from faceledger.interfaces.api.errors import PayloadTooLarge, error_body
@@ -115,12 +116,16 @@ class ServiceMiddleware:
 def _route_label(scope: Scope) -> str:
     """The route template of a request (``/v1/subjects/{subject}``, never the path with its ids), ``unmatched``
     when no route took it. FastAPI's routes put themselves in the scope; Starlette's (``/docs``, ``/openapi.json``)
-    leave only their endpoint, which is looked up among the app's routes."""
+    leave only their endpoint, which is looked up among the app's routes. A mount's files (``/assets``) are one
+    route, ``/assets/{path}``."""
     path = getattr(scope.get("route"), "path", None)
     endpoint = scope.get("endpoint")
     if path is None and endpoint is not None:
         routes = getattr(scope.get("app"), "routes", ())
         path = next((r.path for r in routes if getattr(r, "endpoint", None) is endpoint), None)
+        if path is None:
+            mount = next((r for r in routes if isinstance(r, Mount) and r.app is endpoint), None)
+            path = mount.path_format if mount is not None else None
     return path or "unmatched"
 
 

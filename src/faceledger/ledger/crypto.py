@@ -6,7 +6,11 @@
 * Each subject has a **data key** (AES-256-GCM) stored only wrapped by the master key (AES-256-GCM, with the
   subject id and key id as associated data so a wrapped key cannot be moved to another subject).
 * Each template is encrypted with its subject's data key; the associated data binds subject id and template
-  id, so a ciphertext cannot be swapped between subjects or templates without detection.
+  id, so a ciphertext cannot be swapped between subjects or templates without detection. A subject's reference
+  faces (the aligned crops of its enrolled images) are encrypted the same way, under their own prefix.
+* The **evidence** of a candidate (the face that raised it and its context) is encrypted with a key of its own,
+  wrapped by the master key with the candidate id and key id as associated data; each image's associated data
+  binds candidate id, key id and which image it is, so no blob can be moved to another candidate or swapped.
 
 Erasing a subject destroys its wrapped data key: any copy of its templates left in a backup is unreadable.
 """
@@ -32,6 +36,9 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 _WRAP_AAD = b"faceledger/subject-key/v1|"
 _TEMPLATE_AAD = b"faceledger/template/v1|"
+_REFERENCE_AAD = b"faceledger/reference-face/v1|"
+_EVIDENCE_KEY_AAD = b"faceledger/evidence-key/v1|"
+_EVIDENCE_AAD = b"faceledger/evidence/v1|"
 
 
 def _aad(prefix: bytes, *parts: str) -> bytes:
@@ -71,6 +78,20 @@ class MasterKey:
             raise MasterKeyError(
                 f"the data key of subject {subject_id!r} does not open with master key {self.id} "
                 f"({self.source}): wrong master key, or the key row was tampered with"
+            ) from None
+
+    def wrap_evidence_key(self, evidence_key: bytes, *, candidate_id: str, key_id: str) -> bytes:
+        """Encrypt a candidate's evidence key; the result is ``nonce || ciphertext+tag``."""
+        return seal(self.key, evidence_key, _aad(_EVIDENCE_KEY_AAD, candidate_id, key_id))
+
+    def unwrap_evidence_key(self, wrapped: bytes, *, candidate_id: str, key_id: str) -> bytes:
+        """Decrypt a wrapped evidence key; :class:`MasterKeyError` if this key did not wrap it for this candidate."""
+        try:
+            return unseal(self.key, wrapped, _aad(_EVIDENCE_KEY_AAD, candidate_id, key_id))
+        except InvalidTag:
+            raise MasterKeyError(
+                f"the evidence key of candidate {candidate_id} does not open with master key {self.id} "
+                f"({self.source}): wrong master key, or the evidence row was tampered with or moved"
             ) from None
 
 
@@ -141,6 +162,56 @@ def encrypt_template(data_key: bytes, plaintext: bytes, *, subject_id: str, temp
     """Encrypt a template's bytes; returns ``(nonce, ciphertext+tag)``."""
     nonce = os.urandom(NONCE_BYTES)
     return nonce, AESGCM(data_key).encrypt(nonce, plaintext, _aad(_TEMPLATE_AAD, subject_id, template_id))
+
+
+def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    """AES-256-GCM with a fresh random nonce; the result is ``nonce || ciphertext+tag``."""
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def unseal(key: bytes, sealed: bytes, aad: bytes) -> bytes:
+    """The plaintext of :func:`seal`'s output; raises ``InvalidTag`` when key, data or associated data differ."""
+    return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
+
+
+def encrypt_evidence(key: bytes, plaintext: bytes, *, candidate_id: str, key_id: str, part: str) -> tuple[bytes, bytes]:
+    """Encrypt one image of a candidate's evidence (``part``: ``face`` or ``context``); ``(nonce, ciphertext+tag)``."""
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce, AESGCM(key).encrypt(nonce, plaintext, _aad(_EVIDENCE_AAD, candidate_id, key_id, part))
+
+
+def decrypt_evidence(
+    key: bytes, nonce: bytes, ciphertext: bytes, *, candidate_id: str, key_id: str, part: str
+) -> bytes:
+    """Decrypt one image of a candidate's evidence; :class:`MasterKeyError` if it was altered, moved or swapped."""
+    try:
+        return AESGCM(key).decrypt(nonce, ciphertext, _aad(_EVIDENCE_AAD, candidate_id, key_id, part))
+    except InvalidTag:
+        raise MasterKeyError(
+            f"the {part} image of candidate {candidate_id} fails authentication: it was altered or moved"
+        ) from None
+
+
+def encrypt_reference_face(
+    data_key: bytes, plaintext: bytes, *, subject_id: str, template_id: str
+) -> tuple[bytes, bytes]:
+    """Encrypt a subject's reference face (the aligned crop of an enrolled image); ``(nonce, ciphertext+tag)``."""
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce, AESGCM(data_key).encrypt(nonce, plaintext, _aad(_REFERENCE_AAD, subject_id, template_id))
+
+
+def decrypt_reference_face(
+    data_key: bytes, nonce: bytes, ciphertext: bytes, *, subject_id: str, template_id: str
+) -> bytes:
+    """Decrypt a reference face; :class:`MasterKeyError` if it was altered or moved to another subject or template."""
+    try:
+        return AESGCM(data_key).decrypt(nonce, ciphertext, _aad(_REFERENCE_AAD, subject_id, template_id))
+    except InvalidTag:
+        raise MasterKeyError(
+            f"reference face of template {template_id} of subject {subject_id!r} fails authentication: "
+            "it was altered or moved"
+        ) from None
 
 
 def decrypt_template(data_key: bytes, nonce: bytes, ciphertext: bytes, *, subject_id: str, template_id: str) -> bytes:

@@ -49,6 +49,9 @@ class Retention(_Strict):
     consents_days: int = Field(default=3 * 365, ge=0, description="days consent records are kept after they end")
     audit_days: int | None = Field(default=None, ge=1, description="age after which audit entries are purged")
     reviews_days: int = Field(default=365, ge=1, description="age after which candidates and reviews are deleted")
+    evidence_days: int = Field(
+        default=30, ge=1, description="days a confirmed candidate's evidence (face crops) is kept after the decision"
+    )
 
 
 class Watchlist(_Strict):
@@ -223,6 +226,8 @@ reviewers_required = 1     # distinct people who must confirm a candidate; use 2
 consents_days = 1095       # keep consent records this long after they end (withdrawn or expired)
 # audit_days = 2190        # purge audit entries older than this (unset: keep forever)
 reviews_days = 365         # delete candidates and review records older than this
+evidence_days = 30         # keep the face crops shown to reviewers this long after a confirmation (a rejection
+                           # destroys them at once)
 
 [[galleries]]
 name = "staff"
@@ -268,6 +273,7 @@ reviewers_required = 2     # two people each verify a match before it counts (EU
 [retention]
 consents_days = 365        # watchlist entry records are kept this long after they end
 reviews_days = 30          # candidates and reviews are deleted after this
+evidence_days = 7          # the face crops reviewers saw are destroyed this long after a confirmation
 
 [[galleries]]
 name = "missing-persons"

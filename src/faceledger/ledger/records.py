@@ -1,4 +1,4 @@
-"""Plain records the store reads and writes. None of them holds a decrypted template.
+"""Plain records the store reads and writes. None of them holds a decrypted template or face image.
 
 The records with a JSON form inherit :class:`~faceledger.wire.Wire`: ``to_dict()`` and their JSON schema are
 derived from the annotations.
@@ -162,6 +162,44 @@ class ReviewRecord(Wire):
     reviewer: str
     decision: Decision
     reason: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class EvidenceRecord:
+    """The encrypted evidence of one candidate as stored: the aligned crop of the face that raised it and a context
+    crop around it (both JPEG, encrypted with the key ``key_id``, which the master key ``master_key_id`` wraps)."""
+
+    candidate_id: str
+    key_id: str
+    wrapped_key: bytes
+    master_key_id: str
+    face_nonce: bytes
+    face: bytes
+    context_nonce: bytes
+    context: bytes
+    quality: float
+    created_at: str
+
+
+@dataclass(frozen=True)
+class EvidenceKey:
+    """A candidate's wrapped evidence key, without the images (what master key rotation re-wraps)."""
+
+    candidate_id: str
+    key_id: str
+    wrapped_key: bytes
+    master_key_id: str
+
+
+@dataclass(frozen=True)
+class ReferenceFace:
+    """The aligned crop of one enrolled image as stored (JPEG, encrypted with the subject's data key)."""
+
+    template_id: str
+    subject_id: str
+    nonce: bytes
+    image: bytes
     created_at: str
 
 

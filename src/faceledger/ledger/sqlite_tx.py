@@ -31,6 +31,7 @@ from faceledger.ledger.records import (
     VideoSessionRecord,
 )
 from faceledger.ledger.sqlite_accounts import AccountQueries
+from faceledger.ledger.sqlite_evidence import EvidenceQueries
 
 
 def _consent(row: sqlite3.Row | tuple[Any, ...]) -> Consent:
@@ -71,7 +72,7 @@ def _candidate(row: tuple[Any, ...]) -> CandidateRecord:
     return CandidateRecord(*values)
 
 
-class SQLiteTransaction(AccountQueries):
+class SQLiteTransaction(AccountQueries, EvidenceQueries):
     """:class:`Transaction` over an open SQLite transaction."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:

@@ -26,6 +26,9 @@ from faceledger.ledger.records import (
     CandidateStatus,
     Consent,
     DeploymentRecord,
+    EvidenceKey,
+    EvidenceRecord,
+    ReferenceFace,
     ReviewRecord,
     Subject,
     SubjectKey,
@@ -306,6 +309,41 @@ class Transaction(Protocol):
         ...
 
     # evidence and reference faces (see migrations/0003_evidence.sql)
+    def add_evidence(self, evidence: EvidenceRecord) -> None:
+        """Store a candidate's encrypted evidence (its candidate must exist)."""
+        ...
+
+    def get_evidence(self, candidate_id: str) -> EvidenceRecord | None:
+        """A candidate's encrypted evidence, or None (never kept, or destroyed)."""
+        ...
+
+    def delete_evidence(self, candidate_id: str) -> int:
+        """Destroy a candidate's evidence; returns how many rows (0 or 1)."""
+        ...
+
+    def delete_evidence_decided_before(self, cutoff: str) -> int:
+        """Destroy the evidence of candidates decided (confirmed or rejected) before a timestamp; returns how many."""
+        ...
+
+    def evidence_count(self, subject_id: str | None = None) -> int:
+        """How many candidates (of one subject, or all) have evidence stored."""
+        ...
+
+    def list_evidence_keys(self) -> list[EvidenceKey]:
+        """Every wrapped evidence key, without the images (for master key rotation)."""
+        ...
+
+    def rewrap_evidence_key(self, candidate_id: str, wrapped: bytes, master_key_id: str) -> None:
+        """Replace an evidence key's wrapping (same key, new master key)."""
+        ...
+
+    def add_reference_face(self, face: ReferenceFace) -> None:
+        """Store the encrypted reference face of a template (deleted with the template or the subject)."""
+        ...
+
+    def reference_faces_of(self, subject_id: str) -> list[ReferenceFace]:
+        """A subject's encrypted reference faces, oldest first."""
+        ...
 
 
 class Store(Protocol):

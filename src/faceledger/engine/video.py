@@ -25,11 +25,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cv2
 import numpy as np
 
+from faceledger.engine.evidence import FaceCrops, face_crops
 from faceledger.engine.video_output import AnonymizedOutput
 from faceledger.errors import ModelError
 from faceledger.vision.alignment import align_faces
@@ -92,7 +93,12 @@ class TrackOptions:
 
 @dataclass(frozen=True)
 class TrackEvidence:
-    """A track ready to be searched: the fused embedding of its best faces so far, and where the best one was."""
+    """A track ready to be searched: the fused embedding of its best faces so far, and where the best one was.
+
+    ``crops`` are the best face's pictures, cut from its frame when it was seen (the aligned crop and the context
+    crop with the frame's other faces blurred: :class:`~faceledger.engine.evidence.FaceCrops`), for a reviewer;
+    nothing keeps them unless the search raises a candidate.
+    """
 
     track: int
     frame: int
@@ -106,6 +112,7 @@ class TrackEvidence:
     frame_sha256: str  # SHA-256 of the decoded pixels of the best face's frame (what a ledger entry may name)
     first_frame: int = 0
     first_time: float = 0.0
+    crops: FaceCrops | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +162,18 @@ class FrameResult:
     ended: list[TrackSummary]
 
 
+class _Face(NamedTuple):
+    """One embedded face of a track (``crops`` only for a face that was the track's best when it was seen)."""
+
+    quality: float
+    frame: int
+    time: float
+    box: np.ndarray
+    embedding: np.ndarray
+    digest: str  # SHA-256 of the frame's decoded pixels
+    crops: FaceCrops | None
+
+
 @dataclass
 class _Track:
     id: int
@@ -162,8 +181,7 @@ class _Track:
     first_time: float
     last_frame: int = -1
     last_time: float = 0.0
-    # the best faces: quality, frame, time, box, embedding, frame hash
-    kept: list[tuple[float, int, float, np.ndarray, np.ndarray, str]] = field(default_factory=list)
+    kept: list[_Face] = field(default_factory=list)  # the best faces
     last_embed: int = -(10**9)
     first_usable_time: float | None = None
     offered_quality: float | None = None
@@ -171,13 +189,16 @@ class _Track:
     best_any: tuple[float, int, np.ndarray] | None = None  # quality, frame, box of the best face seen at all
 
     def fused(self) -> np.ndarray:
-        weights = np.array([max(q, 1e-3) for q, *_ in self.kept], np.float32)
-        vectors = np.stack([k[4] for k in self.kept])
+        weights = np.array([max(k.quality, 1e-3) for k in self.kept], np.float32)
+        vectors = np.stack([k.embedding for k in self.kept])
         v = (weights[:, None] * vectors).sum(axis=0)
         return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
-    def best(self) -> tuple[float, int, float, np.ndarray, np.ndarray, str]:
-        return max(self.kept, key=lambda k: k[0])
+    def best(self) -> _Face:
+        return max(self.kept, key=lambda k: k.quality)
+
+    def best_quality(self) -> float:
+        return max((k.quality for k in self.kept), default=float("-inf"))
 
 
 class TrackPipeline:
@@ -329,7 +350,7 @@ class TrackPipeline:
             usable = q >= o.min_quality and float(dets.scores[i]) >= self.engine.score_threshold
             if not usable or frame.index - track.last_embed < o.min_embed_gap:
                 continue
-            if len(track.kept) >= o.faces_per_track and q <= min(k[0] for k in track.kept) + 0.02:
+            if len(track.kept) >= o.faces_per_track and q <= min(k.quality for k in track.kept) + 0.02:
                 continue
             chosen.append(i)
         if not chosen:
@@ -340,10 +361,12 @@ class TrackPipeline:
         digest = hashlib.sha256(np.ascontiguousarray(frame.image).data).hexdigest()
         for j, i in enumerate(chosen):
             track = self._tracks[int(dets.track_ids[i])]
-            kept = (float(dets.quality[i]), frame.index, frame.time, dets.boxes[i].copy(), vectors[j], digest)
-            track.kept.append(kept)
+            q = float(dets.quality[i])
+            # the pictures a reviewer may see, cut now (the frame is gone later), for a face that is the track's best
+            crops = face_crops(frame.image, dets.boxes, dets.landmarks, i) if q >= track.best_quality() else None
+            track.kept.append(_Face(q, frame.index, frame.time, dets.boxes[i].copy(), vectors[j], digest, crops))
             if len(track.kept) > o.faces_per_track:
-                track.kept.remove(min(track.kept, key=lambda k: k[0]))
+                track.kept.remove(min(track.kept, key=lambda k: k.quality))
             track.last_embed = frame.index
             if track.first_usable_time is None:
                 track.first_usable_time = frame.time
@@ -355,7 +378,7 @@ class TrackPipeline:
         for track in self._tracks.values():
             if not track.kept or track.last_frame != frame.index or track.offers >= o.max_offers:
                 continue
-            best_q = track.best()[0]
+            best_q = track.best_quality()
             if track.offered_quality is None:
                 assert track.first_usable_time is not None
                 enough = len(track.kept) >= o.decide_after_faces or (
@@ -368,22 +391,23 @@ class TrackPipeline:
         return out
 
     def _offer(self, track: _Track, frame: int, time: float) -> TrackEvidence:
-        q, best_frame, best_time, box, _, digest = track.best()
-        track.offered_quality = q
+        best = track.best()
+        track.offered_quality = best.quality
         track.offers += 1
         return TrackEvidence(
             track.id,
             frame,
             time,
-            best_frame,
-            best_time,
-            box,
-            q,
+            best.frame,
+            best.time,
+            best.box,
+            best.quality,
             len(track.kept),
             track.fused(),
-            digest,
+            best.digest,
             track.first_frame,
             track.first_time,
+            best.crops,
         )
 
     def _mapped(self, ids: np.ndarray) -> np.ndarray:
@@ -403,7 +427,7 @@ class TrackPipeline:
             gap = new.first_frame - old.last_frame
             if old is new or not old.kept or not 0 < gap <= max_gap:
                 continue
-            _, _, _, last_box, _, _ = max(old.kept, key=lambda k: k[1])
+            last_box = max(old.kept, key=lambda k: k.frame).box
             distance = float(np.linalg.norm((last_box[:2] + last_box[2:]) / 2 - centre))
             if distance > side * (1.0 + 0.5 * gap):
                 continue
@@ -413,7 +437,7 @@ class TrackPipeline:
         if best is None:
             return
         old = best[1]
-        old.kept = sorted(old.kept + new.kept, key=lambda k: -k[0])[: self.options.faces_per_track]
+        old.kept = sorted(old.kept + new.kept, key=lambda k: -k.quality)[: self.options.faces_per_track]
         old.last_frame, old.last_time, old.last_embed = new.last_frame, new.last_time, new.last_embed
         if new.best_any is not None and (old.best_any is None or new.best_any[0] > old.best_any[0]):
             old.best_any = new.best_any
@@ -454,7 +478,8 @@ class TrackPipeline:
         if track is None:  # a tentative track that never matched a face of its own
             return None
         if track.kept:
-            q, best_frame, _, box, _, _ = track.best()
+            best = track.best()
+            q, best_frame, box = best.quality, best.frame, best.box
         else:
             assert track.best_any is not None
             q, best_frame, box = track.best_any

@@ -1,4 +1,4 @@
-"""Erasure leaves no template bytes behind, and faces that match no one leave no trace."""
+"""Erasure leaves no template, reference face or evidence bytes behind, and faces that match no one leave no trace."""
 
 from __future__ import annotations
 
@@ -79,11 +79,26 @@ def test_erasure_leaves_no_template_bytes(gallery: Gallery, engine: Engine, face
     before = disk_bytes(db)
     assert all(c in before for c in (r.ciphertext for r in records)), "sanity: ciphertext is on disk"
     assert not any(part in before for p in plaintexts for part in chunks(p)), "plaintext never on disk"
-    assert gallery.identify(amy[3], actor="door", purpose=PURPOSE).faces[0].candidates[0].subject == "amy"
+    raised = gallery.identify(amy[3], actor="door", purpose=PURPOSE).faces[0].candidates[0]
+    assert raised.subject == "amy"
+    # the reference faces (aligned crops of the enrolled images) and the search's evidence, as stored
+    with gallery.store.read() as tx:
+        references = tx.reference_faces_of("amy")
+        evidence = tx.get_evidence(raised.candidate_id)
+    assert len(references) == 2 and evidence is not None
+    secrets += [r.image for r in references] + [evidence.face, evidence.context, evidence.wrapped_key]
+    viewed = gallery.evidence(raised.candidate_id, actor="rev")
+    assert viewed.face is not None and len(viewed.references) == 2
+    shown = [viewed.face, viewed.context] + [r.image for r in viewed.references]
+    before = disk_bytes(db)
+    for blob in secrets[-5:]:  # (a blob larger than a page is split over overflow pages: look for its chunks)
+        assert sum(part in before for part in chunks(blob, 16)) > len(blob) // 32, "sanity: it is on disk"
+    assert not any(part in before for image in shown for part in chunks(image, 64)), "no face on disk unencrypted"
 
     receipt = gallery.erase("amy", actor="dpo", purpose="erasure request", reason="subject asked")
     assert receipt.templates_destroyed == 2 and receipt.key_id and receipt.reclaimed
     assert receipt.candidates_deleted == 1
+    assert receipt.reference_faces_destroyed == 2 and receipt.evidence_destroyed == 1
     entry = gallery.audit_entries(after_seq=receipt.audit_seq - 1, limit=1)[0]
     assert entry.data["action"] == "subject.erase" and entry.hash == receipt.audit_hash
     assert entry.data["details"]["key_destroyed"] is True
@@ -91,7 +106,7 @@ def test_erasure_leaves_no_template_bytes(gallery: Gallery, engine: Engine, face
     after = disk_bytes(db)
     for ciphertext in secrets:
         for part in chunks(ciphertext, 16):
-            assert part not in after, "ciphertext bytes survived erasure"
+            assert part not in after, "ciphertext bytes (template, reference face or evidence) survived erasure"
     for p in plaintexts:
         assert not any(part in after for part in chunks(p)), "plaintext bytes on disk"
     # the other subject is untouched and still found; amy is never returned again
@@ -101,9 +116,11 @@ def test_erasure_leaves_no_template_bytes(gallery: Gallery, engine: Engine, face
         assert all(c.subject != "amy" for f in found.faces for c in f.candidates)
     assert gallery.identify(sheldon[3], actor="door", purpose=PURPOSE).faces[0].candidates[0].subject == "sheldon"
     with sqlite3.connect(db) as conn:
-        for table in ("subjects", "subject_keys", "templates", "candidates"):
+        for table in ("subjects", "subject_keys", "templates", "candidates", "reference_faces"):
             column = "id" if table == "subjects" else "subject_id"
             assert conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {column} = 'amy'").fetchone()[0] == 0
+        left = conn.execute("SELECT COUNT(*) FROM evidence WHERE candidate_id = ?", (raised.candidate_id,)).fetchone()
+        assert left[0] == 0
     assert gallery.audit_verify().ok
 
 
@@ -139,10 +156,14 @@ def test_unmatched_faces_leave_no_trace(gallery: Gallery, engine: Engine, faces_
     assert entry["action"] == "identify" and entry["subjects"] == []
     assert entry["details"]["faces"] == len(vectors) and entry["details"]["candidates"] == []
     assert entry["probe_sha256"] == __import__("hashlib").sha256(group.read_bytes()).hexdigest()
-    # no template of the bystanders reached the disk, in the database or its WAL
+    # no template of the bystanders reached the disk, in the database or its WAL; nor any picture of them
     on_disk = disk_bytes(db)
     for vector in vectors:
         assert not any(part in on_disk for part in chunks(vector.astype("<f4").tobytes(), 16))
+    assert after["evidence"] == [] and b"JFIF" not in on_disk
+    for crop in engine.align(group):  # (runs of border pixels are on any disk: look for textured chunks)
+        textured = [part for part in chunks(crop.tobytes(), 64) if len(set(part)) > 16]
+        assert textured and not any(part in on_disk for part in textured), "a bystander's crop is on disk"
 
 
 def test_withdrawal_erases_and_stops_searches(gallery: Gallery, faces_dir: Path) -> None:

@@ -14,7 +14,6 @@ from faceledger.ledger import (
     EXAMPLE_POLICY,
     MASTER_KEY_ENV,
     AccessDenied,
-    DuplicateError,
     PurposeError,
     ReviewError,
     UnknownSubjectError,
@@ -94,8 +93,12 @@ def test_two_distinct_reviewers_are_needed(tmp_path: Path, engine: Engine, clock
         g.review(first.candidate_id, reviewer="rev-1", decision="confirm", reason=" ")
     one = g.review(first.candidate_id, reviewer="rev-1", decision="confirm", reason="same face and ears")
     assert (one.status, one.confirmations, one.required) == ("pending", 1, 2)
-    with pytest.raises(DuplicateError, match="another reviewer"):
+    with pytest.raises(ReviewError, match=r"reviewer 'rev-1' already confirmed candidate \w+ at .*; each reviewer"):
         g.review(first.candidate_id, reviewer="rev-1", decision="confirm", reason="really sure")
+    with pytest.raises(ReviewError, match="already confirmed"):  # nor change their mind into a rejection
+        g.review(first.candidate_id, reviewer="rev-1", decision="reject", reason="second thoughts")
+    with pytest.raises(ReviewError, match=r"'door' ran the search .* people other than the one who ran the search"):
+        g.review(first.candidate_id, reviewer="door", decision="confirm", reason="I know her")
     with pytest.raises(PurposeError):
         g.review(first.candidate_id, reviewer="rev-2", decision="confirm", reason="x", purpose="marketing")
     two = g.review(first.candidate_id, reviewer="rev-2", decision="confirm", reason="agree")
@@ -124,6 +127,14 @@ def test_two_distinct_reviewers_are_needed(tmp_path: Path, engine: Engine, clock
     markdown = report.to_markdown()
     assert "| 2025-01 | staff | access-control |" in markdown and "Transparency report" in markdown
     assert g.audit_verify().ok
+
+
+def test_with_one_reviewer_the_searcher_may_review(tmp_path: Path, engine: Engine, clock: Clock, photos: dict) -> None:  # type: ignore[type-arg]
+    g = make(tmp_path, engine, clock, EXAMPLE_POLICY)  # reviewers_required = 1
+    consent_and_enroll(g, "amy", photos["amy"][:1])
+    found = g.identify(photos["amy"][1], actor="door", purpose=PURPOSE).faces[0].candidates[0]
+    outcome = g.review(found.candidate_id, reviewer="door", decision="confirm", reason="same face")
+    assert outcome.status == "confirmed" and not outcome.evidence_destroyed
 
 
 def test_expired_consent_stops_search_and_purge_erases(

@@ -1,7 +1,9 @@
 """Enrollment: templates made from a subject's photos, only under a valid consent, encrypted with the subject's key.
 
 Each image must hold exactly one face fit for enrollment (or the caller picks one); images already enrolled are
-skipped, so an interrupted batch resumes; a face that matches another subject is enrolled with a warning.
+skipped, so an interrupted batch resumes; a face that matches another subject is enrolled with a warning. The
+aligned crop of each enrolled face is kept beside its template as a reference face for reviewers (JPEG, encrypted
+with the subject's key, deleted with the template).
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ from faceledger.errors import FaceledgerError, ImageError
 from faceledger.gallery.consent import check_one_gallery, valid_consent
 from faceledger.gallery.context import GalleryContext, ImageInput, accountable, check_subject_id
 from faceledger.gallery.index_sync import index_applied, sync_index
-from faceledger.gallery.keys import encrypt_template, ensure_data_key
+from faceledger.gallery.keys import encrypt_reference_face, encrypt_template, ensure_data_key
 from faceledger.gallery.results import DuplicateWarning, EnrollmentResult, ImageOutcome, SubjectInfo
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.errors import LedgerError
-from faceledger.ledger.records import Subject, TemplateRecord
+from faceledger.ledger.records import ReferenceFace, Subject, TemplateRecord
 from faceledger.ledger.store import Transaction
 from faceledger.ledger.timeutil import to_text
+from faceledger.vision.alignment import align_faces
 
-Prepared = tuple[int, ImageOutcome, np.ndarray]  # position in the request, outcome so far, embedding
+Prepared = tuple[int, ImageOutcome, np.ndarray, bytes]  # position in the request, outcome so far, embedding, face JPEG
 
 
 def enroll(
@@ -59,10 +62,10 @@ def enroll(
     outcomes: list[ImageOutcome] = []
     prepared: list[Prepared] = []
     for image in image_list:
-        outcome, vector = prepare_image(ctx, image, done, face_index)
+        outcome, vector, face = prepare_image(ctx, image, done, face_index)
         outcomes.append(outcome)
-        if vector is not None:
-            prepared.append((len(outcomes) - 1, outcome, vector))
+        if vector is not None and face is not None:
+            prepared.append((len(outcomes) - 1, outcome, vector, face))
 
     now = to_text(ctx.now())
     with ctx.write() as tx:
@@ -124,7 +127,7 @@ def _new_images(
     """The prepared images not enrolled yet; others are marked skipped (this subject) or rejected (someone else)."""
     already = {t.source_sha256 for t in tx.templates_of(subject)}
     accepted = []
-    for position, outcome, vector in prepared:
+    for position, outcome, vector, face in prepared:
         assert outcome.sha256 is not None
         owners = {s for s, _ in tx.sources_of(outcome.sha256)}
         if subject in owners or outcome.sha256 in already:
@@ -134,7 +137,7 @@ def _new_images(
             outcomes[position] = replace(outcome, status="rejected", reason=reason)
         else:
             already.add(outcome.sha256)
-            accepted.append((position, outcome, vector))
+            accepted.append((position, outcome, vector, face))
     return accepted
 
 
@@ -146,10 +149,10 @@ def _possible_duplicates(
         return []
     index = sync_index(ctx, tx)
     others = {s.id for s in tx.list_subjects(gallery)} - {subject}
-    hits = index.search(np.stack([v for _, _, v in accepted]), 3, allowed=others, min_similarity=threshold)
+    hits = index.search(np.stack([v for _, _, v, _ in accepted]), 3, allowed=others, min_similarity=threshold)
     return [
         DuplicateWarning(outcome.source, h.subject, h.similarity)
-        for (_, outcome, _), face_hits in zip(accepted, hits, strict=True)
+        for (_, outcome, _, _), face_hits in zip(accepted, hits, strict=True)
         for h in face_hits
     ]
 
@@ -163,10 +166,11 @@ def _store_templates(
     model: str,
     now: str,
 ) -> str:
-    """Encrypt and store the accepted templates (creating the subject's data key if needed); returns the key id."""
+    """Encrypt and store the accepted templates and their reference faces (creating the subject's data key if
+    needed); returns the key id."""
     key_id, key = ensure_data_key(ctx, tx, subject, now)
     added: list[tuple[str, str, np.ndarray]] = []
-    for position, outcome, vector in accepted:
+    for position, outcome, vector, face in accepted:
         template_id = uuid.uuid4().hex
         nonce, ciphertext = encrypt_template(key, vector, subject=subject, template_id=template_id)
         tx.add_template(
@@ -184,6 +188,8 @@ def _store_templates(
                 created_at=now,
             )
         )
+        nonce, image = encrypt_reference_face(key, face, subject=subject, template_id=template_id)
+        tx.add_reference_face(ReferenceFace(template_id, subject, nonce, image, now))
         outcomes[position] = replace(outcome, status="enrolled", template_id=template_id)
         added.append((template_id, subject, np.asarray(vector, np.float32)))
     index_applied(ctx, tx.bump_data_version(), add=added)
@@ -192,31 +198,32 @@ def _store_templates(
 
 def prepare_image(
     ctx: GalleryContext, image: ImageInput, done: set[str], face_index: int | None
-) -> tuple[ImageOutcome, np.ndarray | None]:
-    """Decode, detect, check and embed one enrollment image (no transaction: models run outside it)."""
+) -> tuple[ImageOutcome, np.ndarray | None, bytes | None]:
+    """Decode, detect, check and embed one enrollment image (no transaction: models run outside it); with the
+    embedding, the JPEG of the aligned face it was made from."""
     source = os.fspath(image) if isinstance(image, str | os.PathLike) else "<image>"
     try:
         probe = ctx.probe(image)
     except ImageError as exc:
-        return ImageOutcome(source, "rejected", reason=exc.reason), None
+        return ImageOutcome(source, "rejected", reason=exc.reason), None, None
     except OSError as exc:
-        return ImageOutcome(source, "rejected", reason=f"cannot be read: {exc.strerror or exc}"), None
+        return ImageOutcome(source, "rejected", reason=f"cannot be read: {exc.strerror or exc}"), None, None
     source, digest = probe.source, probe.sha256
     if digest in done:
-        return ImageOutcome(source, "skipped", reason="already enrolled", sha256=digest), None
+        return ImageOutcome(source, "skipped", reason="already enrolled", sha256=digest), None, None
     dets = ctx.engine.detect(probe.array)
     if len(dets) == 0:
-        return ImageOutcome(source, "rejected", reason="no face found", sha256=digest), None
+        return ImageOutcome(source, "rejected", reason="no face found", sha256=digest), None, None
     if face_index is not None:
         if not 0 <= face_index < len(dets):
             reason = f"face index {face_index} out of range: {len(dets)} face(s) (0 is largest)"
-            return ImageOutcome(source, "rejected", reason=reason, sha256=digest), None
+            return ImageOutcome(source, "rejected", reason=reason, sha256=digest), None, None
         chosen = face_index
     else:
         usable = [i for i in range(len(dets)) if not dets.quality_reasons[i]]
         if len(usable) > 1:
             reason = f"{len(usable)} usable faces; choose one with a face index (0 is largest)"
-            return ImageOutcome(source, "rejected", reason=reason, sha256=digest), None
+            return ImageOutcome(source, "rejected", reason=reason, sha256=digest), None, None
         chosen = usable[0] if usable else 0
     face = dets[chosen]
     outcome = ImageOutcome(
@@ -229,9 +236,12 @@ def prepare_image(
         quality_reasons=list(face.reasons),
     )
     if face.reasons:
-        return replace(outcome, reason="face unfit for enrollment: " + ", ".join(face.reasons)), None
+        return replace(outcome, reason="face unfit for enrollment: " + ", ".join(face.reasons)), None, None
+    from faceledger.engine.evidence import encode_jpeg  # here: importing the engine loads onnxruntime
+
     vector = ctx.engine.embed_faces(probe.array, dets[chosen : chosen + 1])[0]
-    return replace(outcome, status="enrolled"), np.asarray(vector, np.float32)
+    face_jpeg = encode_jpeg(align_faces(probe.array, dets.landmarks[chosen : chosen + 1])[0])
+    return replace(outcome, status="enrolled"), np.asarray(vector, np.float32), face_jpeg
 
 
 def enroll_batch(

@@ -1,5 +1,6 @@
-"""Erasure: a subject's templates, data key, candidates and reviews destroyed in one transaction, its consents
-ended, the database space reclaimed, and a receipt naming the audit entry that records it.
+"""Erasure: a subject's templates, reference faces, data key, candidates, their evidence and reviews destroyed in
+one transaction, its consents ended, the database space reclaimed, and a receipt naming the audit entry that
+records it.
 
 Consent records stay (they prove past processing was lawful) until the policy's consent retention ends.
 """
@@ -40,9 +41,11 @@ def erase_in(
     if record is None and not consents:
         raise UnknownSubjectError(f"no subject {subject!r}: nothing to erase")
     template_ids = [t.id for t in tx.templates_of(subject)]
+    references = len(tx.reference_faces_of(subject))
+    evidence = tx.evidence_count(subject)
     key = tx.get_subject_key(subject)
-    candidates = tx.delete_candidates_of(subject)
-    tx.delete_subject(subject)
+    candidates = tx.delete_candidates_of(subject)  # their evidence and reviews go with them (foreign keys)
+    tx.delete_subject(subject)  # templates, reference faces and the data key go with it
     ended = []
     for consent in consents:
         if consent.state(now) in ("valid", "not_yet_valid"):
@@ -63,6 +66,8 @@ def erase_in(
         details={
             "reason": reason,
             "templates_destroyed": len(template_ids),
+            "reference_faces_destroyed": references,
+            "evidence_destroyed": evidence,
             "key_id": None if key is None else key.id,
             "key_destroyed": key is not None,
             "candidates_deleted": candidates,
@@ -81,6 +86,8 @@ def erase_in(
         consents_ended=ended,
         audit_seq=entry.seq,
         audit_hash=entry.hash,
+        reference_faces_destroyed=references,
+        evidence_destroyed=evidence,
     )
 
 

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from faceledger.engine import Engine
     from faceledger.gallery.accounts import SignIn, WebPrincipal
     from faceledger.gallery.index import SearchIndex
+    from faceledger.gallery.results import CandidateEvidence, ReferenceImage
     from faceledger.gallery.session import GallerySession
 
 
@@ -333,6 +334,20 @@ class Gallery:
         return review.review(
             self.context, candidate_id, reviewer=reviewer, decision=decision, reason=reason, purpose=purpose
         )
+
+    def evidence(self, candidate_id: str, *, actor: str, purpose: str | None = None) -> CandidateEvidence:
+        """What a reviewer looks at: the candidate, its reviews, the face that raised it (aligned and in context,
+        other faces blurred), the subject's reference faces, the false-match rate of the similarity and the
+        confirmations so far. One ``evidence.view`` entry; ``purpose`` defaults to the search's and may not differ."""
+        from faceledger.gallery import evidence
+
+        return evidence.evidence_of(self.context, candidate_id, actor=actor, purpose=purpose)
+
+    def reference_faces(self, subject: str, *, actor: str, purpose: str) -> list[ReferenceImage]:
+        """A subject's reference faces (the aligned crops of its enrolled images); one ``evidence.view`` entry."""
+        from faceledger.gallery import evidence
+
+        return evidence.reference_faces(self.context, subject, actor=actor, purpose=purpose)
 
     def candidates(
         self, *, status: CandidateStatus | None = None, subject: str | None = None, gallery: str | None = None

@@ -2,7 +2,8 @@
 
 Only subjects whose consent is valid now for the gallery and purpose are searched. A face that matches no one
 leaves no trace: the audit entry records the SHA-256 of the image bytes and counts, never pixels or templates.
-Every match is a candidate awaiting human review (:mod:`faceledger.gallery.review`).
+Every match is a candidate awaiting human review (:mod:`faceledger.gallery.review`), with the face that raised it
+kept, encrypted, for the reviewer (:mod:`faceledger.gallery.evidence`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 
 from faceledger.errors import NoFaceError
 from faceledger.gallery.context import GalleryContext, ImageInput, accountable
+from faceledger.gallery.evidence import store_evidence
 from faceledger.gallery.index_sync import allowed_subjects, search_mask, sync_index
 from faceledger.gallery.results import (
     CandidateMatch,
@@ -44,7 +46,8 @@ def identify(
     top_k: int | None = None,
 ) -> Identification:
     """Search every face of ``image`` against the gallery (exact); each hit at or above the policy threshold is
-    recorded as a candidate. A purpose the policy does not allow is refused, and the refusal is on the ledger."""
+    recorded as a candidate, with the face's evidence (its aligned and context crops, other faces blurred). A
+    purpose the policy does not allow is refused, and the refusal is on the ledger."""
     actor, purpose = accountable(actor, purpose)
     policy, gallery_name = _search_policy(ctx, gallery)
     try:
@@ -61,6 +64,8 @@ def identify(
                 details={"reason": str(exc)},
             )
         raise
+    from faceledger.engine.evidence import face_crops  # here: importing the engine loads onnxruntime
+
     k = top_k or policy.policy.identification.top_k
     threshold = ctx.threshold()
     probe = ctx.probe(image)
@@ -132,6 +137,9 @@ def identify(
                     )
                 )
                 matches.append(CandidateMatch(hit.subject, hit.similarity, rank, cid))
+            if face:  # only a face that raised candidates is kept, for their reviewers
+                crops = face_crops(probe.array, dets.boxes, dets.landmarks, i)
+                store_evidence(ctx, tx, [cid for _, cid in face], crops, quality=float(dets.quality[i]), now=now)
             faces.append(FaceResult(i, box, float(dets.quality[i]), list(dets.quality_reasons[i]), matches))
     return Identification(
         search_id=search_id,

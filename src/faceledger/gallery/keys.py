@@ -1,7 +1,9 @@
-"""Keys: the master key that wraps every subject's data key, the data keys that encrypt templates, rotation.
+"""Keys: the master key that wraps every subject's data key, the data keys that encrypt templates and reference
+faces, the keys of each candidate's evidence, rotation.
 
 A template is readable only with its subject's data key, and a data key only with the master key; destroying a
-subject's wrapped data key (erasure) makes its templates unreadable wherever a copy of them survives.
+subject's wrapped data key (erasure) makes its templates and reference faces unreadable wherever a copy of them
+survives. A candidate's evidence has a key of its own, wrapped by the master key, deleted with the evidence.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from faceledger.gallery.context import GalleryContext, accountable
 from faceledger.ledger import crypto
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.errors import MasterKeyError, StoreError
-from faceledger.ledger.records import SubjectKey, TemplateRecord
+from faceledger.ledger.records import EvidenceRecord, ReferenceFace, SubjectKey, TemplateRecord
 from faceledger.ledger.store import Transaction
 from faceledger.ledger.timeutil import to_text
 
@@ -99,13 +101,55 @@ def decrypt_template(ctx: GalleryContext, tx: Transaction, record: TemplateRecor
     return np.frombuffer(plain, dtype="<f4").astype(np.float32).reshape(record.dim)
 
 
+def encrypt_reference_face(key: bytes, jpeg: bytes, *, subject: str, template_id: str) -> tuple[bytes, bytes]:
+    """``(nonce, ciphertext)`` of a reference face (JPEG bytes), bound to its subject and template."""
+    return crypto.encrypt_reference_face(key, jpeg, subject_id=subject, template_id=template_id)
+
+
+def decrypt_reference_face(ctx: GalleryContext, tx: Transaction, face: ReferenceFace) -> bytes:
+    """The JPEG bytes of a stored reference face."""
+    return crypto.decrypt_reference_face(
+        data_key(ctx, tx, face.subject_id), face.nonce, face.image, subject_id=face.subject_id,
+        template_id=face.template_id,
+    )  # fmt: skip
+
+
+def seal_evidence(
+    ctx: GalleryContext, tx: Transaction, candidate_id: str, face: bytes, context: bytes, *, quality: float, now: str
+) -> EvidenceRecord:
+    """The evidence record of a candidate: its two JPEGs encrypted with a fresh key that the master key wraps."""
+    master = master_key(ctx, tx)
+    key, key_id = crypto.new_data_key(), uuid.uuid4().hex
+    face_nonce, face_ct = crypto.encrypt_evidence(key, face, candidate_id=candidate_id, key_id=key_id, part="face")
+    context_nonce, context_ct = crypto.encrypt_evidence(
+        key, context, candidate_id=candidate_id, key_id=key_id, part="context"
+    )
+    wrapped = master.wrap_evidence_key(key, candidate_id=candidate_id, key_id=key_id)
+    return EvidenceRecord(
+        candidate_id, key_id, wrapped, master.id, face_nonce, face_ct, context_nonce, context_ct, quality, now
+    )
+
+
+def open_evidence(ctx: GalleryContext, tx: Transaction, record: EvidenceRecord) -> tuple[bytes, bytes]:
+    """``(face, context)`` JPEG bytes of a stored evidence record."""
+    cid, kid = record.candidate_id, record.key_id
+    key = master_key(ctx, tx).unwrap_evidence_key(record.wrapped_key, candidate_id=cid, key_id=kid)
+    return (
+        crypto.decrypt_evidence(key, record.face_nonce, record.face, candidate_id=cid, key_id=kid, part="face"),
+        crypto.decrypt_evidence(
+            key, record.context_nonce, record.context, candidate_id=cid, key_id=kid, part="context"
+        ),
+    )
+
+
 def forget(ctx: GalleryContext, subject: str) -> None:
     """Drop a subject's cached data key (after its erasure)."""
     ctx.data_keys.pop(subject, None)
 
 
 def rotate_master_key(ctx: GalleryContext, *, actor: str, purpose: str = "key rotation") -> dict[str, Any]:
-    """Re-wrap every subject data key with a new master key written to the key file (an audit entry).
+    """Re-wrap every subject data key and evidence key with a new master key written to the key file (an audit
+    entry).
 
     Afterwards only the new key opens this database; backups taken before need the old key. Only key files can
     be rotated (not ``FACELEDGER_MASTER_KEY``).
@@ -133,6 +177,11 @@ def rotate_master_key(ctx: GalleryContext, *, actor: str, purpose: str = "key ro
             for key in keys:
                 plain = old.unwrap(key.wrapped, subject_id=key.subject_id, key_id=key.id)
                 tx.rewrap_subject_key(key.id, new.wrap(plain, subject_id=key.subject_id, key_id=key.id), new.id)
+            evidence_keys = tx.list_evidence_keys()
+            for ek in evidence_keys:
+                plain = old.unwrap_evidence_key(ek.wrapped_key, candidate_id=ek.candidate_id, key_id=ek.key_id)
+                wrapped = new.wrap_evidence_key(plain, candidate_id=ek.candidate_id, key_id=ek.key_id)
+                tx.rewrap_evidence_key(ek.candidate_id, wrapped, new.id)
             tx.set_meta("master_key_id", new.id)
             entry = ctx.record(
                 tx,
@@ -140,7 +189,12 @@ def rotate_master_key(ctx: GalleryContext, *, actor: str, purpose: str = "key ro
                 actor=actor,
                 purpose=purpose,
                 at=now,
-                details={"old_master_key_id": old.id, "new_master_key_id": new.id, "subject_keys": len(keys)},
+                details={
+                    "old_master_key_id": old.id,
+                    "new_master_key_id": new.id,
+                    "subject_keys": len(keys),
+                    "evidence_keys": len(evidence_keys),
+                },
             )
     except BaseException:
         pending.unlink(missing_ok=True)
@@ -152,6 +206,7 @@ def rotate_master_key(ctx: GalleryContext, *, actor: str, purpose: str = "key ro
         "old_master_key_id": old.id,
         "new_master_key_id": new.id,
         "subject_keys": len(keys),
+        "evidence_keys": len(evidence_keys),
         "key_file": str(ctx.key_file),
         "audit_seq": entry.seq,
         "reclaimed": reclaimed,

@@ -7,6 +7,7 @@ JSON schema. Wire names that differ from the attribute, rounding and derived val
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -21,6 +22,14 @@ Quality = Annotated[float, rounded(4)]
 """A face quality score on the wire: 4 decimals."""
 Box = list[Annotated[float, rounded(1)]]
 """A face box (x1, y1, x2, y2 in pixels) on the wire: 1 decimal."""
+
+
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+Jpeg = Annotated[bytes, PlainSerializer(_base64, return_type=str, when_used="unless-none")]
+"""JPEG bytes; on the wire, their base64 text (standard alphabet, no line breaks)."""
 
 
 @dataclass(frozen=True)
@@ -232,6 +241,7 @@ class ReviewOutcome(Wire):
 
     _wire_order: ClassVar[tuple[str, ...]] = (
         "candidate_id", "subject", "status", "confirmations", "required", "review", "audit_seq",
+        "evidence_destroyed", "reclaimed",
     )  # fmt: skip
 
     candidate: Annotated[CandidateRecord, Field(exclude=True)]
@@ -239,6 +249,10 @@ class ReviewOutcome(Wire):
     confirmations: int
     required: int
     audit_seq: int
+    evidence_destroyed: bool = False
+    """A rejection destroyed the candidate's evidence (the face crops) in the review's transaction."""
+    reclaimed: bool = False
+    """The space of the destroyed evidence was made unrecoverable at once (database file and WAL rewritten)."""
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -274,6 +288,8 @@ class ErasureReceipt(Wire):
     audit_seq: int
     audit_hash: str
     reclaimed: bool = False
+    reference_faces_destroyed: int = 0
+    evidence_destroyed: int = 0
 
 
 @dataclass(frozen=True)
@@ -314,8 +330,50 @@ class PurgeReport(Wire):
     consents_deleted: int = 0
     candidates_deleted: int = 0
     audit_entries_purged: int = 0
+    evidence_deleted: int = 0
     audit_seqs: list[int] = field(default_factory=list)
     reclaimed: bool = False
+
+
+@dataclass(frozen=True)
+class ReferenceImage(Wire):
+    """One reference face of a subject: the aligned crop of an enrolled image (what its template was made from)."""
+
+    template_id: str
+    image: Jpeg
+    quality: Quality
+    created_at: str
+
+
+EvidenceState = Literal["kept", "destroyed", "not_kept"]
+
+
+@dataclass(frozen=True)
+class CandidateEvidence(Wire):
+    """What a reviewer looks at to decide a candidate (the look-up is the ``evidence.view`` entry ``audit_seq``).
+
+    * ``face``: JPEG of the aligned 112×112 crop of the face that raised the candidate (what the recognizer saw);
+      ``context``: JPEG of the face box enlarged by its own size on each side, at most 320 pixels on its longest
+      side, every other face in it blurred. Both None when ``state`` is ``destroyed`` (rejection, retention) or
+      ``not_kept``; ``missing`` then says why.
+    * ``quality``: the quality score of that face (None with the evidence gone).
+    * ``references``: the subject's reference faces, to compare with.
+    * ``fmr``: the false-match rate the similarity corresponds to in the recognizer's calibration (None for an
+      uncalibrated model): the share of comparisons of two different people that score this high.
+    """
+
+    candidate: CandidateRecord
+    reviews: list[ReviewRecord]
+    state: EvidenceState
+    missing: str | None
+    face: Jpeg | None
+    context: Jpeg | None
+    quality: Quality | None
+    references: list[ReferenceImage]
+    fmr: float | None
+    confirmations: int
+    required: int
+    audit_seq: int
 
 
 def consent_dict(consent: Consent, now: Any) -> dict[str, Any]:

@@ -4,8 +4,9 @@ transaction(s) with its audit entry, run in order by :func:`purge`:
 1. :func:`expire_consents`: consents past their expiry end; a subject left without a valid one is erased;
 2. :func:`purge_templates`: templates older than their retention go (a subject left with none is erased);
 3. :func:`purge_consents`: ended consent records older than their retention go (subject already erased);
-4. :func:`purge_reviews`: candidates and their reviews older than their retention go;
-5. :func:`purge_audit`: audit entries older than their retention go, replaced by a checkpoint that keeps the
+4. :func:`purge_evidence`: the evidence (face crops) of candidates decided longer ago than ``evidence_days`` goes;
+5. :func:`purge_reviews`: candidates and their reviews older than their retention go (their evidence with them);
+6. :func:`purge_audit`: audit entries older than their retention go, replaced by a checkpoint that keeps the
    rest of the chain verifiable;
 
 then a ``purge`` entry summarises the run and the freed space is reclaimed.
@@ -13,7 +14,7 @@ then a ``purge`` entry summarises the run and the freed space is reclaimed.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from faceledger.gallery.consent import end_consents
 from faceledger.gallery.context import GalleryContext, accountable
@@ -46,6 +47,7 @@ def purge(ctx: GalleryContext, *, actor: str = "retention", purpose: str = "rete
     expire_consents(run)
     purge_templates(run)
     purge_consents(run)
+    purge_evidence(run)
     purge_reviews(run)
     purge_audit(run)
     report = run.report
@@ -66,6 +68,7 @@ def purge(ctx: GalleryContext, *, actor: str = "retention", purpose: str = "rete
         or report.templates_deleted
         or report.consents_deleted
         or report.candidates_deleted
+        or report.evidence_deleted
         or report.audit_entries_purged
     )
     report.reclaimed = ctx.store.reclaim() if removed else True
@@ -164,8 +167,29 @@ def purge_consents(run: _Run) -> None:
         run.report.audit_seqs.append(entry.seq)
 
 
+def purge_evidence(run: _Run) -> None:
+    """Step 4: destroy the evidence of candidates decided (confirmed; a rejection destroyed it already) more than
+    ``evidence_days`` ago."""
+    cutoff = to_text(run.now - timedelta(days=run.policy.policy.retention.evidence_days))
+    with run.ctx.write() as tx:
+        deleted = tx.delete_evidence_decided_before(cutoff)
+        if not deleted:
+            return
+        entry = run.ctx.record(
+            tx,
+            AuditAction.EVIDENCE_PURGE,
+            actor=run.actor,
+            purpose=run.purpose,
+            at=run.report.ran_at,
+            policy_hash=run.policy.hash,
+            details={"evidence_deleted": deleted, "cutoff": cutoff},
+        )
+        run.report.evidence_deleted = deleted
+        run.report.audit_seqs.append(entry.seq)
+
+
 def purge_reviews(run: _Run) -> None:
-    """Step 4: delete candidates and their reviews created before the review retention's cutoff."""
+    """Step 5: delete candidates and their reviews created before the review retention's cutoff."""
     with run.ctx.write() as tx:
         deleted = tx.delete_candidates_before(run.cut.reviews)
         if not deleted:
@@ -184,7 +208,7 @@ def purge_reviews(run: _Run) -> None:
 
 
 def purge_audit(run: _Run) -> None:
-    """Step 5: delete audit entries past retention and append the checkpoint (range and last hash removed)."""
+    """Step 6: delete audit entries past retention and append the checkpoint (range and last hash removed)."""
     if run.cut.audit is None:
         return
     with run.ctx.write() as tx:

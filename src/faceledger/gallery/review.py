@@ -1,10 +1,16 @@
 """Review: a candidate becomes a match only when the policy's number of distinct reviewers confirm it; one
 rejection rejects it. The review queue shows each pending candidate with its confirmations so far.
+
+Each reviewer decides a candidate once. When the policy requires two or more reviewers (the EU AI Act, art. 14(5),
+asks that two people separately verify and confirm a remote identification), the person who ran the search is not
+one of them: the check is made by others than the one who wanted the answer.
+A rejection destroys the candidate's evidence in the same transaction, and the space is reclaimed after it.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 from faceledger.gallery.context import GalleryContext, accountable
 from faceledger.gallery.results import PendingReview, ReviewOutcome
@@ -49,7 +55,10 @@ def review(
     reason: str,
     purpose: str | None = None,
 ) -> ReviewOutcome:
-    """Confirm or reject a candidate. ``purpose`` defaults to the search's purpose and may not differ from it."""
+    """Confirm or reject a candidate. ``purpose`` defaults to the search's purpose and may not differ from it.
+
+    A reviewer who already decided this candidate, or (with two or more reviewers required) the actor who ran the
+    search, is refused with a :class:`ReviewError`. A rejection destroys the evidence and reclaims its space."""
     if decision not in ("confirm", "reject"):
         raise ReviewError(f"decision must be 'confirm' or 'reject', not {decision!r}")
     if not reason or not reason.strip():
@@ -70,10 +79,11 @@ def review(
             )
         if candidate.status != "pending":
             raise ReviewError(f"candidate {candidate_id} was already {candidate.status} at {candidate.decided_at}")
+        required = policy.policy.identification.reviewers_required
+        _check_reviewer(candidate, tx.reviews_of(candidate_id), reviewer, required)
         record = ReviewRecord(uuid.uuid4().hex, candidate_id, reviewer, decision, reason.strip(), now)  # type: ignore[arg-type]
         tx.add_review(record)
         confirmations = len({r.reviewer for r in tx.reviews_of(candidate_id) if r.decision == "confirm"})
-        required = policy.policy.identification.reviewers_required
         status: CandidateStatus = "pending"
         if decision == "reject":
             status = "rejected"
@@ -81,6 +91,7 @@ def review(
             status = "confirmed"
         if status != "pending":
             tx.set_candidate_status(candidate_id, status, now)
+        destroyed = status == "rejected" and tx.delete_evidence(candidate_id) > 0
         entry = ctx.record(
             tx,
             AuditAction.REVIEW_CONFIRM if decision == "confirm" else AuditAction.REVIEW_REJECT,
@@ -100,11 +111,30 @@ def review(
                 "confirmations": confirmations,
                 "required": required,
                 "status_after": status,
+                "evidence_destroyed": destroyed,
             },
         )
         updated = tx.get_candidate(candidate_id)
         assert updated is not None
-    return ReviewOutcome(updated, record, confirmations, required, entry.seq)
+    outcome = ReviewOutcome(updated, record, confirmations, required, entry.seq, evidence_destroyed=destroyed)
+    # no byte of the destroyed evidence may stay in the database file or its WAL
+    return replace(outcome, reclaimed=ctx.store.reclaim()) if destroyed else outcome
+
+
+def _check_reviewer(candidate: CandidateRecord, reviews: list[ReviewRecord], reviewer: str, required: int) -> None:
+    """Refuse a reviewer who decided this candidate already, or who ran its search when several must review."""
+    for earlier in reviews:
+        if earlier.reviewer == reviewer:
+            done = "confirmed" if earlier.decision == "confirm" else "rejected"
+            raise ReviewError(
+                f"reviewer {reviewer!r} already {done} candidate {candidate.id} at {earlier.created_at}; "
+                "each reviewer decides once"
+            )
+    if required >= 2 and reviewer == candidate.actor:
+        raise ReviewError(
+            f"{reviewer!r} ran the search that raised candidate {candidate.id}, so may not review it: the policy "
+            f"requires {required} reviewers, and they must be people other than the one who ran the search"
+        )
 
 
 def candidates(

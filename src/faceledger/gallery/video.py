@@ -4,10 +4,11 @@
 session's start on the ledger, and runs :class:`~faceledger.engine.video.TrackPipeline` over the frames. A track
 is searched when it has enough good faces, and again only if a clearly better face arrives, until it raises
 candidates: then one ``watch.track`` entry names the subjects and similarities, and the candidates join the review
-queue with the camera and time. Tracks that match no one are only counted: no frame, crop, template or score of
-them is kept. Every second the session's heartbeat and counts are stored and the deployment re-read, so ending it
-(or its expiry) stops the session. The stop is on the ledger with frames, tracks, candidates, dropped frames and
-gaps, so the audit grows with tracks and sessions, not frames.
+queue with the camera and time, each with the track's best face as evidence (aligned crop and context crop, the
+frame's other faces blurred, encrypted). Tracks that match no one are only counted: no frame, crop, template or
+score of them is kept. Every second the session's heartbeat and counts are stored and the deployment re-read, so
+ending it (or its expiry) stops the session. The stop is on the ledger with frames, tracks, candidates, dropped
+frames and gaps, so the audit grows with tracks and sessions, not frames.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from faceledger.engine.video import AnonymizedOutput, TrackEvidence, TrackOption
 from faceledger.errors import FaceledgerError
 from faceledger.gallery.context import GalleryContext, accountable
 from faceledger.gallery.deployments import authorise
+from faceledger.gallery.evidence import store_evidence
 from faceledger.gallery.index_sync import allowed_subjects, search_mask, sync_index
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.audit import AuditEntry
@@ -307,6 +309,9 @@ def _decide(ctx: GalleryContext, session: _Session, evidence: list[TrackEvidence
                         seen_at=_seen_at(now_dt, ev),
                     )
                 )
+            if ev.crops is not None:
+                ids = [c["candidate_id"] for c in cands]
+                store_evidence(ctx, tx, ids, ev.crops, quality=float(ev.quality), now=now)
             session.candidate_tracks[ev.track] = cands
             session.candidates += len(cands)
             raised.append(

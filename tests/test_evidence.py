@@ -311,6 +311,40 @@ def test_rotation_rewraps_the_evidence_keys(tmp_path: Path, engine: Engine, cloc
         assert [r.image for r in after.references] == [r.image for r in shown.references]
 
 
+@pytest.mark.shared_data
+def test_cli_writes_the_evidence_of_a_candidate(tmp_path: Path, engine: Engine, images: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from faceledger.interfaces.cli import main
+
+    db = tmp_path / "cli.db"
+    g = Gallery.init(db, actor="admin", engine=engine)
+    enroll(g, "amy", photos(images, "amy")[:2])
+    cid = g.identify(photos(images, "amy")[2], actor="door", purpose=PURPOSE).faces[0].candidates[0].candidate_id
+    g.close()
+    out = tmp_path / "evidence"
+    result = CliRunner().invoke(main, ["review", "evidence", cid, "--out", str(out), "--db", str(db), "--actor", "bob"])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["context.jpg", "face.jpg", "reference-1.jpg", "reference-2.jpg"]
+    assert all((out / n).stat().st_mode & 0o077 == 0 for n in names)
+    assert decode((out / "face.jpg").read_bytes()).shape == (112, 112, 3)
+    assert f"wrote {out / 'face.jpg'}" in result.stdout and "audit entry #" in result.stdout
+    listed = CliRunner().invoke(
+        main, ["review", "evidence", cid, "--out", str(out), "--db", str(db), "--actor", "eve", "--json"]
+    )
+    summary = json.loads(listed.stdout)
+    assert summary["candidate_id"] == cid and len(summary["files"]) == 4 and summary["evidence"] == "kept"
+    with Gallery.open(db, engine=engine) as reopened:
+        views = reopened.audit_entries(action="evidence.view")
+        assert [v.data["actor"] for v in views] == ["bob", "eve"]
+        assert all(v.data["purpose"] == PURPOSE for v in views)
+    wrong = CliRunner().invoke(main, ["review", "evidence", "nope", "--out", str(out), "--db", str(db), "--actor", "x"])
+    assert wrong.exit_code == 1 and "no candidate" in wrong.stderr
+
+
 # ---------------------------------------------------------------------------------------------- video
 @pytest.mark.shared_data
 def test_track_evidence_carries_the_best_face_with_the_frame_s_other_faces_blurred(

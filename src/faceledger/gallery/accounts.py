@@ -10,6 +10,7 @@ Sign-ins, sign-outs and failed attempts are audit entries: who tried, why it fai
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -31,8 +32,12 @@ USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 MIN_PASSWORD = 12
 DEFAULT_SESSION_HOURS = 8.0
 _HASHER = PasswordHasher()  # argon2id, 64 MiB, 3 passes: the library's defaults (RFC 9106's second choice)
-# Checked against when the name is unknown, so an unknown name costs as long as a wrong password.
-_DUMMY_HASH = _HASHER.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when the name is unknown, so an unknown name costs as long as a wrong password."""
+    return _HASHER.hash(secrets.token_hex(16))
 
 
 @dataclass(frozen=True)
@@ -181,7 +186,7 @@ def _by_password(ctx: GalleryContext, name: str, password: str) -> tuple[_Found 
     with ctx.store.read() as tx:
         user = tx.get_user(name) if re.match(USER_NAME_PATTERN, name) else None
     try:
-        _HASHER.verify(user.password_hash if user is not None else _DUMMY_HASH, password)
+        _HASHER.verify(user.password_hash if user is not None else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return None, "unknown user" if user is None else "wrong password"
     if user is None:

@@ -24,6 +24,7 @@ from faceledger.interfaces.api.runtime import LimitedEngine, ServiceState
 from faceledger.interfaces.api.schemas import name_components
 from faceledger.interfaces.api.security import authorize, roles_of
 from faceledger.interfaces.api.settings import ServiceSettings
+from faceledger.interfaces.web import mount_ui
 from faceledger.ledger.timeutil import from_text, utcnow
 
 log = logging.getLogger("faceledger.api")
@@ -89,6 +90,7 @@ def create_app(settings: ServiceSettings, *, engine: LimitedEngine | None = None
     app.state.settings = settings
     install_error_handlers(app)
     install_docs(app)
+    mount_ui(app)  # the web UI at /ui (faceledger.interfaces.web): same process, same gallery, its own sessions
     app.include_router(ops)
     app.include_router(v1)
     _check_guarded(app)

@@ -28,6 +28,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/subjects/{subject}/verify"): frozenset({"admin", "operator"}),
     ("POST", "/v1/identify"): frozenset({"admin", "operator"}),
     ("GET", "/v1/reviews"): frozenset({"admin", "reviewer"}),
+    ("GET", "/v1/reviews/{candidate_id}/evidence"): frozenset({"admin", "reviewer"}),
     ("POST", "/v1/reviews/{candidate_id}/confirm"): frozenset({"admin", "reviewer"}),
     ("POST", "/v1/reviews/{candidate_id}/reject"): frozenset({"admin", "reviewer"}),
     ("POST", "/v1/purge"): frozenset({"admin"}),

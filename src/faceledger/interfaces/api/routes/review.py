@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import Request
 
 from faceledger.gallery.results import (
+    CandidateEvidence,
     PendingReview,
     ReviewOutcome,
 )
@@ -40,6 +41,28 @@ async def list_reviews(
         return g.pending_reviews(actor=caller.owner, purpose=why, gallery=gallery)
 
     return {"pending": await state.run(work)}
+
+
+@v1.get(
+    "/reviews/{candidate_id}/evidence",
+    response_model=CandidateEvidence,
+    tags=["review"],
+    **op("admin", "reviewer", summary="A candidate's evidence"),
+)
+async def evidence(
+    request: Request,
+    candidate_id: CandidatePath,
+    caller: Caller,
+    purpose: PurposeQuery = None,
+    x_purpose: PurposeHeader = None,
+) -> CandidateEvidence:
+    """What a reviewer compares before deciding: the face that raised the candidate (aligned crop and a context
+    crop with every other face blurred, JPEG in base64), the subject's enrolled faces, the similarity's false-match
+    rate and the confirmations so far. Each call is an ``evidence.view`` audit entry; the purpose, when given, must
+    be the search's."""
+    state = service(request)
+    why = purpose_of(x_purpose, purpose) if (x_purpose or purpose) else None
+    return await state.run(state.gallery.evidence, candidate_id, actor=caller.owner, purpose=why)
 
 
 async def _review(

@@ -15,7 +15,7 @@ from dataclasses import replace
 from faceledger.gallery.context import GalleryContext, accountable
 from faceledger.gallery.results import PendingReview, ReviewOutcome
 from faceledger.ledger.actions import AuditAction
-from faceledger.ledger.errors import PurposeError, ReviewError, UnknownSubjectError
+from faceledger.ledger.errors import PurposeError, ReviewError, StoreError, UnknownSubjectError
 from faceledger.ledger.records import CandidateRecord, CandidateStatus, ReviewRecord
 from faceledger.ledger.timeutil import to_text
 
@@ -117,8 +117,15 @@ def review(
         updated = tx.get_candidate(candidate_id)
         assert updated is not None
     outcome = ReviewOutcome(updated, record, confirmations, required, entry.seq, evidence_destroyed=destroyed)
-    # no byte of the destroyed evidence may stay in the database file or its WAL
-    return replace(outcome, reclaimed=ctx.store.reclaim()) if destroyed else outcome
+    if not destroyed:
+        return outcome
+    # no byte of the destroyed evidence may stay in the database file or its WAL; the rejection is committed
+    # whatever happens here, so a database kept busy by another process only leaves reclaimed False
+    try:
+        reclaimed = ctx.store.reclaim()
+    except StoreError:
+        reclaimed = False
+    return replace(outcome, reclaimed=reclaimed)
 
 
 def _check_reviewer(candidate: CandidateRecord, reviews: list[ReviewRecord], reviewer: str, required: int) -> None:

@@ -95,8 +95,27 @@ def create_app(settings: ServiceSettings, *, engine: LimitedEngine | None = None
     app.include_router(v1)
     _check_guarded(app)
     _name_result_schemas(app)
-    app.add_middleware(ServiceMiddleware, metrics=metrics, timeout=settings.timeout, max_body=settings.max_upload_bytes)
+    app.add_middleware(
+        ServiceMiddleware,
+        metrics=metrics,
+        timeout=settings.timeout,
+        max_body=settings.max_upload_bytes,
+        access_log=settings.access_log,
+    )
+    if settings.access_log:
+        _log_to_stderr("faceledger.access")
     return app
+
+
+def _log_to_stderr(name: str) -> None:
+    """Give a logger a stderr handler in uvicorn's style (uvicorn configures only its own loggers)."""
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def app_from_env() -> FastAPI:

@@ -25,6 +25,7 @@ from faceledger.ledger.errors import (
     DuplicateError,
     LedgerError,
     MasterKeyError,
+    NoConsentError,
     PolicyError,
     PurposeError,
     ReviewError,
@@ -108,6 +109,8 @@ def from_domain(exc: BaseException) -> ApiError | None:
             message = str(exc) or kind.__name__
             if isinstance(exc, ImageError) and "above the limit" in exc.reason and "pixels" in exc.reason:
                 message = f"{exc.source}: {exc.reason.split('; ')[0]}; send a smaller image"
+            if isinstance(exc, NoConsentError):
+                message += "; record a consent first with POST /v1/consents"
             headers = {"Retry-After": "5"} if status == 503 else None
             if status == 401:
                 headers = {"WWW-Authenticate": "Bearer"}
@@ -155,6 +158,33 @@ def validation_message(errors: Any) -> str:
     return "; ".join(problems) or "invalid request"
 
 
+async def _caller_refusal(request: Request) -> JSONResponse | None:
+    """When a request's body could not be parsed, say first what the key check would have said (401 for no or a
+    bad key, 403 for a role the route does not admit): FastAPI parses a declared body before the route's
+    dependencies run, so without this a request without a key would learn about its body first."""
+    if not request.url.path.startswith("/v1/"):
+        return None
+    from faceledger.interfaces.api.security import roles_of  # security imports this module
+
+    state = getattr(request.app.state, "service", None)
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
+    unauthorized = {"WWW-Authenticate": "Bearer"}
+    if not token.strip():
+        return error_response(401, "unauthorized", "an API key is required: send 'Authorization: Bearer <token>' "
+                              "or 'X-API-Key: <token>'", unauthorized)  # fmt: skip
+    if state is None:
+        return None
+    try:
+        key = await state.run(state.gallery.authenticate, token.strip())
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    roles = roles_of(request.scope.get("route"))
+    if roles is not None and key.role not in roles:
+        return error_response(403, "forbidden", f"role {key.role!r} may not call {request.method} {request.url.path}")
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error, expected or not, answer in the one JSON shape."""
 
@@ -164,10 +194,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "validation_error", validation_message(exc.errors()))
+        refused = await _caller_refusal(request)
+        return refused or error_response(422, "validation_error", validation_message(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # a body FastAPI could not parse (e.g. JSON nested too deeply)
+            refused = await _caller_refusal(request)
+            if refused is not None:
+                return refused
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         if exc.status_code == 404 and exc.detail in (None, "Not Found"):
             message = f"no such route: {request.method} {request.url.path} (the routes are listed at /docs)"

@@ -15,6 +15,7 @@ from faceledger.interfaces.api.errors import PayloadTooLarge, error_body
 from faceledger.interfaces.api.metrics import Metrics
 
 log = logging.getLogger("faceledger.api")
+access = logging.getLogger("faceledger.access")
 
 
 async def _send_error(send: Send, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]]) -> None:
@@ -42,11 +43,14 @@ class ServiceMiddleware:
     ``Content-Length`` header before anything is read, or as soon as a streamed body passes the limit.
     """
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, timeout: float, max_body: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, timeout: float, max_body: int, access_log: bool = False
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.timeout = timeout
         self.max_body = max_body
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,7 +114,16 @@ class ServiceMiddleware:
                 )
         finally:
             label = _route_label(scope)
-            self.metrics.finished(scope.get("method", "?"), label, status, time.perf_counter() - begin)
+            elapsed = time.perf_counter() - begin
+            self.metrics.finished(scope.get("method", "?"), label, status, elapsed)
+            if self.access_log:
+                # The route template, never the path or its query string: those can name a subject or carry an
+                # erasure's free-text reason, and the log outlives the erasure.
+                client = scope.get("client") or ("-", 0)
+                access.info(
+                    '%s - "%s %s" %d %.1f ms %s', client[0], scope.get("method", "?"), label, status,
+                    elapsed * 1000, request_id,
+                )  # fmt: skip
 
 
 def _route_label(scope: Scope) -> str:

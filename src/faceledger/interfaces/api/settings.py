@@ -45,6 +45,8 @@ class ServiceSettings:
         model_concurrency: images processed by the models at once in one process (others queue).
         threads: onnxruntime threads per model and request.
         purge_interval: seconds between scheduled retention runs (0 disables them).
+        access_log: log one line per request naming its route template (``/v1/subjects/{subject}``), never the
+            path or query string, which can hold subject ids and free-text reasons.
     """
 
     db: Path
@@ -60,6 +62,7 @@ class ServiceSettings:
     model_concurrency: int = max(1, os.cpu_count() or 1)
     threads: int = 1
     purge_interval: float = 24 * 3600.0
+    access_log: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "db", config.database(self.db).path)
@@ -118,6 +121,10 @@ class ServiceSettings:
             try:
                 if "Path" in kind:
                     kwargs[f.name] = Path(raw)
+                elif "bool" in kind:
+                    if raw.lower() not in ("true", "false", "1", "0"):
+                        raise ValueError(raw)
+                    kwargs[f.name] = raw.lower() in ("true", "1")
                 elif "float" in kind:
                     kwargs[f.name] = float(raw)
                 else:

@@ -109,7 +109,8 @@ def _is_loopback(host: str) -> bool:
     "--access-log/--no-access-log",
     default=True,
     show_default=True,
-    help="Log one line per request (method, path, status; never bodies).",
+    help="Log one line per request: method, route template (never the path or query, which can name a subject), "
+    "status, time.",
 )
 @click.option(
     "--log-level",
@@ -147,6 +148,7 @@ def serve_command(
             db=location.path,
             key_file=key_file,
             model_concurrency=model_concurrency or max(1, (os.cpu_count() or 1) // workers),
+            access_log=access_log,
             **limits,
         )
     except ValueError as exc:  # config.ConfigError is one
@@ -171,7 +173,7 @@ def serve_command(
         host=host,
         port=port,
         workers=workers,
-        access_log=access_log,
+        access_log=False,  # uvicorn's names the full path; the service logs route templates (ServiceMiddleware)
         log_level=log_level,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,

@@ -569,8 +569,7 @@ def test_bomb_header_rejected_before_decoding(
 
 
 def test_genuine_large_image_follows_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = save(Image.new("L", (3000, 2000), 0), tmp_path / "big.png", "PNG")  # 6 MP that compress to ~6 KB
-    assert path.stat().st_size < 20_000
+    path = save(Image.effect_noise((3000, 2000), 40), tmp_path / "big.png", "PNG")  # 6 MP of photo-like noise
     expect_error(path, "limit of 1,000,000 pixels", max_pixels=1_000_000)
     assert load_image(path).shape == (2000, 3000, 3)
 
@@ -749,3 +748,35 @@ def test_mpo_multi_picture_jpeg_first_image(tmp_path: Path) -> None:
     with Image.open(path) as check:
         assert check.format == "MPO"
     assert_card(load_image(path), 12)
+
+
+def test_a_small_file_claiming_megapixels_is_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bomb = save(Image.new("1", (8000, 7999), 0), tmp_path / "bomb.png", "PNG")  # 64 MP in about 8 KB
+    assert bomb.stat().st_size < 20_000
+    error = expect_error(bomb, "possible decompression bomb")
+    assert "63,992,000 pixels" in error.reason and "FACELEDGER_MAX_PIXELS_PER_BYTE=0" in error.reason
+    # Small uniform frames are not bombs, whatever their ratio.
+    flat = save(Image.new("RGB", (1920, 1080), (90, 90, 90)), tmp_path / "flat.png", "PNG")
+    assert load_image(flat).shape == (1080, 1920, 3)
+    monkeypatch.setenv("FACELEDGER_MAX_PIXELS_PER_BYTE", "0")
+    assert load_image(bomb).shape == (7999, 8000, 3)
+    monkeypatch.setenv("FACELEDGER_MAX_PIXELS_PER_BYTE", "ten")
+    expect_error(bomb, "is not a whole number")
+
+
+def test_grey_and_one_bit_images_decode_without_a_colour_intermediate(tmp_path: Path) -> None:
+    import tracemalloc
+
+    for mode in ("1", "L"):
+        path = save(Image.effect_noise((4000, 4000), 60).convert(mode), tmp_path / f"{mode}.png", "PNG")
+        tracemalloc.start()
+        try:
+            image = load_image(path, max_pixels=20_000_000)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert image.shape == (4000, 4000, 3)
+        # The BGR result (3 bytes per pixel) and the grey plane (1): a colour detour would add 6 more.
+        assert peak < 4.5 * 4000 * 4000 + path.stat().st_size * 2, (mode, peak)

@@ -14,6 +14,14 @@ Limits (defaults < environment < arguments):
   (``PIL.Image.MAX_IMAGE_PIXELS``) applies as well: an image Pillow flags as a possible decompression bomb is
   refused with an :class:`ImageError` too.
 * ``max_bytes``: size of the encoded file. Default :data:`DEFAULT_MAX_BYTES`, or ``FACELEDGER_MAX_BYTES``.
+* pixels per encoded byte: an image of more than :data:`BOMB_MIN_PIXELS` pixels that packs more than
+  :data:`MAX_PIXELS_PER_BYTE` pixels into each byte of its file (a 7.8 KB PNG claiming 64 megapixels packs 8,000)
+  is refused before decoding: photographs and video frames, even of a flat wall, compress far less, while such a
+  file would cost most of a gigabyte to decode and minutes to search. ``FACELEDGER_MAX_PIXELS_PER_BYTE`` changes
+  the ratio (0 turns the check off).
+
+Decoding allocates the BGR result and at most one image-sized intermediate: about 3 bytes per pixel plus the
+decoder's own buffer (1 byte per pixel for grey or 1-bit images, 3 for colour).
 
 Transparency is composited on a white background (not dropped): a cut-out portrait on a transparent
 background comes out on white, the way image viewers show it.
@@ -63,6 +71,15 @@ ENV_MAX_PIXELS = "FACELEDGER_MAX_PIXELS"
 
 ENV_MAX_BYTES = "FACELEDGER_MAX_BYTES"
 """Environment variable overriding :data:`DEFAULT_MAX_BYTES` (read at each call)."""
+
+MAX_PIXELS_PER_BYTE = 1000
+"""Most pixels per byte of the encoded file for an image above :data:`BOMB_MIN_PIXELS` (see the module)."""
+
+BOMB_MIN_PIXELS = 4_000_000
+"""Images up to this many pixels are never refused for their compression ratio (a uniform 2K frame is fine)."""
+
+ENV_MAX_PIXELS_PER_BYTE = "FACELEDGER_MAX_PIXELS_PER_BYTE"
+"""Environment variable overriding :data:`MAX_PIXELS_PER_BYTE` (0: no check)."""
 
 MIN_SIDE = 8
 """Smallest accepted width or height, in pixels: nothing smaller can hold a detectable face."""
@@ -356,6 +373,7 @@ def _decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
         fmt = image.format or "image"
         width, height = image.size
         _check_size(name, width, height, max_pixels)  # from the header: nothing decoded yet
+        _check_ratio(name, width * height, len(data), fmt)
         try:
             image.load()
         except Exception as exc:
@@ -363,6 +381,22 @@ def _decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
         with contextlib.suppress(Exception):  # a damaged EXIF block must not make a readable photo unreadable
             ImageOps.exif_transpose(image, in_place=True)
         return _pil_to_bgr(image, name)
+
+
+def _check_ratio(name: str, pixels: int, size: int, fmt: str) -> None:
+    """Refuse a small file that decodes to an enormous image (see the module), from the header alone."""
+    raw = os.environ.get(ENV_MAX_PIXELS_PER_BYTE, "")
+    try:
+        limit = int(raw) if raw.strip() else MAX_PIXELS_PER_BYTE
+    except ValueError:
+        raise ImageError(name, f"{ENV_MAX_PIXELS_PER_BYTE}={raw!r} is not a whole number") from None
+    if limit > 0 and pixels > BOMB_MIN_PIXELS and pixels > limit * max(size, 1):
+        raise ImageError(
+            name,
+            f"possible decompression bomb: a {size:,}-byte {fmt} file claims {pixels:,} pixels "
+            f"({pixels // max(size, 1):,} per byte; photographs have fewer than {limit:,}); refused before "
+            f"decoding (set {ENV_MAX_PIXELS_PER_BYTE}=0 to accept it)",
+        )
 
 
 def _pillow_bomb_reason(exc: Exception, max_pixels: int) -> str:
@@ -412,8 +446,9 @@ def _pil_to_bgr(image: Image.Image, name: str) -> np.ndarray:
             source = image.convert("LA") if mode == "La" else image
             rgba = np.asarray(source.convert("RGBA"))
             return _composite_on_white(rgba[:, :, 2::-1], rgba[:, :, 3])
-        if mode == "L":
-            return _gray_to_bgr(np.asarray(image))
+        if mode in ("L", "1"):
+            # Grey and 1-bit: one byte per pixel from Pillow, then the BGR result (no colour intermediate).
+            return _gray_to_bgr(np.asarray(image if mode == "L" else image.convert("L")))
         rgb = image if mode == "RGB" else image.convert("RGB")
         # Pillow packs the pixels straight into BGR order, faster than reversing the channels of an RGB array
         # in numpy (a strided copy) after np.asarray's own copy. The bytearray keeps the result writable.

@@ -67,9 +67,7 @@ def _aligned_faces() -> np.ndarray:
     engine = Engine()
     image = cv2.imread(str(EXAMPLE))
     crops = engine.align(image)
-    return np.concatenate(
-        [crops, crops[:, :, ::-1], np.clip(crops.astype(int) + 40, 0, 255).astype(np.uint8)]
-    )
+    return np.concatenate([crops, crops[:, :, ::-1], np.clip(crops.astype(int) + 40, 0, 255).astype(np.uint8)])
 
 
 def test_stripped_sface_gives_identical_outputs_to_the_original() -> None:
@@ -89,9 +87,7 @@ def test_stripped_sface_gives_identical_outputs_to_the_original() -> None:
     assert set(dummy) == set(unused)
     crops = _aligned_faces()
     blob = np.ascontiguousarray(crops[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
-    reference = np.concatenate(
-        [source.run(None, {"data": blob[i : i + 1], **dummy})[0] for i in range(len(blob))]
-    )
+    reference = np.concatenate([source.run(None, {"data": blob[i : i + 1], **dummy})[0] for i in range(len(blob))])
     bundled = make_session(bundled_dir() / "sface_2021dec.onnx")
     batched = bundled.run(None, {"data": blob})[0]
     assert batched.shape == reference.shape
@@ -139,9 +135,7 @@ def test_bundled_models_route_to_their_wrappers() -> None:
     assert recognizer.dim == 128 and recognizer.batch_size > 1
 
 
-def _tiny_recognizer(
-    path: Path, *, batch: int | str = "N", dim: int = 64, normalise_inside: bool = False
-) -> None:
+def _tiny_recognizer(path: Path, *, batch: int | str = "N", dim: int = 64, normalise_inside: bool = False) -> None:
     """An ArcFace-shaped graph: (batch, 3, 112, 112) -> average pool 16x16 -> flatten -> Gemm -> (batch, dim)."""
     rng = np.random.default_rng(1)
     nodes = []
@@ -231,9 +225,7 @@ def test_unknown_signature_is_refused_with_the_signature_named(tmp_path: Path) -
 
 
 def test_calibration_interpolates_and_refuses_malformed_tables() -> None:
-    cal = Calibration.from_table(
-        {"thresholds": [0.1, 0.2, 0.3, 0.4], "fmr": [0.1, 0.01, 0.001, 0.0001]}, "card.toml"
-    )
+    cal = Calibration.from_table({"thresholds": [0.1, 0.2, 0.3, 0.4], "fmr": [0.1, 0.01, 0.001, 0.0001]}, "card.toml")
     assert cal.threshold_for_fmr(0.01) == pytest.approx(0.2)
     assert cal.threshold_for_fmr(0.005) == pytest.approx(0.3)
     assert cal.fmr_at(0.25) == pytest.approx(0.0055)

@@ -138,9 +138,7 @@ class Engine:
         if len(found) == 0:
             return found
         crops = align_faces(array, found.landmarks)
-        quality, reasons = assess_quality(
-            found.boxes, found.scores, found.landmarks, crops, self.quality_thresholds
-        )
+        quality, reasons = assess_quality(found.boxes, found.scores, found.landmarks, crops, self.quality_thresholds)
         return found.with_quality(quality, reasons)
 
     def align(self, image: ImageInput, detections: Detections | None = None) -> np.ndarray:

@@ -63,13 +63,9 @@ class Calibration:
                 default_fmr=float(table.get("default_fmr", 1e-3)),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(
-                f"{where}: [calibration] is malformed ({exc}); it needs thresholds and fmr lists"
-            ) from exc
+            raise ModelError(f"{where}: [calibration] is malformed ({exc}); it needs thresholds and fmr lists") from exc
         if thresholds.ndim != 1 or len(thresholds) < 2 or fmr.shape != thresholds.shape:
-            raise ModelError(
-                f"{where}: [calibration] thresholds and fmr must be lists of the same length >= 2"
-            )
+            raise ModelError(f"{where}: [calibration] thresholds and fmr must be lists of the same length >= 2")
         if np.any(np.diff(thresholds) <= 0) or np.any(np.diff(fmr) > 0):
             raise ModelError(f"{where}: [calibration] thresholds must ascend and fmr must not increase")
         return calibration
@@ -116,9 +112,7 @@ class ModelCard:
             raise ModelError(f"{card_path}: cannot read model card ({exc})") from exc
         path = model_path or card_path.with_name(str(data.get("file", card_path.stem + ".onnx")))
         if not path.is_file():
-            raise ModelError(
-                f"{path}: model file named by card {card_path.name} is missing; reinstall faceledger"
-            )
+            raise ModelError(f"{path}: model file named by card {card_path.name} is missing; reinstall faceledger")
         sha = str(data.get("sha256", ""))
         if verify:
             actual = file_sha256(path)

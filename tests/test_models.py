@@ -240,3 +240,46 @@ def test_bundled_recognizer_card_is_calibrated() -> None:
     assert card.calibration is not None
     assert card.calibration.impostor_pairs > 10_000
     assert 0.0 < card.calibration.threshold_for_fmr(1e-3) < 1.0
+
+
+def test_fmr_is_never_reported_beyond_what_the_calibration_measured() -> None:
+    from faceledger.models.cards import CalibrationRangeError
+
+    card = load_model(bundled_dir() / "sface_2021dec.onnx").card
+    cal = card.calibration
+    assert cal is not None and cal.impostor_pairs > 100_000
+    top, bottom = float(cal.thresholds[-1]), float(cal.thresholds[0])
+    # Inside the table: the measured rate with its 95 % interval around it.
+    inside = cal.estimate(cal.threshold_for_fmr(1e-3))
+    assert inside.state == "measured" and inside.fmr is not None
+    assert inside.low < inside.fmr < inside.high and inside.fmr <= 1e-3
+    # Above the highest impostor score: no number, only the bound (about 3.8 / pairs).
+    beyond = cal.estimate(1.0)
+    assert beyond.state == "below_measurable" and beyond.fmr is None
+    assert 3.0 / cal.impostor_pairs < beyond.high < 5.0 / cal.impostor_pairs
+    assert "below what the calibration can measure" in beyond.describe()
+    assert cal.estimate(top + 1e-6).state == "below_measurable"
+    # Below the lowest threshold: at least the table's first rate, not that rate itself.
+    under = cal.estimate(-1.0)
+    assert under.state == "above_table" and under.fmr is None and under.low > 0.4 and under.high == 1.0
+    assert cal.estimate(bottom - 1e-6).state == "above_table"
+    # A target the pairs cannot show is refused, naming how many pairs it would take.
+    with pytest.raises(CalibrationRangeError, match=r"below what this calibration can measure.*3,000,000"):
+        cal.threshold_for_fmr(1e-6)
+    assert cal.threshold_for_fmr(1.0 / cal.impostor_pairs) == pytest.approx(top)
+
+
+def test_a_verification_reports_the_interval_or_the_bound() -> None:
+    from faceledger.engine import Engine
+
+    engine = Engine(threads=1)
+    a = np.zeros(128, np.float32)
+    a[0] = 1.0
+    measured = engine.compare(a, a).to_dict()
+    assert measured["fmr_state"] == "measured" and measured["fmr"] is not None
+    assert measured["fmr_interval"][0] < measured["fmr"] < measured["fmr_interval"][1]
+    strict = engine.compare(a, a, threshold=1.0)
+    assert strict.fmr is None and strict.to_dict()["fmr_state"] == "below_measurable"
+    assert "under 3.1e-05" in strict.fmr_text
+    lenient = engine.compare(a, a, threshold=-1.0)
+    assert lenient.fmr is None and lenient.to_dict()["fmr_interval"][1] == 1.0

@@ -22,7 +22,7 @@ import numpy as np
 from faceledger.engine.video import FrameResult, TrackOptions, TrackSummary, track_events
 from faceledger.errors import ModelError, NoFaceError
 from faceledger.imageio import load_image
-from faceledger.models.cards import Calibration
+from faceledger.models.cards import Calibration, FmrEstimate
 from faceledger.models.router import load_detector, load_recognizer
 from faceledger.vision.alignment import align_faces
 from faceledger.vision.anonymize import anonymize as _anonymize
@@ -62,6 +62,14 @@ class Verification:
     fmr: float | None
     faces: tuple[int, int] | None = None
     """How many faces each image had (only the largest of each was compared); None for two embeddings."""
+    estimate: FmrEstimate | None = None
+    """What the calibration says of the false-match rate at the threshold: measured with its 95 % interval, or
+    only a bound beyond the calibration's ends (then ``fmr`` is None rather than an invented number)."""
+
+    @property
+    def fmr_text(self) -> str:
+        """The false-match rate at the threshold in words ("" for an uncalibrated model)."""
+        return "" if self.estimate is None else self.estimate.describe()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary with the stable keys similarity, match, threshold, fmr (and ``faces``: how many
@@ -72,6 +80,9 @@ class Verification:
             "threshold": round(self.threshold, 6),
             "fmr": self.fmr,
         }
+        if self.estimate is not None:
+            out["fmr_interval"] = [self.estimate.low, self.estimate.high]
+            out["fmr_state"] = self.estimate.state
         if self.faces is not None:
             out["faces"] = list(self.faces)
         return out
@@ -230,8 +241,13 @@ class Engine:
         return self._require_calibration().threshold_for_fmr(fmr)
 
     def fmr_at(self, threshold: float) -> float:
-        """False-match rate measured at a similarity ``threshold``."""
+        """False-match rate measured at a similarity ``threshold`` (clamped at the calibration's ends; see
+        :meth:`fmr_estimate`)."""
         return self._require_calibration().fmr_at(threshold)
+
+    def fmr_estimate(self, threshold: float) -> FmrEstimate:
+        """The false-match rate at ``threshold`` with its 95 % interval, or the bound beyond the calibration."""
+        return self._require_calibration().estimate(threshold)
 
     @property
     def default_threshold(self) -> float:
@@ -270,8 +286,9 @@ class Engine:
         calibration = self.calibration
         if threshold is None:
             threshold = self.threshold_for_fmr(fmr) if fmr is not None else self.default_threshold
-        at = calibration.fmr_at(threshold) if calibration is not None else None
-        return Verification(similarity, similarity >= threshold, float(threshold), at)
+        estimate = calibration.estimate(threshold) if calibration is not None else None
+        at = None if estimate is None else estimate.fmr
+        return Verification(similarity, similarity >= threshold, float(threshold), at, estimate=estimate)
 
     # ------------------------------------------------------------------- video
     def track(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,6 +27,51 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class CalibrationRangeError(ModelError, ValueError):
+    """A target false-match rate outside what the calibration measured."""
+
+
+def _wilson(rate: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion ``rate`` observed on ``n`` trials (hand-written: five lines,
+    and scipy is not a dependency). With no event observed the upper end is about 3.8 / n."""
+    if n <= 0:
+        return (rate, rate)
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass(frozen=True)
+class FmrEstimate:
+    """What a calibration says of the false-match rate at one threshold.
+
+    ``state`` is ``measured`` (``fmr`` with its 95 % interval ``low``..``high``), ``below_measurable`` (no
+    impostor pair of the calibration scored this high: ``fmr`` is None and the rate is below ``high``) or
+    ``above_table`` (below the calibration's lowest threshold: at least ``low``).
+    """
+
+    fmr: float | None
+    low: float
+    high: float
+    impostor_pairs: int
+    state: str
+
+    def describe(self) -> str:
+        """One phrase for people, never more precise than the measurement."""
+        pairs = f" ({self.impostor_pairs:,} impostor pairs)" if self.impostor_pairs else ""
+        if self.state == "below_measurable":
+            return f"below what the calibration can measure: under {self.high:.1e} at 95 % confidence{pairs}"
+        if self.state == "above_table":
+            return f"at least {self.low:.2g}: below the calibration's lowest threshold"
+        assert self.fmr is not None
+        return f"{self.fmr:.1e} (95 % interval {self.low:.1e} to {self.high:.1e}{pairs})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"fmr": self.fmr, "low": self.low, "high": self.high, "state": self.state,
+                "impostor_pairs": self.impostor_pairs}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -71,13 +117,52 @@ class Calibration:
         return calibration
 
     def fmr_at(self, threshold: float) -> float:
-        """False-match rate measured at ``threshold`` (linear interpolation on the calibration grid)."""
+        """False-match rate measured at ``threshold`` (linear interpolation on the calibration grid; clamped at its
+        ends: use :meth:`estimate` to know whether the value was measured or is only a bound)."""
         return float(np.interp(threshold, self.thresholds, self.fmr))
 
+    @property
+    def smallest_fmr(self) -> float:
+        """The smallest false-match rate this calibration can tell from zero: one impostor pair in all of them
+        (the table's smallest non-zero rate when the number of pairs is not recorded)."""
+        if self.impostor_pairs > 0:
+            return 1.0 / self.impostor_pairs
+        nonzero = self.fmr[self.fmr > 0]
+        return float(nonzero.min()) if nonzero.size else 0.0
+
+    def estimate(self, threshold: float) -> FmrEstimate:
+        """The false-match rate at ``threshold`` as measured, with its 95 % interval, or the bound that is all the
+        calibration can say beyond its ends (above its highest impostor score; below its lowest threshold)."""
+        n = self.impostor_pairs
+        if threshold < float(self.thresholds[0]):
+            low = _wilson(float(self.fmr[0]), n)[0] if n else float(self.fmr[0])
+            return FmrEstimate(None, low, 1.0, n, "above_table")
+        rate = self.fmr_at(threshold)
+        if threshold > float(self.thresholds[-1]):
+            high = _wilson(float(self.fmr[-1]) if round(float(self.fmr[-1]) * n) > 1 else 0.0, n)[1] if n else rate
+            return FmrEstimate(None, 0.0, high, n, "below_measurable")
+        low, high = _wilson(rate, n) if n else (rate, rate)
+        return FmrEstimate(rate, low, high, n, "measured")
+
+    def check_target(self, target_fmr: float) -> None:
+        """Refuse a target false-match rate this calibration cannot measure (:class:`CalibrationRangeError`)."""
+        floor = self.smallest_fmr
+        if 0.0 < target_fmr < floor:
+            pairs = f"{self.impostor_pairs:,} impostor pairs" if self.impostor_pairs else "its pairs"
+            needed = math.ceil(3.0 / target_fmr)
+            raise CalibrationRangeError(
+                f"a false-match rate of {target_fmr:g} is below what this calibration can measure: {pairs} "
+                f"measure rates down to {floor:.1e} (one false match among them); showing {target_fmr:g} with "
+                f"95 % confidence takes at least {needed:,} impostor pairs with no false match. Choose a target "
+                f"of at least {floor:.1e}, or calibrate on more data (`faceledger calibrate`)"
+            )
+
     def threshold_for_fmr(self, target_fmr: float) -> float:
-        """Lowest similarity threshold whose measured FMR is at most ``target_fmr``."""
+        """Lowest similarity threshold whose measured FMR is at most ``target_fmr``; a target below what the
+        calibration can measure is refused (:meth:`check_target`)."""
         if not 0.0 < target_fmr < 1.0:
             raise ValueError(f"target FMR must be between 0 and 1, got {target_fmr}")
+        self.check_target(target_fmr)
         ok = np.nonzero(self.fmr <= target_fmr)[0]
         if len(ok) == 0:
             return float(self.thresholds[-1])

@@ -247,3 +247,20 @@ def test_map_keeps_order_returns_errors_and_matches_sequential_results(
         if path is not bad:
             assert isinstance(result, Detections)
             np.testing.assert_allclose(result.boxes, engine.detect(path).boxes, atol=1e-4)
+
+
+def test_a_low_quality_score_always_names_its_reason() -> None:
+    from faceledger.vision.quality import assess_quality
+
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (2, 112, 112, 3), dtype=np.uint8)  # sharp: the sharpness factor is 1
+    boxes = np.array([[0, 0, 45, 45], [0, 0, 90, 90]], np.float32)  # 45 px: above the 32 px limit, factor 0.70
+    scores = np.array([0.9, 0.9], np.float32)
+    # Nose 0.3 eye distances off the midline (limit 0.45): factor 0.67 for the first, frontal for the second.
+    landmarks = np.array(
+        [[[40, 50], [70, 50], [64, 65], [45, 80], [65, 80]], [[40, 50], [70, 50], [55, 65], [45, 80], [65, 80]]],
+        np.float32,
+    )
+    quality, reasons = assess_quality(boxes, scores, landmarks, crops)
+    assert quality[0] < 0.5 and reasons[0] == ("several weak factors: pose, size",)
+    assert quality[1] > 0.9 and reasons[1] == ()

@@ -1,7 +1,9 @@
 """Face quality: a score in [0, 1] per face and the reasons that lowered it.
 
 Four measurable things make a face unfit for recognition: it is small, blurred, turned away, or the detector is unsure
-of it. Each yields a factor in [0, 1]; the score is their product. A factor below its threshold adds a reason.
+of it. Each yields a factor in [0, 1] (1 from twice its threshold up, 0.5 at its threshold); the score is their
+product. A factor below its threshold adds a reason, and a score below ``min_quality`` (as low as one factor at its
+threshold) with no such reason names the factors that brought it down together, so no low score goes unexplained.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ class QualityThresholds:
     * ``min_sharpness``: variance of the Laplacian of the aligned 112x112 grey crop below which it is "blurred";
     * ``max_yaw``: nose offset from the eye midline, as a fraction of the eye distance, above which it is
       "turned away" (0 frontal, about 0.5 at a half profile);
-    * ``min_score``: detector confidence below which the score is "low detector score".
+    * ``min_score``: detector confidence below which the score is "low detector score";
+    * ``min_quality``: score below which a face is unfit even when no single factor is past its threshold.
     """
 
     min_size: float = 32.0
     min_sharpness: float = 40.0
     max_yaw: float = 0.45
     min_score: float = 0.75
+    min_quality: float = 0.5
 
 
 def yaw_ratio(landmarks: np.ndarray) -> np.ndarray:
@@ -80,5 +84,9 @@ def assess_quality(
             why.append("turned away")
         if scores[i] < t.min_score:
             why.append("low detector score")
+        if not why and quality[i] < t.min_quality:
+            factors = {"size": f_size[i], "sharpness": f_sharp[i], "pose": f_yaw[i], "detector score": f_score[i]}
+            weak = [name for name, value in sorted(factors.items(), key=lambda kv: kv[1]) if value < 1.0]
+            why.append("several weak factors: " + ", ".join(weak))
         reasons.append(tuple(why))
     return quality, reasons

@@ -164,14 +164,14 @@ def test_consent_enroll_identify_review_erase(service: Service, faces_dir: Path)
         headers=service.headers("auditor", None),
     ).json()
     assert verified["ok"] is True and verified["head"] == head
-    exported = client.get("/v1/audit/export", headers=service.headers("auditor", "oversight")).json()
-    assert exported["entries"][-1]["action"] == "audit.export" and exported["entries"][-1]["purpose"] == "oversight"
+    exported = client.get("/v1/audit/export", headers=service.headers("auditor", "audit")).json()
+    assert exported["entries"][-1]["action"] == "audit.export" and exported["entries"][-1]["purpose"] == "audit"
     assert exported["head"]["seq"] == head["seq"] + 1
-    report = client.get("/v1/report?period=year", headers=service.headers("auditor", "oversight"))
+    report = client.get("/v1/report?period=year", headers=service.headers("auditor", "audit"))
     assert report.status_code == 200, report.text
     totals = report.json()["totals"]
     assert totals["templates_added"] == 3 and totals["searches"] >= 3 and totals["confirmed"] == 1
-    markdown = client.get("/v1/report", headers=service.headers("auditor", "oversight", Accept="text/markdown"))
+    markdown = client.get("/v1/report", headers=service.headers("auditor", "audit", Accept="text/markdown"))
     assert markdown.headers["content-type"].startswith("text/markdown")
     assert markdown.text.startswith("# Transparency report")
     with Gallery.open(service.db) as g:

@@ -202,7 +202,7 @@ def test_an_enroller_erases_a_subject_and_sees_the_receipt(chromium: Browser, se
     expect(page.locator(".receipt")).to_contain_text("2 template(s)")
     chromium.screenshot("erasure-receipt")
     with Gallery.open(server.db) as g:
-        assert all(s.id != "emp-penny" for s in g.subjects(actor="test", purpose="check"))
+        assert all(s.id != "emp-penny" for s in g.subjects(actor="test", purpose="audit"))
         assert not [c for c in g.candidates() if c.subject_id == "emp-penny"]
     with sqlite3.connect(server.db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM reference_faces WHERE subject_id = 'emp-penny'").fetchone()[0] == 0

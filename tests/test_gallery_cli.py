@@ -199,3 +199,19 @@ def test_a_folder_among_the_images_is_reported_and_the_rest_processed(cli: click
     assert code == 1 and "is a directory" in err
     assert out[0]["image"] == str(folder) and out[0]["faces"] == []
     assert out[1]["faces"][0]["candidates"][0]["subject"] == "s1"
+
+
+def test_an_administrative_command_refuses_a_purpose_the_policy_does_not_allow(cli: click.Group) -> None:
+    assert run(cli, "init")[0] == 0
+    consent = ("--collected-by", "desk", "--legal-basis", "explicit consent", "--evidence", "form-9")
+    assert run(cli, "consent", "add", "bob", *consent, "--purpose", "access-control")[0] == 0
+    code, _, err = run(cli, "erase", "bob", "--purpose", "marketing")
+    assert code == 2, "a purpose the policy refuses is a usage error"
+    assert "purpose 'marketing' is not allowed to erase a subject" in err
+    assert "erasure request" in err and "access-control" in err, "the message names what is allowed"
+    code, out, _ = run(cli, "consent", "list", "bob", "--purpose", "consent administration", "--json")
+    assert code == 0 and [c["state"] for c in out] == ["valid"], "the refused erasure changed nothing"
+    code, _, err = run(cli, "purge", "--purpose", "marketing")
+    assert code == 2 and "not allowed to apply retention" in err
+    code, out, _ = run(cli, "erase", "bob", "--purpose", "erasure request", "--json")
+    assert code == 0 and out[0]["subject"] == "bob" and out[0]["consents_ended"]

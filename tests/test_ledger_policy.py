@@ -69,3 +69,31 @@ def test_gallery_lookup_names_the_choices() -> None:
         policy.gallery(None)
     with pytest.raises(KeyError, match="no gallery 'nope'"):
         policy.gallery("nope")
+
+
+def test_administrative_purposes_default_and_scope() -> None:
+    text = EXAMPLE_POLICY + '\n[[galleries]]\nname = "visitors"\npurposes = ["visitor-log", "access-control"]\n'
+    policy = parse_policy(text).policy
+    assert "erasure request" in policy.administration.purposes and "retention" in policy.administration.purposes
+    assert policy.administrative_purposes("staff")[-1] == "access-control"
+    assert "visitor-log" not in policy.administrative_purposes("staff")
+    unscoped = policy.administrative_purposes(None)
+    assert unscoped[-2:] == ["access-control", "visitor-log"], "every gallery's, each once"
+    assert policy.administrative_purposes("nope") == policy.administration.purposes
+
+
+def test_administration_purposes_are_checked() -> None:
+    def with_admin(purposes: str) -> str:
+        return EXAMPLE_POLICY.replace(
+            "\n[[galleries]]", f"\n[administration]\npurposes = {purposes}\n\n[[galleries]]", 1
+        )
+
+    assert parse_policy(with_admin('["retention", "dpo"]')).policy.administration.purposes == ["retention", "dpo"]
+    for purposes, message in (
+        ('["dpo"]', "must include 'retention'"),
+        ('["retention", "retention"]', "listed twice"),
+        ('["retention", " "]', "non-empty"),
+    ):
+        with pytest.raises(PolicyError, match=message) as info:
+            parse_policy(with_admin(purposes))
+        assert [f for f, _ in info.value.problems] == ["administration.purposes"]

@@ -321,5 +321,5 @@ def test_an_enroller_records_a_consent_and_enrolls_uploaded_photos(service: Serv
     assert enrolled.status_code == 200, enrolled.text
     assert enrolled.text.count(">enrolled<") == 2 and photos[0].name in enrolled.text
     assert enrolled.text.count('src="data:image/jpeg;base64,') == 2  # the two enrolled faces
-    (consent_record,) = service.state.gallery.consents("emp-how", actor="test", purpose="check")
+    (consent_record,) = service.state.gallery.consents("emp-how", actor="test", purpose="audit")
     assert consent_record.recorded_by == "enroller-user" and consent_record.expires_at.startswith("2099-01-01")

@@ -171,9 +171,11 @@ def audit_entries(
 
 
 def audit_export(ctx: GalleryContext, *, actor: str, purpose: str) -> list[AuditEntry]:
-    """Every audit entry, for export; the export itself is recorded first."""
+    """Every audit entry, for export; the export itself is recorded first. The purpose must be an administrative
+    one or a gallery's."""
     actor, purpose = accountable(actor, purpose)
     with ctx.write() as tx:
+        ctx.check_administrative_purpose(ctx.refresh_policy(tx), purpose, "export the ledger", gallery=None)
         ctx.record(tx, AuditAction.AUDIT_EXPORT, actor=actor, purpose=purpose)
         return tx.audit_entries()
 

@@ -17,6 +17,7 @@ from faceledger.gallery.context import (
     bump_consent_version,
     check_subject_id,
     moment,
+    subject_gallery,
 )
 from faceledger.gallery.erasure import erase_in, with_reclaim
 from faceledger.gallery.results import ConsentWithdrawal, ErasureReceipt
@@ -135,9 +136,12 @@ def check_watchlist_entry(
 def consents(
     ctx: GalleryContext, subject: str | None = None, *, actor: str, purpose: str, gallery: str | None = None
 ) -> list[Consent]:
-    """Consent records (of one subject, or all); the look-up is an audit entry."""
+    """Consent records (of one subject, or all); the look-up is an audit entry. The purpose must be an administrative
+    one or of the gallery's (``gallery``, else the subject's, else any)."""
     actor, purpose = accountable(actor, purpose)
     with ctx.write() as tx:
+        scope = gallery or (None if subject is None else subject_gallery(tx, subject))
+        ctx.check_administrative_purpose(ctx.refresh_policy(tx), purpose, "list consents", gallery=scope)
         records = tx.list_consents(subject_id=subject, gallery=gallery)
         if subject is not None and not records and tx.get_subject(subject) is None:
             raise UnknownSubjectError(f"no consent or subject {subject!r}")
@@ -162,13 +166,16 @@ def withdraw_consent(
     consent_id: str | None = None,
     reason: str = "consent withdrawn",
 ) -> ConsentWithdrawal:
-    """Withdraw a subject's consent (all active ones, or ``consent_id``); erase it when none valid is left."""
+    """Withdraw a subject's consent (all active ones, or ``consent_id``); erase it when none valid is left. The
+    purpose must be an administrative one or of the subject's gallery."""
     actor, purpose = accountable(actor, purpose)
     now_dt = ctx.now()
     now = to_text(now_dt)
     with ctx.write() as tx:
         policy = ctx.refresh_policy(tx)
         records = tx.list_consents(subject_id=subject)
+        scope = records[0].gallery if records else None
+        ctx.check_administrative_purpose(policy, purpose, "withdraw consent", gallery=scope)
         if not records:
             raise UnknownSubjectError(f"no consent recorded for subject {subject!r}")
         active = [c for c in records if c.state(now_dt) in ("valid", "not_yet_valid")]

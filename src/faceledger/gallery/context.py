@@ -149,6 +149,20 @@ class GalleryContext:
                 f"allowed: {', '.join(allowed)}"
             )
 
+    @staticmethod
+    def check_administrative_purpose(policy: LoadedPolicy, purpose: str, what: str, *, gallery: str | None) -> None:
+        """Refuse a purpose an administrative operation (``what``: listings, erasure, withdrawal, retention, the
+        ledger, the report) may not have: one of the policy's administrative purposes, or of ``gallery``'s purposes
+        (any gallery's when None), is required. Checked at the public entry points, not in :func:`erase_in` (which
+        withdrawal, expiry and retention call with their own purpose)."""
+        allowed = policy.policy.administrative_purposes(gallery)
+        if purpose not in allowed:
+            scope = "any gallery's" if gallery is None else f"gallery {gallery!r}'s"
+            raise PurposeError(
+                f"purpose {purpose!r} is not allowed to {what} by policy {policy.hash[:12]}; allowed: the "
+                f"administrative purposes and {scope}: {', '.join(allowed)}"
+            )
+
     # ------------------------------------------------------------------------------------------ transactions
     @contextmanager
     def write(self) -> Iterator[Transaction]:
@@ -231,6 +245,15 @@ def accountable(actor: str | None, purpose: str | None) -> tuple[str, str]:
     if not purpose or not str(purpose).strip():
         raise AccountabilityError("a purpose is required: why this is done", "purpose")
     return str(actor).strip(), str(purpose).strip()
+
+
+def subject_gallery(tx: Transaction, subject: str) -> str | None:
+    """The gallery ``subject`` is enrolled in or has consents for, or None when it is unknown."""
+    record = tx.get_subject(subject)
+    if record is not None:
+        return record.gallery
+    consents = tx.list_consents(subject_id=subject)
+    return consents[0].gallery if consents else None
 
 
 def check_subject_id(subject: str) -> str:

@@ -265,10 +265,12 @@ def enroll_batch(
 
 
 def subjects(ctx: GalleryContext, *, actor: str, purpose: str, gallery: str | None = None) -> list[SubjectInfo]:
-    """Enrolled subjects with their template count and consent state; the look-up is an audit entry."""
+    """Enrolled subjects with their template count and consent state; the look-up is an audit entry. The purpose
+    must be an administrative one or of the gallery's (any gallery's without ``gallery``)."""
     actor, purpose = accountable(actor, purpose)
     now = ctx.now()
     with ctx.write() as tx:
+        ctx.check_administrative_purpose(ctx.refresh_policy(tx), purpose, "list subjects", gallery=gallery)
         counts = tx.template_counts()
         out = []
         for subject in tx.list_subjects(gallery):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from faceledger.gallery.context import GalleryContext, accountable, bump_consent_version
+from faceledger.gallery.context import GalleryContext, accountable, bump_consent_version, subject_gallery
 from faceledger.gallery.index_sync import index_applied
 from faceledger.gallery.keys import forget
 from faceledger.gallery.results import ErasureReceipt
@@ -23,10 +23,13 @@ from faceledger.ledger.timeutil import to_text
 def erase(
     ctx: GalleryContext, subject: str, *, actor: str, purpose: str, reason: str = "erasure request"
 ) -> ErasureReceipt:
-    """Erase a subject (see the module); the receipt says whether the space could be reclaimed at once."""
+    """Erase a subject (see the module); the receipt says whether the space could be reclaimed at once. The purpose
+    must be an administrative one or of the subject's gallery."""
     actor, purpose = accountable(actor, purpose)
     with ctx.write() as tx:
-        ctx.refresh_policy(tx)
+        policy = ctx.refresh_policy(tx)
+        scope = subject_gallery(tx, subject)
+        ctx.check_administrative_purpose(policy, purpose, "erase a subject", gallery=scope)
         receipt = erase_in(ctx, tx, subject, reason=reason, actor=actor, purpose=purpose, now=ctx.now())
     return with_reclaim(receipt, ctx.store.reclaim())
 
@@ -34,7 +37,8 @@ def erase(
 def erase_in(
     ctx: GalleryContext, tx: Transaction, subject: str, *, reason: str, actor: str, purpose: str, now: datetime
 ) -> ErasureReceipt:
-    """Erase ``subject`` inside ``tx`` (withdrawal, expiry and retention call this in their own transaction)."""
+    """Erase ``subject`` inside ``tx`` (withdrawal, expiry and retention call this in their own transaction, after
+    checking their purpose: none is checked here)."""
     stamp = to_text(now)
     record = tx.get_subject(subject)
     consents = tx.list_consents(subject_id=subject)

@@ -252,10 +252,13 @@ def transparency_report(
     since: datetime | str | None = None,
     until: datetime | str | None = None,
 ) -> TransparencyReport:
-    """The report of the whole ledger still held, with the current counts; generating it is an audit entry."""
+    """The report of the whole ledger still held, with the current counts; generating it is an audit entry. The
+    purpose must be an administrative one or a gallery's."""
     actor, purpose = accountable(actor, purpose)
     now = ctx.now()
     with ctx.write() as tx:
+        policy = ctx.refresh_policy(tx)
+        ctx.check_administrative_purpose(policy, purpose, "generate the transparency report", gallery=None)
         counts = current_counts(tx, now)
         report = build_report(
             tx.audit_entries(),
@@ -263,7 +266,7 @@ def transparency_report(
             since=moment(since, "since"),
             until=moment(until, "until"),
             generated_at=to_text(now),
-            policy=ctx.refresh_policy(tx),
+            policy=policy,
             current={k: counts[k] for k in CURRENT},
         )
         details = {"period": period, "rows": len(report.rows)}

@@ -38,11 +38,13 @@ class _Run:
 
 
 def purge(ctx: GalleryContext, *, actor: str = "retention", purpose: str = "retention") -> PurgeReport:
-    """Apply the policy's retention (see the module). Safe to run often (the REST service runs it on a schedule)."""
+    """Apply the policy's retention (see the module). Safe to run often (the REST service runs it on a schedule).
+    The purpose must be an administrative one or a gallery's; the steps' erasures are not checked again."""
     actor, purpose = accountable(actor, purpose)
     now = ctx.now()
     with ctx.store.read() as tx:
         policy = ctx.refresh_policy(tx)
+    ctx.check_administrative_purpose(policy, purpose, "apply retention", gallery=None)
     run = _Run(ctx, actor, purpose, policy, now)
     expire_consents(run)
     purge_templates(run)

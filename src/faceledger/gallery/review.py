@@ -24,10 +24,13 @@ def pending_reviews(
     ctx: GalleryContext, *, actor: str, purpose: str, gallery: str | None = None
 ) -> list[PendingReview]:
     """Candidates awaiting review (oldest first) with their confirmations and the number the policy requires,
-    from one query; the look-up is an audit entry."""
+    from one query; the look-up is an audit entry. The purpose must be an administrative one or of the gallery's (any
+    gallery's without ``gallery``)."""
     actor, purpose = accountable(actor, purpose)
     with ctx.write() as tx:
-        required = ctx.refresh_policy(tx).policy.identification.reviewers_required
+        policy = ctx.refresh_policy(tx)
+        ctx.check_administrative_purpose(policy, purpose, "list the review queue", gallery=gallery)
+        required = policy.policy.identification.reviewers_required
         records = [PendingReview(c, n, required) for c, n in tx.pending_candidates(gallery)]
         ctx.record(
             tx,

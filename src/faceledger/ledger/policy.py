@@ -63,6 +63,49 @@ class Watchlist(_Strict):
     max_entry_days: int | None = Field(default=None, ge=1, description="longest time an entry may stay on the list")
 
 
+ADMINISTRATION_PURPOSES = (
+    "administration",
+    "consent administration",
+    "erasure request",
+    "retention",
+    "human review",
+    "audit",
+    "transparency report",
+    "transparency",
+    "ledger export",
+    "deployment administration",
+    "key rotation",
+)
+"""The default of ``administration.purposes``: what the CLI's defaults, the web UI and the docs use."""
+
+
+def _named_once(value: list[str]) -> list[str]:
+    for purpose in value:
+        if not purpose.strip():
+            raise ValueError("purposes must be non-empty strings")
+    if len(set(value)) != len(value):
+        raise ValueError("purposes are listed twice")
+    return value
+
+
+class Administration(_Strict):
+    """The purposes of the administrative operations: listing consents, subjects and the review queue, erasure,
+    consent withdrawal, retention, reading and exporting the ledger, the transparency report. Each also accepts
+    the purposes of the gallery it is about (of any gallery when it is about none); any other is refused."""
+
+    purposes: list[str] = Field(
+        default=list(ADMINISTRATION_PURPOSES), min_length=1, description="purposes administrative operations accept"
+    )
+
+    @field_validator("purposes")
+    @classmethod
+    def _purposes_named(cls, value: list[str]) -> list[str]:
+        _named_once(value)
+        if "retention" not in value:
+            raise ValueError("must include 'retention': the scheduled retention runs use it")
+        return value
+
+
 class GalleryPolicy(_Strict):
     """One gallery (a set of enrolled subjects) and the purposes it may be searched for."""
 
@@ -74,12 +117,7 @@ class GalleryPolicy(_Strict):
     @field_validator("purposes")
     @classmethod
     def _purposes_named(cls, value: list[str]) -> list[str]:
-        for purpose in value:
-            if not purpose.strip():
-                raise ValueError("purposes must be non-empty strings")
-        if len(set(value)) != len(value):
-            raise ValueError("purposes are listed twice")
-        return value
+        return _named_once(value)
 
 
 class Policy(_Strict):
@@ -89,6 +127,7 @@ class Policy(_Strict):
     deployment: Deployment
     identification: Identification
     retention: Retention = Retention()
+    administration: Administration = Administration()
     unmatched_faces: str = Field(default="discard", description="always 'discard'")
     galleries: list[GalleryPolicy] = Field(min_length=1)
 
@@ -125,6 +164,15 @@ class Policy(_Strict):
             if gallery.name == name:
                 return gallery
         raise KeyError(f"no gallery {name!r} in the policy; galleries: {', '.join(g.name for g in self.galleries)}")
+
+    def administrative_purposes(self, gallery: str | None) -> list[str]:
+        """What an administrative operation about ``gallery`` accepts: ``administration.purposes`` and the
+        gallery's purposes (every gallery's when ``gallery`` is None; none of a gallery the policy lacks)."""
+        allowed = list(self.administration.purposes)
+        for place in self.galleries:
+            if gallery is None or place.name == gallery:
+                allowed += [p for p in place.purposes if p not in allowed]
+        return allowed
 
 
 class LoadedPolicy:
@@ -229,6 +277,14 @@ reviews_days = 365         # delete candidates and review records older than thi
 evidence_days = 30         # keep the face crops shown to reviewers this long after a confirmation (a rejection
                            # destroys them at once)
 
+# The purposes administrative operations accept: listing consents, subjects and the review queue, erasure, consent
+# withdrawal, retention, reading and exporting the ledger, the transparency report. Each also accepts the purposes
+# of the gallery it is about (of any gallery when it is about none); any other purpose is refused. Unset: this list
+# (what the command line's defaults and the web UI use). Keep "retention": the scheduled retention runs use it.
+# [administration]
+# purposes = ["administration", "consent administration", "erasure request", "retention", "human review", "audit",
+#             "transparency report", "transparency", "ledger export", "deployment administration", "key rotation"]
+
 [[galleries]]
 name = "staff"
 purposes = ["access-control"]
@@ -274,6 +330,11 @@ reviewers_required = 2     # two people each verify a match before it counts (EU
 consents_days = 365        # watchlist entry records are kept this long after they end
 reviews_days = 30          # candidates and reviews are deleted after this
 evidence_days = 7          # the face crops reviewers saw are destroyed this long after a confirmation
+
+# Listings, erasure, withdrawal, retention, the ledger and the report accept the watchlist's purposes and the
+# administrative ones (unset: the list `faceledger policy example` shows; "retention" is required), e.g.
+# [administration]
+# purposes = ["administration", "erasure request", "retention", "human review", "audit", "transparency report"]
 
 [[galleries]]
 name = "missing-persons"

@@ -152,7 +152,8 @@ def test_edit_of_body_with_rehash_is_named(store: SQLiteStore, tmp_path: Path) -
     body = conn.execute("SELECT body FROM audit WHERE seq = 3").fetchone()[0].replace("operator2", "someone")
     conn.execute("UPDATE audit SET body = ?, hash = ?, actor = 'someone' WHERE seq = 3", (body, sha256_hex(body)))
     result = _verify(tmp_path / "ledger.db")
-    assert not result.ok and result.bad_seq == 4, result
+    # the edited entry, not its successor (which committed to the entry's old hash)
+    assert not result.ok and result.bad_seq == 3 and "re-hashed" in (result.problem or ""), result
 
 
 def test_edit_of_a_column_is_named(store: SQLiteStore, tmp_path: Path) -> None:
@@ -315,3 +316,56 @@ def test_api_keys(store: SQLiteStore) -> None:
         keys = list_api_keys(tx)
         assert [k.id for k in keys] == [record.id] and not keys[0].active
         assert "secret_sha256" not in keys[0].to_dict()
+
+
+def _forge(conn: sqlite3.Connection, seq: int, prev: str, template_seq: int, actor: str) -> None:
+    """Insert a well-formed entry at ``seq`` following ``prev`` (content copied from ``template_seq``)."""
+    body = json.loads(conn.execute("SELECT body FROM audit WHERE seq = ?", (template_seq,)).fetchone()[0])
+    body.update(seq=seq, prev=prev, actor=actor)
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    conn.execute(
+        "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, body["ts"], body["action"], actor, body["purpose"], body["gallery"], text, prev, sha256_hex(text)),
+    )
+
+
+def test_a_well_formed_entry_slipped_in_by_renumbering_is_named(store: SQLiteStore, tmp_path: Path) -> None:
+    _append(store, 50)
+    path = tmp_path / "ledger.db"
+    conn = _raw(path)
+    for seq in range(50, 24, -1):
+        conn.execute("UPDATE audit SET seq = ? WHERE seq = ?", (seq + 1, seq))
+    prev = conn.execute("SELECT hash FROM audit WHERE seq = 24").fetchone()[0]
+    _forge(conn, 25, prev, 24, "forger")
+    result = _verify(path)
+    assert not result.ok and result.bad_seq == 25 and "inserted" in (result.problem or ""), result
+
+
+def test_a_removal_with_renumbering_is_named(store: SQLiteStore, tmp_path: Path) -> None:
+    _append(store, 30)
+    path = tmp_path / "ledger.db"
+    conn = _raw(path)
+    conn.execute("DELETE FROM audit WHERE seq = 20")
+    for seq in range(21, 31):
+        conn.execute("UPDATE audit SET seq = ? WHERE seq = ?", (seq - 1, seq))
+    result = _verify(path)
+    assert not result.ok and result.bad_seq == 20 and "removed" in (result.problem or ""), result
+
+
+def test_a_wiped_ledger_is_named_from_its_first_entry(tmp_path: Path) -> None:
+    from faceledger.gallery import Gallery
+    from faceledger.ledger import verify_audit
+
+    db = tmp_path / "g.db"
+    with Gallery.init(db, actor="setup") as g:
+        for i in range(5):
+            g.create_api_key(f"k{i}", "auditor", actor="setup")
+    conn = _raw(db)
+    conn.execute("DELETE FROM audit")
+    result = _verify(db)
+    assert not result.ok and result.bad_seq == 1 and "1..6 removed" in (result.problem or ""), result
+    # Also without the recorded head: an initialised gallery with an empty ledger is not "ok".
+    conn.execute("DELETE FROM meta WHERE key = 'audit_head'")
+    with SQLiteStore.open(db) as s, s.read() as tx:
+        wiped = verify_audit(tx)
+    assert not wiped.ok and wiped.bad_seq == 1 and "initialised" in (wiped.problem or ""), wiped

@@ -175,8 +175,14 @@ def verify_chain(
     *,
     recorded_head: AuditHead | None = None,
     expected_head: AuditHead | None = None,
+    initialised: bool = False,
 ) -> VerifyResult:
     """Recompute the chain over ``rows`` (in storage order) and report the first entry at fault.
+
+    The entry named is the one that was changed, removed or inserted, not merely the first one whose check fails:
+    an entry edited and re-hashed is named, not its successor (whose content committed to the old hash); an entry
+    inserted by renumbering the later ones is named, not the first renumbered one. ``initialised``: the gallery
+    was set up, so an empty ledger means its entries were deleted.
 
     ``recorded_head`` is the head the store wrote alongside the last append (catches entries appended or
     truncated behind the store's back); ``expected_head`` is a head anchored elsewhere (catches a rewritten
@@ -186,9 +192,13 @@ def verify_chain(
     rows = list(rows)
     if not rows:
         if recorded_head is not None and recorded_head.seq > 0:
-            return _fail(0, None, None, recorded_head.seq, f"all entries up to seq {recorded_head.seq} are missing")
+            return _fail(0, None, None, 1, f"entries 1..{recorded_head.seq} removed: the ledger is empty")
         if expected_head is not None and expected_head.seq > 0:
-            return _fail(0, None, None, expected_head.seq, "the ledger is empty but an anchored head was given")
+            return _fail(0, None, None, 1, "the ledger is empty but an anchored head was given")
+        if initialised:
+            return _fail(
+                0, None, None, 1, "the ledger is empty although the gallery was initialised: its entries were deleted"
+            )
         return VerifyResult(True, 0, None, None)
 
     first_seq = rows[0].seq
@@ -231,32 +241,45 @@ def verify_chain(
         start_prev = str(covering[-1]["details"].get("last_hash"))
 
     prev_hash = start_prev
+    before_prev = ""  # the hash of the entry before the previous one
     expected_seq = first_seq
     for row, data in zip(rows, parsed, strict=True):
         seq = row.seq
+        n = len(rows)
         if seq != expected_seq:
             if seq > expected_seq:
                 span = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}..{seq - 1}"
-                return _fail(len(rows), first_seq, None, expected_seq, f"entry {span} removed before entry {seq}")
-            return _fail(len(rows), first_seq, None, seq, f"entry {seq} out of order")
+                return _fail(n, first_seq, None, expected_seq, f"entry {span} removed before entry {seq}")
+            return _fail(n, first_seq, None, seq, f"entry {seq} out of order")
         if sha256_hex(row.body) != row.hash:
-            return _fail(len(rows), first_seq, None, seq, f"entry {seq} altered: its hash does not match its content")
-        if data.get("seq") != seq:
-            return _fail(
-                len(rows),
-                first_seq,
-                None,
-                seq,
-                f"entry {seq} reordered or inserted: its content says seq {data.get('seq')}",
-            )
+            return _fail(n, first_seq, None, seq, f"entry {seq} altered: its hash does not match its content")
+        claimed = data.get("seq")
+        if claimed != seq:
+            duplicate = row.hash == prev_hash  # a copy of the entry before it: the copy is the insertion
+            if claimed == seq - 1 and data.get("prev") == before_prev and seq - 1 > first_seq and not duplicate:
+                # This is the entry that was at seq - 1, pushed down: the one now at seq - 1 was slipped in.
+                return _fail(
+                    n, first_seq, None, seq - 1,
+                    f"entry {seq - 1} inserted: the entries after it were renumbered (entry {seq} says seq {claimed})",
+                )  # fmt: skip
+            if claimed == seq + 1 and data.get("prev") != prev_hash:
+                return _fail(
+                    n, first_seq, None, seq,
+                    f"entry {seq} removed: the entries after it were renumbered (entry {seq} says seq {claimed})",
+                )  # fmt: skip
+            return _fail(n, first_seq, None, seq, f"entry {seq} reordered or inserted: its content says seq {claimed}")
         if row.prev_hash != prev_hash or data.get("prev") != prev_hash:
+            if row.prev_hash == data.get("prev") and seq > first_seq:
+                # This entry is intact and committed to another hash of its predecessor: the predecessor was
+                # changed and its hash recomputed to match.
+                return _fail(
+                    n, first_seq, None, seq - 1,
+                    f"entry {seq - 1} altered and re-hashed: entry {seq} recorded a different hash for it",
+                )  # fmt: skip
             return _fail(
-                len(rows),
-                first_seq,
-                None,
-                seq,
+                n, first_seq, None, seq,
                 f"entry {seq} does not follow entry {seq - 1}: chain broken (removed, inserted or reordered)",
-            )
+            )  # fmt: skip
         columns = {
             "ts": row.ts,
             "action": row.action,
@@ -267,7 +290,7 @@ def verify_chain(
         for name, value in columns.items():
             if data.get(name) != value:
                 return _fail(len(rows), first_seq, None, seq, f"entry {seq} altered: column {name!r} was changed")
-        prev_hash = row.hash
+        before_prev, prev_hash = prev_hash, row.hash
         expected_seq = seq + 1
 
     head = AuditHead(rows[-1].seq, rows[-1].hash)

@@ -373,7 +373,12 @@ def verify_audit(tx: Transaction, expected_head: AuditHead | None = None) -> Ver
 
     ``expected_head`` is a head published earlier (``faceledger audit head``); the chain must extend it.
     """
-    return verify_chain(tx.audit_rows(), recorded_head=tx.audit_head(), expected_head=expected_head)
+    return verify_chain(
+        tx.audit_rows(),
+        recorded_head=tx.audit_head(),
+        expected_head=expected_head,
+        initialised=tx.get_meta("initialised_at") is not None,
+    )
 
 
 def open_store(

@@ -115,3 +115,30 @@ def test_a_gallery_scoped_call_accepts_only_that_gallery_purposes(service: Servi
     assert withdraw.status_code == 403
     assert service.client.get(f"/v1/consents?subject={SUBJECT}", headers=visitors).status_code == 403
     _still_there(service)
+
+
+# ---------------------------------------------------------------------------------------------- audited reads
+def _reads(svc: Service, after: int) -> list[dict[str, Any]]:
+    with Gallery.open(svc.db) as g:
+        return [e.data for e in g.audit_entries(after_seq=after, action="records.read")]
+
+
+def test_reading_the_audit_entries_is_one_records_read_entry_naming_the_caller(service: Service) -> None:
+    before = _head(service)
+    page = service.client.get("/v1/audit/entries?limit=3&action=enroll", headers=service.headers("auditor", None))
+    assert page.status_code == 200, page.text
+    assert [e["action"] for e in page.json()["entries"]] == ["enroll"], "the read's own entry is not in the page"
+    (read,) = _reads(service, before)
+    assert read["actor"] == "auditor-owner" and read["purpose"] == "audit", "no purpose given: audit"
+    assert read["details"] == {
+        "kind": "audit entries",
+        "filters": {"after_seq": 0, "limit": 3, "action": "enroll"},
+        "count": 1,
+    }
+    assert _head(service) == before + 1, "exactly one entry"
+
+    named = service.client.get("/v1/audit/entries", headers=service.headers("admin", "transparency report"))
+    assert named.status_code == 200 and _reads(service, before + 1)[0]["purpose"] == "transparency report"
+    refused = service.client.get("/v1/audit/entries", headers=service.headers("auditor", "marketing"))
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "purpose_not_allowed"
+    assert _head(service) == before + 2

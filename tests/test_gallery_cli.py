@@ -215,3 +215,18 @@ def test_an_administrative_command_refuses_a_purpose_the_policy_does_not_allow(c
     assert code == 2 and "not allowed to apply retention" in err
     code, out, _ = run(cli, "erase", "bob", "--purpose", "erasure request", "--json")
     assert code == 0 and out[0]["subject"] == "bob" and out[0]["consents_ended"]
+
+
+def test_audit_show_is_one_records_read_entry_naming_the_actor(cli: click.Group) -> None:
+    assert run(cli, "init")[0] == 0
+    code, out, _ = run(cli, "audit", "show", "--json")
+    assert code == 0 and [e["action"] for e in out] == ["ledger.init"]
+    code, out, _ = run(cli, "audit", "show", "--json", "--after", "1")
+    assert code == 0 and [e["action"] for e in out] == ["records.read"], "the first show was recorded, once"
+    read = out[0]
+    assert read["actor"] == "tester" and read["purpose"] == "audit"
+    assert read["details"] == {"kind": "audit entries", "filters": {"after_seq": 0}, "count": 1}
+    code, _, err = run(cli, "audit", "show", "--purpose", "marketing")
+    assert code == 2 and "not allowed to read audit entries" in err
+    code, _, err = run(cli, "audit", "show", "--actor", "")
+    assert code == 2 and "--actor is required" in err

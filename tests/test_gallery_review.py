@@ -14,6 +14,7 @@ from faceledger.ledger import (
     EXAMPLE_POLICY,
     MASTER_KEY_ENV,
     AccessDenied,
+    AccountabilityError,
     PurposeError,
     ReviewError,
     UnknownSubjectError,
@@ -135,6 +136,57 @@ def test_with_one_reviewer_the_searcher_may_review(tmp_path: Path, engine: Engin
     found = g.identify(photos["amy"][1], actor="door", purpose=PURPOSE).faces[0].candidates[0]
     outcome = g.review(found.candidate_id, reviewer="door", decision="confirm", reason="same face")
     assert outcome.status == "confirmed" and not outcome.evidence_destroyed
+
+
+def test_reads_shown_to_a_person_are_records_read_entries(
+    tmp_path: Path, engine: Engine, clock: Clock, photos: dict
+) -> None:  # type: ignore[type-arg]
+    g = make(tmp_path, engine, clock, EXAMPLE_POLICY)
+    consent_and_enroll(g, "amy", photos["amy"][:1])
+    found = g.identify(photos["amy"][1], actor="door", purpose=PURPOSE).faces[0].candidates[0]
+    g.review(found.candidate_id, reviewer="rev", decision="confirm", reason="same face")
+    g.identify(photos["amy"][2], actor="door", purpose=PURPOSE)
+
+    # Internal reads (the index, the retention scheduler, /metrics, the web UI's poller) leave no entry.
+    head = g.audit_head().seq  # type: ignore[union-attr]
+    assert len(g.candidates()) == 2 and g.reviews(found.candidate_id) and g.stats()["pending_reviews"] == 1
+    (stamp,) = g.pending_stamps()
+    assert set(stamp.to_dict()) == {"id", "created_at"}, "no subject, no score"
+    assert g.audit_head().seq == head  # type: ignore[union-attr]
+
+    head = g.audit_head().seq  # type: ignore[union-attr]
+    (record,) = g.candidates(status="confirmed", subject="amy", actor="dpo", purpose="audit")
+    assert record.id == found.candidate_id
+    (read,) = [e.data for e in g.audit_entries(after_seq=head)]
+    assert (read["action"], read["actor"], read["purpose"], read["subjects"]) == (
+        "records.read",
+        "dpo",
+        "audit",
+        ["amy"],
+    )
+    assert read["details"] == {"kind": "candidates", "filters": {"status": "confirmed", "subject": "amy"}, "count": 1}
+
+    head = g.audit_head().seq  # type: ignore[union-attr]
+    assert [r.reviewer for r in g.reviews(found.candidate_id, actor="dpo", purpose=PURPOSE)] == ["rev"]
+    assert g.stats(actor="dpo", purpose="audit")["subjects"] == 1
+    reads = [e.data for e in g.audit_entries(after_seq=head)]
+    assert [(e["action"], e["details"]["kind"]) for e in reads] == [
+        ("records.read", "reviews"),
+        ("records.read", "stats"),
+    ]
+    assert reads[0]["details"]["filters"] == {"candidate_id": found.candidate_id} and reads[0]["details"]["count"] == 1
+    assert "count" not in reads[1]["details"]
+
+    with pytest.raises(PurposeError, match="not allowed to read candidates"):
+        g.candidates(actor="dpo", purpose="marketing")
+    with pytest.raises(AccountabilityError):
+        g.reviews(found.candidate_id, actor="dpo")  # a purpose is required once the read is shown to someone
+    session = g.as_actor("dpo", purpose="audit")
+    head = g.audit_head().seq  # type: ignore[union-attr]
+    assert len(session.candidates()) == 2
+    assert [e.data["details"]["kind"] for e in session.audit_entries(after_seq=head)] == ["candidates"]
+    kinds = [e.data["details"]["kind"] for e in g.audit_entries(after_seq=head)]
+    assert kinds == ["candidates", "audit entries"], "a session's reads are always recorded"
 
 
 def test_expired_consent_stops_search_and_purge_erases(

@@ -179,6 +179,19 @@ def test_disabling_an_account_ends_its_sessions_at_once(service: Service) -> Non
     assert _entries(service, "signin.failed")[-1]["details"]["reason"] == "account disabled"
 
 
+def test_the_ledger_page_is_a_records_read_entry_and_the_queue_poller_leaves_none(service: Service) -> None:
+    gallery = service.state.gallery
+    auditor, reviewer = sign_in(service, "auditor"), sign_in(service, "reviewer")
+    head = gallery.audit_head().seq
+    assert auditor.get("/ui/ledger?action=signin").status_code == 200
+    (read,) = [e.data for e in gallery.audit_entries(after_seq=head)]
+    assert (read["action"], read["actor"], read["purpose"]) == ("records.read", "auditor-user", "audit")
+    assert read["details"]["kind"] == "audit entries" and read["details"]["count"] == head
+    # Polling for new candidates every 5 seconds reads only their ids and times: no entry.
+    assert reviewer.get("/ui/review/new?after=9999").status_code == 204
+    assert gallery.audit_head().seq == head + 1
+
+
 def test_pages_carry_security_headers_and_reference_nothing_outside_the_site(service: Service) -> None:
     client = sign_in(service, "admin")
     for path in (*PAGES, "/ui/signin"):

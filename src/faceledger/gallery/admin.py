@@ -163,11 +163,21 @@ def audit_head(ctx: GalleryContext) -> AuditHead | None:
 
 
 def audit_entries(
-    ctx: GalleryContext, *, after_seq: int = 0, limit: int | None = None, action: str | None = None
+    ctx: GalleryContext,
+    *,
+    after_seq: int = 0,
+    limit: int | None = None,
+    action: str | None = None,
+    actor: str | None = None,
+    purpose: str | None = None,
 ) -> list[AuditEntry]:
-    """Audit entries after ``after_seq`` (optionally only one action)."""
-    with ctx.store.read() as tx:
-        return tx.audit_entries(after_seq=after_seq, limit=limit, action=action)
+    """Audit entries after ``after_seq`` (optionally only one action): subject ids, actors, purposes. With ``actor``
+    and ``purpose`` (a read shown to a person must pass them) the read is a ``records.read`` entry appended after
+    the entries read; without, an internal read (the retention scheduler looking for its last run)."""
+    return ctx.read_records(
+        "audit entries", lambda tx: tx.audit_entries(after_seq=after_seq, limit=limit, action=action),
+        actor=actor, purpose=purpose, filters={"after_seq": after_seq, "limit": limit, "action": action},
+    )  # fmt: skip
 
 
 def audit_export(ctx: GalleryContext, *, actor: str, purpose: str) -> list[AuditEntry]:
@@ -191,11 +201,16 @@ def current_counts(tx: Transaction, now: datetime) -> dict[str, int]:
     }
 
 
-def stats(ctx: GalleryContext) -> dict[str, int]:
-    """Counts only (no personal data, no audit entry)."""
-    with ctx.store.read() as tx:
+def stats(ctx: GalleryContext, *, actor: str | None = None, purpose: str | None = None) -> dict[str, int]:
+    """Counts only. With ``actor`` and ``purpose`` (counts shown to a person) the read is a ``records.read`` entry.
+    Without, none: ``/metrics`` reads it on every scrape, and counts say nothing about anyone, so recording each
+    scrape would only bury the entries that matter."""
+
+    def counts(tx: Transaction) -> dict[str, int]:
         head = tx.audit_head()
         return {**current_counts(tx, ctx.now()), "audit_head_seq": 0 if head is None else head.seq}
+
+    return ctx.read_records("stats", counts, actor=actor, purpose=purpose, filters={})
 
 
 def readiness(ctx: GalleryContext, *, models: bool = True) -> dict[str, str]:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 SUBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$")
 ImageInput = Any  # path, bytes, binary file object or numpy array
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,38 @@ class GalleryContext:
             details=details or {},
         )
         return tx.append_audit(draft, stamp)
+
+    def read_records(
+        self,
+        kind: str,
+        read: Callable[[Transaction], T],
+        *,
+        actor: str | None,
+        purpose: str | None,
+        filters: dict[str, Any],
+        gallery: str | None = None,
+    ) -> T:
+        """``read(tx)``. With ``actor`` or ``purpose`` (then both are required, and the purpose must be one an
+        administrative operation may have) the read shows records to a person: it is a ``records.read`` entry in the
+        same transaction, naming ``kind``, the ``filters`` given and how many records were read. Without either it is
+        an internal read (the index, the retention scheduler, metrics, a poller) and leaves no entry."""
+        if actor is None and purpose is None:
+            with self.store.read() as tx:
+                return read(tx)
+        actor, purpose = accountable(actor, purpose)
+        with self.write() as tx:
+            policy = self.refresh_policy(tx)
+            self.check_administrative_purpose(policy, purpose, f"read {kind}", gallery=gallery)
+            out = read(tx)
+            details: dict[str, Any] = {"kind": kind, "filters": {k: v for k, v in filters.items() if v is not None}}
+            if isinstance(out, list):
+                details["count"] = len(out)
+            subject = filters.get("subject")
+            self.record(
+                tx, AuditAction.RECORDS_READ, actor=actor, purpose=purpose, gallery=gallery,
+                subjects=(subject,) if isinstance(subject, str) else (), details=details,
+            )  # fmt: skip
+        return out
 
     # ------------------------------------------------------------------------------------------ images
     def probe(self, image: ImageInput) -> Probe:

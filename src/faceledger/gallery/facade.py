@@ -3,7 +3,9 @@
 Each method delegates to the module of its use case (:mod:`.consent`, :mod:`.enrollment`,
 :mod:`.identification`, :mod:`.review`, :mod:`.erasure`, :mod:`.retention`, :mod:`.keys`, :mod:`.admin`,
 :mod:`.report`), all sharing one :class:`~faceledger.gallery.context.GalleryContext`. Every method that touches
-people takes ``actor`` (who) and ``purpose`` (why); :meth:`Gallery.as_actor` binds both once.
+people takes ``actor`` (who) and ``purpose`` (why); :meth:`Gallery.as_actor` binds both once. The record reads
+(``candidates``, ``reviews``, ``stats``, ``audit_entries``) take them optionally: given, as every interface that
+shows the records to a person gives them, the read is a ``records.read`` entry; omitted, it is an internal read.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from faceledger.gallery import (
 from faceledger.gallery.context import GalleryContext, ImageInput
 from faceledger.gallery.report import TransparencyReport, transparency_report
 from faceledger.gallery.results import (
+    CandidateStamp,
     ConsentWithdrawal,
     EnrollmentResult,
     ErasureReceipt,
@@ -320,10 +323,10 @@ class Gallery:
         requires; the look-up is an audit entry."""
         return review.pending_reviews(self.context, actor=actor, purpose=purpose, gallery=gallery)
 
-    def reviews(self, candidate_id: str) -> list[ReviewRecord]:
-        """The reviews recorded for a candidate (no audit entry: call it after an audited look-up such as
-        :meth:`pending_reviews` that already records the access)."""
-        return review.reviews_of(self.context, candidate_id)
+    def reviews(self, candidate_id: str, *, actor: str | None = None, purpose: str | None = None) -> list[ReviewRecord]:
+        """The reviews recorded for a candidate. Any read that shows them to a person must pass ``actor`` and
+        ``purpose``: the read is then a ``records.read`` entry. Without them it is an internal read (no entry)."""
+        return review.reviews_of(self.context, candidate_id, actor=actor, purpose=purpose)
 
     def review(
         self, candidate_id: str, *, reviewer: str, decision: str, reason: str, purpose: str | None = None
@@ -350,11 +353,24 @@ class Gallery:
         return evidence.reference_faces(self.context, subject, actor=actor, purpose=purpose)
 
     def candidates(
-        self, *, status: CandidateStatus | None = None, subject: str | None = None, gallery: str | None = None
+        self,
+        *,
+        status: CandidateStatus | None = None,
+        subject: str | None = None,
+        gallery: str | None = None,
+        actor: str | None = None,
+        purpose: str | None = None,
     ) -> list[CandidateRecord]:
-        """Candidates by status, subject or gallery (no audit entry: for people-facing listings use
-        :meth:`pending_reviews`; for counts use :meth:`stats`)."""
-        return review.candidates(self.context, status=status, subject=subject, gallery=gallery)
+        """Candidates by status, subject or gallery. Any read that shows them to a person must pass ``actor`` and
+        ``purpose``: the read is then a ``records.read`` entry (kind, filters, count). Without them it is an internal
+        read (no entry); to learn only that new candidates exist use :meth:`pending_stamps`."""
+        return review.candidates(
+            self.context, status=status, subject=subject, gallery=gallery, actor=actor, purpose=purpose
+        )
+
+    def pending_stamps(self, gallery: str | None = None) -> list[CandidateStamp]:
+        """Id and creation time of each pending candidate, oldest first: nothing about a person, no audit entry."""
+        return review.pending_stamps(self.context, gallery)
 
     # ------------------------------------------------------------------------------------------ erasure, retention
     def erase(self, subject: str, *, actor: str, purpose: str, reason: str = "erasure request") -> ErasureReceipt:
@@ -479,10 +495,10 @@ class Gallery:
 
         return accounts.sign_out(self.context, token, address=address)
 
-    def stats(self) -> dict[str, int]:
-        """Counts only (no personal data, no audit entry): subjects, templates, valid consents, pending reviews,
-        audit entries."""
-        return admin.stats(self.context)
+    def stats(self, *, actor: str | None = None, purpose: str | None = None) -> dict[str, int]:
+        """Counts only: subjects, templates, valid consents, pending reviews, audit head. Counts shown to a person
+        pass ``actor`` and ``purpose`` (a ``records.read`` entry); ``/metrics`` calls it without (no entry)."""
+        return admin.stats(self.context, actor=actor, purpose=purpose)
 
     def readiness(self, *, models: bool = True) -> dict[str, str]:
         """``{"models", "database", "master_key"}`` checks, each ``"ok"`` or what is wrong."""
@@ -498,10 +514,20 @@ class Gallery:
         return admin.audit_head(self.context)
 
     def audit_entries(
-        self, *, after_seq: int = 0, limit: int | None = None, action: str | None = None
+        self,
+        *,
+        after_seq: int = 0,
+        limit: int | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+        purpose: str | None = None,
     ) -> list[AuditEntry]:
-        """Audit entries after ``after_seq`` (optionally only one action, e.g. ``identify`` or ``review``)."""
-        return admin.audit_entries(self.context, after_seq=after_seq, limit=limit, action=action)
+        """Audit entries after ``after_seq`` (optionally only one action, e.g. ``identify``). Any read that shows
+        them to a person must pass ``actor`` and ``purpose``: the read is then a ``records.read`` entry, appended
+        after the entries read. Without them it is an internal read (no entry)."""
+        return admin.audit_entries(
+            self.context, after_seq=after_seq, limit=limit, action=action, actor=actor, purpose=purpose
+        )
 
     def audit_export(self, *, actor: str, purpose: str) -> list[AuditEntry]:
         """Every audit entry, for export; the export itself is recorded first."""

@@ -236,6 +236,14 @@ class PendingReview(Wire):
 
 
 @dataclass(frozen=True)
+class CandidateStamp(Wire):
+    """A pending candidate's id and creation time, and nothing else: no subject, no score (nothing about a person)."""
+
+    id: str
+    created_at: str
+
+
+@dataclass(frozen=True)
 class ReviewOutcome(Wire):
     """A recorded review and where the candidate stands after it."""
 

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import replace
 
 from faceledger.gallery.context import GalleryContext, accountable
-from faceledger.gallery.results import PendingReview, ReviewOutcome
+from faceledger.gallery.results import CandidateStamp, PendingReview, ReviewOutcome
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.errors import PurposeError, ReviewError, StoreError, UnknownSubjectError
 from faceledger.ledger.records import CandidateRecord, CandidateStatus, ReviewRecord
@@ -43,10 +43,15 @@ def pending_reviews(
     return records
 
 
-def reviews_of(ctx: GalleryContext, candidate_id: str) -> list[ReviewRecord]:
-    """The reviews recorded for a candidate (no audit entry: call it after an audited look-up)."""
-    with ctx.store.read() as tx:
-        return tx.reviews_of(candidate_id)
+def reviews_of(
+    ctx: GalleryContext, candidate_id: str, *, actor: str | None = None, purpose: str | None = None
+) -> list[ReviewRecord]:
+    """The reviews recorded for a candidate (who reviewed, when, why). With ``actor`` and ``purpose`` (a read shown to
+    a person must pass them) the read is a ``records.read`` entry; without, an internal read."""
+    return ctx.read_records(
+        "reviews", lambda tx: tx.reviews_of(candidate_id), actor=actor, purpose=purpose,
+        filters={"candidate_id": candidate_id},
+    )  # fmt: skip
 
 
 def review(
@@ -153,8 +158,22 @@ def candidates(
     status: CandidateStatus | None = None,
     subject: str | None = None,
     gallery: str | None = None,
+    actor: str | None = None,
+    purpose: str | None = None,
 ) -> list[CandidateRecord]:
-    """Candidates by status, subject or gallery (no audit entry: for people-facing listings use
-    :func:`pending_reviews`)."""
+    """Candidates by status, subject or gallery (subject ids, similarities, who searched). With ``actor`` and
+    ``purpose`` (a read shown to a person must pass them) the read is a ``records.read`` entry; without, an internal
+    read (for people-facing listings prefer :func:`pending_reviews`)."""
+    return ctx.read_records(
+        "candidates", lambda tx: tx.list_candidates(status=status, gallery=gallery, subject_id=subject),
+        actor=actor, purpose=purpose, filters={"status": status, "subject": subject, "gallery": gallery},
+        gallery=gallery,
+    )  # fmt: skip
+
+
+def pending_stamps(ctx: GalleryContext, gallery: str | None = None) -> list[CandidateStamp]:
+    """The id and creation time of each pending candidate, oldest first: no subject, no score, nothing about a
+    person, so no audit entry (the web UI's queue polls it to learn that a candidate is new)."""
     with ctx.store.read() as tx:
-        return tx.list_candidates(status=status, gallery=gallery, subject_id=subject)
+        pending = tx.list_candidates(status="pending", gallery=gallery)
+    return sorted((CandidateStamp(c.id, c.created_at) for c in pending), key=lambda c: (c.created_at, c.id))

@@ -35,7 +35,7 @@ from faceledger.gallery.results import (
 )
 from faceledger.ledger.audit import AuditEntry
 from faceledger.ledger.policy import LoadedPolicy
-from faceledger.ledger.records import ApiKey, Consent
+from faceledger.ledger.records import ApiKey, CandidateRecord, CandidateStatus, Consent, ReviewRecord
 
 
 class GallerySession:
@@ -139,6 +139,14 @@ class GallerySession:
         """The review queue, with confirmations so far (audited)."""
         return self.gallery.pending_reviews(**self._where)
 
+    def candidates(self, *, status: CandidateStatus | None = None, subject: str | None = None) -> list[CandidateRecord]:
+        """Candidates by status or subject (a ``records.read`` entry)."""
+        return self.gallery.candidates(status=status, subject=subject, **self._where)
+
+    def reviews(self, candidate_id: str) -> list[ReviewRecord]:
+        """A candidate's reviews (a ``records.read`` entry)."""
+        return self.gallery.reviews(candidate_id, **self._who)
+
     def confirm(self, candidate_id: str, *, reason: str) -> ReviewOutcome:
         """Confirm a candidate as this session's actor, saying what was checked."""
         return self.gallery.review(
@@ -175,6 +183,12 @@ class GallerySession:
     def rotate_master_key(self) -> dict[str, Any]:
         """Re-wrap every data key with a new master key."""
         return self.gallery.rotate_master_key(**self._who)
+
+    def audit_entries(
+        self, *, after_seq: int = 0, limit: int | None = None, action: str | None = None
+    ) -> list[AuditEntry]:
+        """Audit entries (a ``records.read`` entry)."""
+        return self.gallery.audit_entries(after_seq=after_seq, limit=limit, action=action, **self._who)
 
     def audit_export(self) -> list[AuditEntry]:
         """Every audit entry (the export is recorded first)."""

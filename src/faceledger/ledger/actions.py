@@ -51,6 +51,7 @@ class AuditAction(StrEnum):
     SIGNIN = "signin"
     SIGNIN_FAILED = "signin.failed"
     SIGNOUT = "signout"
+    RECORDS_READ = "records.read"
 
     def describe(self) -> str:
         """One sentence: what the entry records."""
@@ -97,4 +98,5 @@ _DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.SIGNIN: "someone signed in to the web UI: account or API key, role",
     AuditAction.SIGNIN_FAILED: "a web UI sign-in failed: the name tried, why, from which address",
     AuditAction.SIGNOUT: "someone signed out of the web UI",
+    AuditAction.RECORDS_READ: "someone read records: candidates, reviews, counts or audit entries (filters, how many)",
 }

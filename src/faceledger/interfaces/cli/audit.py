@@ -9,12 +9,15 @@ from pathlib import Path
 import click
 
 from faceledger.gallery import Gallery
-from faceledger.interfaces.cli.options import PEOPLE, Call, gallery_command, registrar
+from faceledger.interfaces.cli.options import PEOPLE, Call, Who, gallery_command, registrar
 from faceledger.interfaces.cli.render import fail
 from faceledger.interfaces.cli.views import FileWritten, ReportFile
 from faceledger.ledger import AuditHead
 
 __all__ = ["audit_group", "register", "report_command"]
+
+READER = Who(actor_is="who reads the ledger", purpose="audit")
+"""``audit show``: entries name subjects and actors, so the read is recorded; the purpose defaults to audit."""
 
 
 @click.group("audit")
@@ -61,10 +64,11 @@ def audit_head(g: Gallery, call: Call) -> None:
 @click.option("--after", type=int, default=0, help="Only entries after this sequence number.")
 @click.option("--limit", type=int, help="At most this many entries.")
 @click.option("--action", help="Only this action (e.g. identify, review, subject.erase).")
-@gallery_command()
+@gallery_command(who=READER)
 def audit_show(g: Gallery, call: Call, after: int, limit: int | None, action: str | None) -> None:
-    """Print audit entries."""
-    call.out.rows(g.audit_entries(after_seq=after, limit=limit, action=action))
+    """Print audit entries (the read is recorded: a records.read entry after them; --purpose defaults to audit)."""
+    entries = g.audit_entries(after_seq=after, limit=limit, action=action, actor=call.actor, purpose=call.purpose)
+    call.out.rows(entries)
 
 
 @audit_group.command("export")

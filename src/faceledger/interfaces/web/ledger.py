@@ -17,6 +17,8 @@ from faceledger.ledger.actions import AuditAction
 router = APIRouter()
 
 PAGE = 100
+LEDGER_PURPOSE = "audit"
+"""The purpose of reading the entries (they name subjects and actors, so the read is on the ledger)."""
 
 
 def _matches(data: dict[str, Any], *, action: str, actor: str, subject: str, since: str, until: str) -> bool:
@@ -45,7 +47,7 @@ async def ledger_page(
     who.require(LEDGER_ROLES, "read the audit ledger")
     verified = await who.call(who.gallery.audit_verify)
     head = await who.call(who.gallery.audit_head)
-    entries = await who.call(who.gallery.audit_entries)
+    entries = await who.call(who.gallery.audit_entries, actor=who.actor, purpose=LEDGER_PURPOSE)  # a records.read
     filters = {"action": action, "actor": actor.strip(), "subject": subject.strip(), "since": since, "until": until}
     shown = []
     for entry in reversed(entries):

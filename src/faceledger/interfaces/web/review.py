@@ -2,7 +2,8 @@
 what the score means (the false-match rate behind it), where and when the face was seen, and how many of the
 confirmations the policy requires exist. New candidates appear without a reload (htmx polls for them).
 
-Every card shown is an ``evidence.view`` audit entry; looking for new candidates is not (it reads no faces).
+Every card shown is an ``evidence.view`` audit entry; looking for new candidates is not: it reads only the ids and
+creation times of the pending ones (no subject, no score, no face).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ async def queue(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Re
 async def new_candidates(request: Request, who: Annotated[Viewer, Depends(viewer)], after: str = "") -> Response:
     """Cards of candidates raised after ``after`` (204 when there are none), and the poller's new cursor."""
     who.require(REVIEW_ROLES, "open the review queue")
-    pending = await who.call(who.gallery.candidates, status="pending")
+    pending = await who.call(who.gallery.pending_stamps)  # ids and times only: every 5 s, not on the ledger
     fresh = sorted((c for c in pending if c.created_at > after), key=lambda c: (c.created_at, c.id), reverse=True)
     if not fresh:
         return Response(status_code=204)

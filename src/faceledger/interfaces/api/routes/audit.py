@@ -18,6 +18,9 @@ from faceledger.interfaces.api.routes.common import (
 from faceledger.interfaces.api.security import Caller, purpose_of, service
 from faceledger.ledger.audit import AuditHead, VerifyResult
 
+AUDIT_PURPOSE = "audit"
+"""The purpose of reading the entries when the request names none."""
+
 
 # ------------------------------------------------------------------------------------------------ audit
 @v1.get(
@@ -60,10 +63,16 @@ async def audit_entries(
     after_seq: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     action: Annotated[str | None, Query(max_length=64, description="Only this action, e.g. identify")] = None,
+    purpose: PurposeQuery = None,
+    x_purpose: PurposeHeader = None,
 ) -> dict[str, Any]:
-    """A page of entries after ``after_seq`` (oldest first)."""
+    """A page of entries after ``after_seq`` (oldest first). Entries name subjects and actors, so the read is
+    itself a ``records.read`` entry (appended after the page), for the purpose given or ``audit``."""
     state = service(request)
-    entries = await state.run(state.gallery.audit_entries, after_seq=after_seq, limit=limit, action=action)
+    why = purpose_of(x_purpose, purpose) if (x_purpose or purpose) else AUDIT_PURPOSE
+    entries = await state.run(
+        state.gallery.audit_entries, after_seq=after_seq, limit=limit, action=action, actor=caller.owner, purpose=why
+    )
     return {
         "entries": [e.to_dict() for e in entries],
         "next_after_seq": entries[-1].seq if len(entries) == limit else None,

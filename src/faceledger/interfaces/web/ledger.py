@@ -90,7 +90,7 @@ def _plot(report: Any) -> bytes | None:
         "searches": "searches", "faces_searched": "faces searched", "candidates": "candidates",
         "confirmed": "confirmed", "rejected": "rejected",
     }  # fmt: skip
-    figure = Figure(figsize=(8, 3.2), dpi=100)
+    figure = Figure(figsize=(min(10.0, 4.0 + 1.2 * len(periods)), 3.2), dpi=100)
     axis = figure.add_subplot()
     width = 0.8 / len(series)
     for i, (key, label) in enumerate(series.items()):
@@ -99,7 +99,8 @@ def _plot(report: Any) -> bytes | None:
     axis.set_xticks([x + 0.4 - width / 2 for x in range(len(periods))], periods)
     axis.set_ylabel("count")
     axis.set_title(f"Activity per {report.period}")
-    axis.legend(frameon=False, fontsize=8, ncols=len(series))
+    axis.set_xlim(-0.3, len(periods) - 0.1)
+    axis.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside, never on the bars
     axis.spines[["top", "right"]].set_visible(False)
     figure.tight_layout()
     buffer = io.BytesIO()

@@ -43,6 +43,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from faceledger.errors import FaceledgerError, ImageError
+from faceledger.imageconvert import composite_on_white, gray_to_bgr, pil_to_bgr, unit_float_to_uint8
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -380,7 +381,7 @@ def _decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
             raise ImageError(name, _decode_failure_reason(exc, fmt)) from None
         with contextlib.suppress(Exception):  # a damaged EXIF block must not make a readable photo unreadable
             ImageOps.exif_transpose(image, in_place=True)
-        return _pil_to_bgr(image, name)
+        return pil_to_bgr(image, name)
 
 
 def _check_ratio(name: str, pixels: int, size: int, fmt: str) -> None:
@@ -424,66 +425,9 @@ def _decode_failure_reason(exc: Exception, fmt: str) -> str:
     return f"corrupt {fmt} data ({type(exc).__name__}: {message}); the file is damaged, get it again"
 
 
-_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
-
-
-def _pil_to_bgr(image: Image.Image, name: str) -> np.ndarray:
-    """Convert a decoded Pillow image of any mode into a C-contiguous BGR ``uint8`` array."""
-    mode = image.mode
-    try:
-        if mode.startswith("I;16") or mode == "I":
-            # 16-bit (and 32-bit integer) grayscale: Pillow's own convert("L") clips instead of scaling.
-            wide = np.asarray(image).astype(np.int64)
-            gray = ((np.clip(wide, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
-            return _gray_to_bgr(gray)
-        if mode == "F":
-            values = np.asarray(image, dtype=np.float32)
-            if not np.isfinite(values).all():
-                raise ImageError(name, "floating-point image contains NaN or infinite values")
-            return _gray_to_bgr(_unit_float_to_uint8(np.clip(values, 0.0, 1.0)))
-        has_alpha = mode in _ALPHA_MODES or "transparency" in image.info
-        if has_alpha:
-            source = image.convert("LA") if mode == "La" else image
-            rgba = np.asarray(source.convert("RGBA"))
-            return _composite_on_white(rgba[:, :, 2::-1], rgba[:, :, 3])
-        if mode in ("L", "1"):
-            # Grey and 1-bit: one byte per pixel from Pillow, then the BGR result (no colour intermediate).
-            return _gray_to_bgr(np.asarray(image if mode == "L" else image.convert("L")))
-        rgb = image if mode == "RGB" else image.convert("RGB")
-        # Pillow packs the pixels straight into BGR order, faster than reversing the channels of an RGB array
-        # in numpy (a strided copy) after np.asarray's own copy. The bytearray keeps the result writable.
-        packed = bytearray(rgb.tobytes("raw", "BGR"))
-    except ImageError:
-        raise
-    except Exception as exc:
-        raise ImageError(
-            name, f"pixel mode {mode} cannot be converted to colour ({exc}); convert the image to RGB first"
-        ) from None
-    width, height = rgb.size
-    return np.frombuffer(packed, dtype=np.uint8).reshape(height, width, 3)
-
-
-def _gray_to_bgr(gray: np.ndarray) -> np.ndarray:
-    out = np.empty((*gray.shape[:2], 3), dtype=np.uint8)
-    out[...] = gray.reshape(*gray.shape[:2], 1)
-    return out
-
-
-def _composite_on_white(bgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Alpha-blend ``bgr`` (H, W, 3) uint8 over a white background; ``alpha`` is (H, W) uint8."""
-    if alpha.min() == 255:
-        return np.ascontiguousarray(bgr)
-    a = alpha.astype(np.uint16)[:, :, None]
-    blended = (bgr.astype(np.uint16) * a + 255 * (255 - a) + 127) // 255  # at most 65152: fits uint16
-    return blended.astype(np.uint8)
-
-
-def _unit_float_to_uint8(values: np.ndarray) -> np.ndarray:
-    return np.rint(values.astype(np.float32) * np.float32(255.0)).astype(np.uint8)
-
-
 # ----------------------------------------------------------------------------------------------------
 # numpy input
+
 
 _SHAPES_TEXT = "(H, W) gray, (H, W, 1) gray, (H, W, 3) BGR or (H, W, 4) BGRA"
 
@@ -516,7 +460,7 @@ def _from_array(array: np.ndarray, name: str, max_pixels: int) -> np.ndarray:
                 f"float array values must lie in [0, 1], got [{low:g}, {high:g}]; "
                 "divide 0-255 data by 255 or pass a uint8 array",
             )
-        pixels = _unit_float_to_uint8(array)
+        pixels = unit_float_to_uint8(array)
     else:
         raise ImageError(
             name,
@@ -525,9 +469,9 @@ def _from_array(array: np.ndarray, name: str, max_pixels: int) -> np.ndarray:
         )
 
     if channels == 1:
-        return _gray_to_bgr(pixels.reshape(height, width))
+        return gray_to_bgr(pixels.reshape(height, width))
     if channels == 4:
-        return _composite_on_white(pixels[:, :, :3], pixels[:, :, 3])
+        return composite_on_white(pixels[:, :, :3], pixels[:, :, 3])
     return np.ascontiguousarray(pixels)
 
 

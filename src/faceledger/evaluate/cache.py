@@ -48,6 +48,7 @@ def default_cache_dir() -> Path:
 _PIPELINE_MODULES = (
     "engine/__init__.py",
     "imageio.py",
+    "imageconvert.py",
     "vision/alignment.py",
     "vision/detection.py",
     "vision/embedding.py",

@@ -28,17 +28,13 @@ def test_detect_json_shape_and_partial_failure(tmp_path: Path, manifest: list[Ma
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     code, lines, err = run("detect", "--json", EXAMPLE, str(broken), group)
     assert code == 1, "some inputs failed"
-    assert [line["image"] for line in lines] == [EXAMPLE, str(broken), group], (
-        "the rest is processed, in order"
-    )
+    assert [line["image"] for line in lines] == [EXAMPLE, str(broken), group], "the rest is processed, in order"
     assert "broken.png" in err
     first, bad, crowd = lines
     assert first["error"] is None and len(first["faces"]) == 1
     face = first["faces"][0]
     assert set(face) >= {"box", "score", "landmarks", "quality"}
-    assert (
-        len(face["box"]) == 4 and len(face["landmarks"]) == 5 and all(len(p) == 2 for p in face["landmarks"])
-    )
+    assert len(face["box"]) == 4 and len(face["landmarks"]) == 5 and all(len(p) == 2 for p in face["landmarks"])
     assert isinstance(face["score"], float) and isinstance(face["quality"], float)
     assert bad["faces"] == [] and bad["error"]
     assert len(crowd["faces"]) == 6
@@ -65,7 +61,8 @@ def test_verify_json(manifest: list[ManifestRow]) -> None:
     a, b = sorted(by_person)[:2]
     code, same, _ = run("verify", "--json", by_person[a][0], by_person[a][1])
     assert code == 0
-    assert set(same[0]) == {"similarity", "match", "threshold", "fmr", "faces"} and same[0]["faces"] == [1, 1]
+    keys = {"similarity", "match", "threshold", "fmr", "fmr_interval", "fmr_state", "faces"}
+    assert set(same[0]) == keys and same[0]["faces"] == [1, 1]
     code, diff, _ = run("verify", "--json", by_person[a][0], by_person[b][0])
     assert code == 0 and diff[0]["match"] is False
     assert same[0]["similarity"] > diff[0]["similarity"]

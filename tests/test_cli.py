@@ -178,3 +178,82 @@ def test_drawn_labels_are_readable() -> None:
     top = round(float(faces[0].box[1])) - 2  # the rows above the box: only the label is drawn there
     changed = np.nonzero((drawn[:top] != image[:top]).any(axis=(1, 2)))[0]
     assert changed.size and changed.max() - changed.min() + 1 >= 12, "labels at least 12 pixels tall on 512 pixels"
+
+
+def on_a_terminal(*args: str, timeout: float = 120) -> str:
+    """What ``faceledger ARGS`` shows with stdout and stderr on one pseudo-terminal (100 columns), as raw text."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    command = [sys.executable, "-m", "faceledger.interfaces.cli", *args]
+    child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                if child.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+        child.wait(timeout=30)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def screen(raw: str) -> list[str]:
+    """The lines a terminal ends up showing: a carriage return moves back to the start of the line, and what is
+    written then overwrites it (no other control sequence is expected)."""
+    lines: list[str] = []
+    for row in raw.replace("\r\n", "\n").split("\n"):
+        cells: list[str] = []
+        column = 0
+        for char in row:
+            if char == "\r":
+                column = 0
+                continue
+            if column < len(cells):
+                cells[column] = char
+            else:
+                cells.append(char)
+            column += 1
+        lines.append("".join(cells).rstrip())
+    return lines
+
+
+def test_results_on_a_terminal_are_not_spliced_into_the_progress_bar(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    inputs = [EXAMPLE, str(broken), EXAMPLE, EXAMPLE]
+    raw = on_a_terminal("detect", "--json", *inputs)
+    assert "detect:" in raw and "img/s" in raw, "a bar is shown on a terminal"
+    shown = screen(raw)
+    records = [line for line in shown if '"image"' in line]
+    assert len(records) == len(inputs), shown
+    for line in records:
+        assert line.startswith("{") and "img/s" not in line, f"a bar fragment in a result line: {line!r}"
+        json.loads(line)
+    assert [json.loads(line)["image"] for line in records] == inputs
+    assert any("broken.jpg:" in line for line in shown), shown
+
+    text = screen(on_a_terminal("detect", *inputs))
+    results = [line for line in text if "face(s)" in line]
+    assert len(results) == 3 and all(line.startswith(f"{EXAMPLE}: 1 face(s)") for line in results), text
+    assert any(line.startswith("detect: 100%") for line in text), "the bar ends on a line of its own"

@@ -267,3 +267,18 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--out" in result.output
     result = CliRunner().invoke(cli(), ["calibrate", "--help"])
     assert result.exit_code == 0 and "--target-fmr" in result.output
+
+
+def test_no_progress_bar_in_a_redirected_log(subset: dict[str, Any], evaluated: dict[str, Any]) -> None:
+    import subprocess
+    import sys
+
+    log = subset["work"] / "evaluate.log"
+    command = [sys.executable, "-m", "faceledger.interfaces.cli", "evaluate", str(subset["csv"])]
+    command += ["--out", str(subset["work"] / "logged"), "--no-plots", "--cache-dir", str(subset["cache"])]
+    with open(log, "w") as handle:
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=handle, stdin=subprocess.DEVNULL, timeout=300)
+    assert done.returncode == 1, "the corrupt image"
+    text = log.read_text()
+    assert "embedding" not in text and "img/s" not in text and "\r" not in text, f"a bar in the log: {text!r}"
+    assert next(line for line in text.splitlines() if "corrupt.jpg" in line).startswith("faceledger: ")

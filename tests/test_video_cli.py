@@ -372,6 +372,30 @@ def test_status_line_on_a_terminal_and_in_a_log(monkeypatch: pytest.MonkeyPatch)
     assert [int(row.split()[0]) for row in log.getvalue().splitlines()] == [10, 30]
 
 
+def test_a_result_under_the_status_line_starts_a_line_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+
+    terminal = _Terminal()  # stdout and stderr on one terminal
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(sys, "stdout", terminal)
+    line = StatusLine()
+    line(WatchStatus(frames=10, fps=25.0))
+    line.clear()
+    click.echo("track 1: candidate s1 (0.700) (pending review)")
+    line(WatchStatus(frames=20, fps=25.0))
+    rows = []
+    for row in terminal.getvalue().split("\n"):
+        cells: list[str] = []
+        for part in row.split("\r"):  # a carriage return: what follows overwrites the line from its start
+            cells[: len(part)] = part
+        rows.append("".join(cells).rstrip())
+    assert rows[0] == "track 1: candidate s1 (0.700) (pending review)", rows
+    assert rows[1].startswith("20 frames")
+    line.clear()
+    line.clear()
+    assert terminal.getvalue().endswith(" " * 100 + "\r") and terminal.getvalue().count(" " * 100 + "\r") == 2
+
+
 # ---------------------------------------------------------------------------------------------- deployments
 def test_deployment_states_changes_and_errors(tmp_path: Path) -> None:
     cli = Cli(tmp_path / "d.db")

@@ -97,7 +97,7 @@ def embed_dataset(dataset: Dataset, engine: Any, cache: EmbeddingCache, progress
         desc="embedding",
         unit="img",
         file=sys.stderr,
-        disable=not progress,
+        disable=None if progress else True,  # None: a bar only when stderr is a terminal, never in a redirected log
         leave=False,
     )
     try:

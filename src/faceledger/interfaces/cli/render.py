@@ -3,7 +3,9 @@
 A command hands its result to :class:`Output`: with ``--json`` the result's JSON form goes to stdout as one
 object on one line (stable keys); without, the renderer registered for its type prints it for a person.
 Results listed one per line (consents, subjects, API keys, audit entries...) have a row renderer instead.
-Messages for a person about what went wrong go to stderr (:func:`warn`); progress bars too (:func:`progress`).
+Messages for a person about what went wrong go to stderr (:func:`warn`); progress bars go to stderr too
+(:func:`progress`), shown only on a terminal, and everything printed while one is shown goes through
+:func:`beside_bars`, so a bar never ends up inside a result line.
 The results that exist only on the command line are in :mod:`.views`.
 """
 
@@ -13,6 +15,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
@@ -59,13 +62,37 @@ PREFIX = "faceledger: "
 
 
 # ---------------------------------------------------------------------------------------------- streams
+class _Writes:
+    depth = 0
+    """How many :func:`beside_bars` blocks are open (only the outermost clears and redraws the bars)."""
+
+
+@contextmanager
+def beside_bars() -> Iterator[None]:
+    """Print to stdout or stderr without splicing into a progress bar: a bar being shown is cleared first and
+    drawn again after the block (tqdm's external write mode); nested blocks clear it once."""
+    if _Writes.depth:
+        yield
+        return
+    _Writes.depth += 1
+    try:
+        if getattr(tqdm, "_instances", None):  # a bar is shown (disabled bars are not registered)
+            with tqdm.external_write_mode(file=sys.stdout):
+                yield
+        else:
+            yield
+    finally:
+        _Writes.depth -= 1
+
+
 def emit(obj: Any, *, compact: bool = False) -> None:
     """Print one JSON object on one line of stdout.
 
     ``compact`` is the style of the evaluation reports: no spaces after separators, non-ASCII escaped.
     """
     separators = (",", ":") if compact else None
-    click.echo(json.dumps(obj, ensure_ascii=compact, allow_nan=False, separators=separators))
+    with beside_bars():
+        click.echo(json.dumps(obj, ensure_ascii=compact, allow_nan=False, separators=separators))
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -79,7 +106,8 @@ def one_line(text: str) -> str:
 
 def warn(message: str, prefix: str = PREFIX) -> None:
     """Print a message for a person on stderr: one line, whatever the names in it hold."""
-    click.echo(f"{prefix}{one_line(message)}", err=True)
+    with beside_bars():
+        click.echo(f"{prefix}{one_line(message)}", err=True)
 
 
 def fail(message: str, code: int = 1, prefix: str = PREFIX) -> NoReturn:
@@ -135,25 +163,28 @@ class Output:
 
     def show(self, result: Any) -> None:
         """Print one result."""
-        if self.as_json:
-            emit(json_form(result), compact=self.compact)
-            _AFTER_JSON.get(type(result), _nothing)(result)
-        else:
-            _lookup(_TEXT, result, "text")(result)
+        with beside_bars():
+            if self.as_json:
+                emit(json_form(result), compact=self.compact)
+                _AFTER_JSON.get(type(result), _nothing)(result)
+            else:
+                _lookup(_TEXT, result, "text")(result)
 
     def rows(self, items: Iterable[Any]) -> None:
         """Print results one per line."""
         for item in items:
-            if self.as_json:
-                emit(json_form(item), compact=self.compact)
-            else:
-                _lookup(_ROWS, item, "row")(item)
+            with beside_bars():
+                if self.as_json:
+                    emit(json_form(item), compact=self.compact)
+                else:
+                    _lookup(_ROWS, item, "row")(item)
 
     def failed(self, message: str, record: dict[str, Any]) -> None:
         """One input failed: ``message`` on stderr, and with ``--json`` its ``record`` (with the error) on stdout."""
-        warn(message, self.prefix)
-        if self.as_json:
-            emit(record, compact=self.compact)
+        with beside_bars():
+            warn(message, self.prefix)
+            if self.as_json:
+                emit(record, compact=self.compact)
 
 
 _AFTER_JSON: dict[type, Renderer] = {}

@@ -37,6 +37,7 @@ class StatusLine:
         self.every = every
         self._last: float | None = None
         self._unprinted = ""
+        self._drawn = False
 
     def __call__(self, status: Any) -> None:
         if not self.enabled:
@@ -47,12 +48,20 @@ class StatusLine:
         )
         if self.tty:
             click.echo("\r" + text.ljust(100), err=True, nl=False)
+            self._drawn = True
         elif self._last is None or time.monotonic() - self._last >= self.every:
             click.echo(text, err=True)
             self._last = time.monotonic()
             self._unprinted = ""
         else:
             self._unprinted = text
+
+    def clear(self) -> None:
+        """Blank the line rewritten in place, before a result is printed (the next status draws it again), so the
+        result does not start at the end of the status on a terminal that shows stdout and stderr together."""
+        if self.enabled and self.tty and self._drawn:
+            click.echo("\r" + " " * 100 + "\r", err=True, nl=False)
+            self._drawn = False
 
     def close(self) -> None:
         """End the status: a newline after the line rewritten in place, or the last status not yet printed."""
@@ -144,6 +153,7 @@ def watch(
     try:
         for event in events:
             used = event.get("deployment", used)
+            status.clear()
             if call.out.as_json:
                 emit(event, compact=True)
             else:

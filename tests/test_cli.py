@@ -126,12 +126,12 @@ def test_demo_runs(tmp_path: Path) -> None:
 
 
 def test_a_file_name_cannot_forge_messages(tmp_path: Path) -> None:
-    name = tmp_path / "a\nerror: everything is fine\x1b[2J.jpg"
+    name = tmp_path / "a\nfaceledger: everything is fine\x1b[2J.jpg"
     name.write_bytes(b"not an image")
     result = CliRunner().invoke(main, ["detect", str(name)])
     lines = result.stderr.splitlines()
     assert result.exit_code == 1 and len(lines) == 1, lines
-    assert "\\nerror: everything is fine\\x1b[2J.jpg" in lines[0] and "\x1b" not in result.stderr
+    assert "\\nfaceledger: everything is fine\\x1b[2J.jpg" in lines[0] and "\x1b" not in result.stderr
 
 
 def test_the_command_line_starts_without_loading_models_or_the_web_service() -> None:
@@ -251,9 +251,37 @@ def test_results_on_a_terminal_are_not_spliced_into_the_progress_bar(tmp_path: P
         assert line.startswith("{") and "img/s" not in line, f"a bar fragment in a result line: {line!r}"
         json.loads(line)
     assert [json.loads(line)["image"] for line in records] == inputs
-    assert any("broken.jpg:" in line for line in shown), shown
+    messages = [line for line in shown if "broken.jpg:" in line]
+    assert messages and all(line.startswith("faceledger: ") for line in messages), shown
 
     text = screen(on_a_terminal("detect", *inputs))
     results = [line for line in text if "face(s)" in line]
     assert len(results) == 3 and all(line.startswith(f"{EXAMPLE}: 1 face(s)") for line in results), text
     assert any(line.startswith("detect: 100%") for line in text), "the bar ends on a line of its own"
+
+
+@pytest.mark.parametrize(
+    ("command", "keys"),
+    [
+        ("detect", ["image", "faces", "error"]),
+        ("embed", ["image", "faces", "error"]),
+        ("anonymize", ["image", "output", "faces", "hidden", "error"]),
+        ("verify", ["image", "similarity", "match", "threshold", "fmr", "faces", "error"]),
+    ],
+)
+def test_one_error_style(command: str, keys: list[str], tmp_path: Path) -> None:
+    """stderr: ``faceledger: FILE: REASON``; JSON: the record of the file that failed, ``error`` the same REASON."""
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    extra = ["--out", str(tmp_path / "out")] if command == "anonymize" else []
+    code, lines, err = run(command, "--json", *extra, EXAMPLE, str(broken))
+    assert code == 1
+    record = lines[-1]
+    assert list(record) == keys and record["image"] == str(broken)
+    assert record["error"] and str(broken) not in record["error"], "the name is in image, the reason in error"
+    assert err.splitlines() == [f"faceledger: {broken}: {record['error']}"]
+
+
+def test_engine_usage_errors_share_the_prefix() -> None:
+    result = CliRunner().invoke(main, ["detect", "--detector", "/nonexistent.onnx", EXAMPLE])
+    assert result.exit_code == 2 and result.stderr.startswith("faceledger: ")

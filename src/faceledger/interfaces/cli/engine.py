@@ -1,8 +1,9 @@
 """Engine commands, no database involved: ``detect``, ``embed``, ``verify``, ``anonymize``.
 
-``--json`` prints one JSON object per image with stable keys; a progress bar on stderr for many files; exit code
-0 on success, 1 when some inputs failed (each named on stderr after ``error:``, the rest processed), 2 on a usage
-error (a bad option or model file).
+``--json`` prints one JSON object per image with stable keys; an image that failed is ``{"image", ..., "error"}``
+with the command's other keys empty and ``error`` the reason, and is named on stderr (``faceledger: IMAGE:
+REASON``). A progress bar on stderr for many files on a terminal; exit code 0 on success, 1 when some inputs failed
+(the rest processed), 2 on a usage error (a bad option or model file).
 """
 
 from __future__ import annotations
@@ -19,13 +20,10 @@ import numpy as np
 from faceledger import config
 from faceledger.errors import FaceledgerError
 from faceledger.interfaces.cli.options import EXIT_FAILED, EXIT_OK, EXIT_USAGE, json_option, registrar
-from faceledger.interfaces.cli.render import Output, emit, fail, progress, warn
+from faceledger.interfaces.cli.render import Output, emit, fail, progress, reason_of, warn
 from faceledger.interfaces.cli.views import Anonymized, Compared, Detected
 
 __all__ = ["anonymize", "detect", "draw_faces", "embed", "register", "verify"]
-
-ERROR = "error: "
-"""What the engine commands' messages on stderr start with."""
 
 
 def engine_options(func: Any = None, *, recognizer: bool = True) -> Any:
@@ -94,7 +92,7 @@ def make_engine(
             max_pixels=max_pixels,
         )
     except FaceledgerError as exc:
-        fail(str(exc), EXIT_USAGE, prefix=ERROR)
+        fail(str(exc), EXIT_USAGE)
 
 
 def run_many(engine: Any, func: Any, paths: Sequence[str], label: str) -> Iterator[tuple[str, Any]]:
@@ -115,8 +113,9 @@ def _finish(failed: int) -> None:
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
-def _reason(exc: FaceledgerError) -> str:
-    return str(getattr(exc, "reason", exc))
+def _failed(out: Output, path: str, exc: BaseException, **empty: Any) -> None:
+    """Report ``path``'s failure: its name and the reason on stderr (with a hint for a video), the record in JSON."""
+    out.failed_image(path, reason_of(exc, path), video_hint(path), **empty)
 
 
 @click.command("detect")
@@ -133,10 +132,11 @@ def detect(images: tuple[str, ...], as_json: bool, draw: str | None, **engine_kw
     """Find faces in IMAGES: boxes, detector scores, five landmarks and a quality score.
 
     JSON per image: {"image", "faces": [{"box": [x1,y1,x2,y2], "score", "landmarks": [[x,y] x5], "quality",
-    "quality_reasons"}], "error"}.
+    "quality_reasons"}], "error"}; an image that failed has "faces": [] and "error" the reason, and is named on
+    stderr ("faceledger: IMAGE: REASON").
     """
     engine = make_engine(**engine_kw)
-    out = Output(as_json, prefix=ERROR)
+    out = Output(as_json)
     failed = 0
     names = OutputNames()
 
@@ -147,7 +147,7 @@ def detect(images: tuple[str, ...], as_json: bool, draw: str | None, **engine_kw
     for path, result in run_many(engine, load_and_detect, images, "detect"):
         if isinstance(result, FaceledgerError):
             failed += 1
-            out.failed(str(result) + video_hint(path), {"image": path, "faces": [], "error": _reason(result)})
+            _failed(out, path, result, faces=[])
             continue
         array, faces = result
         out.show(Detected(path, faces))
@@ -203,16 +203,17 @@ def draw_faces(image: np.ndarray, faces: Any) -> np.ndarray:
 def embed(images: tuple[str, ...], as_json: bool, **engine_kw: Any) -> None:
     """Embeddings of every face in IMAGES (largest face first), as JSON lines.
 
-    JSON per image: {"image", "faces": [{"box", "score", "landmarks", "quality", "embedding": [float...]}], "error"}.
-    Embeddings are L2-normalised, so the similarity of two faces is their dot product.
+    JSON per image: {"image", "faces": [{"box", "score", "landmarks", "quality", "embedding": [float...]}], "error"};
+    an image that failed has "faces": [] and "error" the reason. Embeddings are L2-normalised, so the similarity
+    of two faces is their dot product.
     """
     engine = make_engine(**engine_kw)
-    out = Output(as_json=True, prefix=ERROR)
+    out = Output(as_json=True)
     failed = 0
     for path, result in run_many(engine, engine.embed, images, "embed"):
         if isinstance(result, FaceledgerError):
             failed += 1
-            out.failed(str(result), {"image": path, "faces": [], "error": _reason(result)})
+            _failed(out, path, result, faces=[])
             continue
         faces = result.detections.to_dicts()
         for face, vector in zip(faces, result.vectors, strict=True):
@@ -244,17 +245,28 @@ def verify(
 ) -> None:
     """Are the largest faces of IMAGE_A and IMAGE_B the same person?
 
-    JSON: {"similarity", "match", "threshold", "fmr"}; fmr is the false-match rate the threshold corresponds to.
-    Exit code 0 when the comparison ran (match or not), 1 when an image could not be read or has no face.
+    JSON: {"similarity", "match", "threshold", "fmr", "faces"}; fmr is the false-match rate the threshold
+    corresponds to. When an image cannot be read or has no face: {"image": the one that failed, "similarity":
+    null, ..., "error": the reason}, and exit code 1 (0 when the comparison ran, match or not).
     """
     engine = make_engine(**engine_kw)
-    out = Output(as_json, prefix=ERROR)
+    out = Output(as_json)
     try:
         result = engine.verify(image_a, image_b, threshold=threshold, fmr=fmr)
     except FaceledgerError as exc:
-        out.failed(str(exc), {"similarity": None, "match": None, "threshold": threshold, "fmr": fmr, "error": str(exc)})
+        empty = {"similarity": None, "match": None, "threshold": threshold, "fmr": fmr, "faces": None}
+        _failed(out, _failing(exc, (image_a, image_b)), exc, **empty)
         sys.exit(EXIT_FAILED)
     out.show(Compared(result))
+
+
+def _failing(exc: BaseException, paths: Sequence[str]) -> str:
+    """Which of ``paths`` ``exc`` is about: the one it names."""
+    text = str(exc)
+    for path in paths:
+        if getattr(exc, "source", None) == path or text.startswith(f"{path}: "):
+            return path
+    return paths[0]
 
 
 @click.command("anonymize")
@@ -290,14 +302,15 @@ def anonymize(
         from faceledger.interfaces.cli.video import anonymize_video
 
         if len(images) != 1 or keep:
-            fail("anonymize takes one video at a time, with --out FILE and no --keep", EXIT_USAGE, prefix=ERROR)
+            fail("anonymize takes one video at a time, with --out FILE and no --keep", EXIT_USAGE)
         anonymize_video(engine, images[0], out_dir, method, as_json)
         return
-    out = Output(as_json, prefix=ERROR)
+    out = Output(as_json)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     failed = 0
     names = OutputNames()
+    empty: dict[str, Any] = {"output": None, "faces": 0, "hidden": 0}
     for path in progress(images, "anonymize"):
         try:
             array = engine.load(path)
@@ -306,16 +319,16 @@ def anonymize(
             beyond = sorted(set(keep) - set(kept))
             if beyond:
                 found = f"faces 0-{len(faces) - 1}" if len(faces) else "no face"
-                warn(f"{path}: --keep {', '.join(map(str, beyond))} ignored: {found} found", prefix=ERROR)
+                warn(f"{path}: --keep {', '.join(map(str, beyond))} ignored: {found} found")
             hidden = engine.anonymize(array, keep=kept, method=method, detections=faces)
         except FaceledgerError as exc:
             failed += 1
-            out.failed(str(exc), {"image": path, "output": None, "faces": 0, "hidden": 0, "error": str(exc)})
+            _failed(out, path, exc, **empty)
             continue
         target = names.next(folder, path, ".anonymized", _suffix(path))
         if not cv2.imwrite(str(target), hidden):
             failed += 1
-            warn(f"{target}: could not write the anonymized image", prefix=ERROR)
+            out.failed_image(path, f"could not write its anonymized copy {target}", **empty)
             continue
         out.show(Anonymized(path, str(target), len(faces), len(faces) - len(kept)))
     _finish(failed)

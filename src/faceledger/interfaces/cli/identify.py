@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from faceledger.errors import FaceledgerError
+from faceledger.errors import FaceledgerError, ImageError, NoFaceError
 from faceledger.gallery import Gallery
 from faceledger.interfaces.cli.engine import video_hint
 from faceledger.interfaces.cli.options import PEOPLE, Call, describe, gallery_command, recognizer_option, registrar
-from faceledger.interfaces.cli.render import progress
+from faceledger.interfaces.cli.render import progress, reason_of
 from faceledger.ledger.errors import AccountabilityError, PurposeError
 
 __all__ = ["identify_command", "register", "verify_subject_command"]
@@ -29,7 +29,8 @@ def identify_command(
     """Search every face of each IMAGE against the gallery (1:N).
 
     Per face: its box and the candidates at or above the policy threshold (``subject``, ``similarity``),
-    pending human review. Faces that match no one are discarded and leave no trace.
+    pending human review. Faces that match no one are discarded and leave no trace. An image that failed is named
+    on stderr and, with --json, is {"image", "faces": [], "error"}.
     """
     failed = False
     for image in progress(list(images), "identifying", quiet):
@@ -39,12 +40,9 @@ def identify_command(
             raise  # the same for every image: a usage error
         except (FaceledgerError, OSError) as exc:
             failed = True
-            message = describe(exc)
-            hint = video_hint(str(image))
-            call.out.failed(
-                (message if str(image) in message else f"{image}: {message}") + hint,
-                {"image": str(image), "error": message, "faces": []},
-            )
+            about_image = isinstance(exc, ImageError | NoFaceError | OSError)
+            error = reason_of(exc, str(image)) if about_image else describe(exc)
+            call.out.failed_image(str(image), error, video_hint(str(image)), faces=[])
             continue
         call.out.show(result)
     if failed:

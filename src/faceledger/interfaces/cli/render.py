@@ -3,9 +3,10 @@
 A command hands its result to :class:`Output`: with ``--json`` the result's JSON form goes to stdout as one
 object on one line (stable keys); without, the renderer registered for its type prints it for a person.
 Results listed one per line (consents, subjects, API keys, audit entries...) have a row renderer instead.
-Messages for a person about what went wrong go to stderr (:func:`warn`); progress bars go to stderr too
-(:func:`progress`), shown only on a terminal, and everything printed while one is shown goes through
-:func:`beside_bars`, so a bar never ends up inside a result line.
+Messages for a person about what went wrong go to stderr (:func:`warn`), each on one line starting with
+``faceledger: `` and, when it is about a file, its name next (``faceledger: photo.jpg: no face found``); progress
+bars go to stderr too (:func:`progress`), shown only on a terminal, and everything printed while one is shown
+goes through :func:`beside_bars`, so a bar never ends up inside a result line.
 The results that exist only on the command line are in :mod:`.views`.
 """
 
@@ -58,7 +59,7 @@ T = TypeVar("T")
 Renderer = Callable[[Any], None]
 
 PREFIX = "faceledger: "
-"""What every message of the gallery, evaluation and service commands on stderr starts with."""
+"""What every message of every command on stderr starts with."""
 
 
 # ---------------------------------------------------------------------------------------------- streams
@@ -104,16 +105,35 @@ def one_line(text: str) -> str:
     return _CONTROL.sub(lambda m: {"\n": "\\n", "\r": "\\r"}.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
 
 
-def warn(message: str, prefix: str = PREFIX) -> None:
-    """Print a message for a person on stderr: one line, whatever the names in it hold."""
+def warn(message: str) -> None:
+    """Print a message for a person on stderr: one line starting with :data:`PREFIX`, whatever the names in it
+    hold."""
     with beside_bars():
-        click.echo(f"{prefix}{one_line(message)}", err=True)
+        click.echo(f"{PREFIX}{one_line(message)}", err=True)
 
 
-def fail(message: str, code: int = 1, prefix: str = PREFIX) -> NoReturn:
+def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` on stderr and exit with ``code``."""
-    warn(message, prefix)
+    warn(message)
     sys.exit(code)
+
+
+def reason_of(exc: BaseException, name: str) -> str:
+    """Why ``name`` failed, without the name: what JSON records carry as ``error`` (messages put the name first).
+
+    An :class:`~faceledger.errors.ImageError` has its ``reason``; other errors lose a leading ``NAME: `` (or the
+    ``<image>: `` the engine writes for an input that is not a path).
+    """
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str) and reason:
+        return reason
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot be read: {exc.strerror}"
+    text = str(exc)
+    for prefix in (f"{name}: ", "<image>: "):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
 
 
 def progress(items: Sequence[T], label: str, quiet: bool = False) -> Iterator[T]:
@@ -154,11 +174,10 @@ def json_form(obj: Any) -> Any:
 class Output:
     """Where a command's results go: JSON lines (``as_json``) or text for a person.
 
-    ``prefix`` starts each message on stderr; ``compact`` prints JSON without spaces (the evaluation reports).
+    ``compact`` prints JSON without spaces (the evaluation reports).
     """
 
     as_json: bool = False
-    prefix: str = PREFIX
     compact: bool = False
 
     def show(self, result: Any) -> None:
@@ -182,9 +201,14 @@ class Output:
     def failed(self, message: str, record: dict[str, Any]) -> None:
         """One input failed: ``message`` on stderr, and with ``--json`` its ``record`` (with the error) on stdout."""
         with beside_bars():
-            warn(message, self.prefix)
+            warn(message)
             if self.as_json:
                 emit(record, compact=self.compact)
+
+    def failed_image(self, image: str, error: str, hint: str = "", **empty: Any) -> None:
+        """Image ``image`` failed: ``faceledger: IMAGE: ERROR`` (then ``hint``) on stderr and, with ``--json``, the
+        failure record ``{"image", **empty, "error"}`` on stdout (``empty``: the command's other keys, empty)."""
+        self.failed(f"{image}: {error}{hint}", {"image": image, **empty, "error": error})
 
 
 _AFTER_JSON: dict[type, Renderer] = {}
@@ -469,6 +493,6 @@ def _calibrated(calibrated: Calibrated) -> None:
     if cal.tar is not None:
         click.echo(f"  true accept rate {cal.tar:.4f} on {cal.genuine_pairs:,} genuine comparisons")
     if not cal.supported:
-        click.echo(f"  warning: {cal.reason}", err=True)
+        warn(f"warning: {cal.reason}")
     for path in calibrated.written:
         click.echo(f"written to {path}")

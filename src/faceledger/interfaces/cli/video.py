@@ -17,7 +17,7 @@ import click
 
 from faceledger.errors import FaceledgerError
 from faceledger.gallery import Gallery
-from faceledger.interfaces.cli.engine import ERROR, engine_options, make_engine
+from faceledger.interfaces.cli.engine import engine_options, make_engine
 from faceledger.interfaces.cli.options import ADMINISTRATION, Call, Who, gallery_command, json_option, registrar
 from faceledger.interfaces.cli.render import emit, fail, warn
 from faceledger.ledger.records import DeploymentWithState
@@ -162,7 +162,7 @@ def watch(
         status.close()
     if out is not None:
         shown = any(d.name == used and d.show_candidates for d in g.deployments())
-        warn(f"wrote {out} ({'bystanders blurred, candidates shown' if shown else 'every face blurred'})", prefix="")
+        warn(f"wrote {out} ({'bystanders blurred, candidates shown' if shown else 'every face blurred'})")
 
 
 @click.command("track")
@@ -199,7 +199,7 @@ def _tracked(engine: Any, path: str, out: str | None, detect_size: int | None) -
     try:
         video = open_video(path, live=False)
     except FaceledgerError as exc:
-        fail(str(exc), prefix=ERROR)
+        fail(str(exc))
     started = time.monotonic()
     frames = tracks = 0
     last_time = 0.0
@@ -241,11 +241,11 @@ def anonymize_video(engine: Any, path: str, out: str, method: str, as_json: bool
     from faceledger.vision.video import VideoWriter, open_video
 
     if Path(out).resolve() == Path(path).resolve():
-        fail(f"{out}: the output would overwrite the input", prefix=ERROR)
+        fail(f"{out}: the output would overwrite the input")
     try:
         video = open_video(path, live=False)
     except FaceledgerError as exc:
-        fail(str(exc), prefix=ERROR)
+        fail(str(exc))
     started = time.monotonic()
     output: AnonymizedOutput | None = None
     frames = tracks = 0
@@ -263,7 +263,7 @@ def anonymize_video(engine: Any, path: str, out: str, method: str, as_json: bool
         for _ in engine.track(video, on_frame=on_frame):
             tracks += 1
     if output is None:
-        fail(f"{path}: no frames could be decoded", prefix=ERROR)
+        fail(f"{path}: no frames could be decoded")
     output.close()
     record = {
         "video": path,

@@ -13,8 +13,10 @@ embedded default and the only backend today; a PostgreSQL implementation will pr
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from faceledger.config import Database, database
@@ -38,6 +40,7 @@ from faceledger.ledger.records import (
     VideoSessionRecord,
     WebSession,
 )
+from faceledger.ledger.signing import check_signatures
 from faceledger.ledger.sqlite import DEFAULT_BUSY_TIMEOUT_S, SQLiteStore, migrations
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_S", "SQLiteStore", "Store", "Transaction", "migrations", "open_store", "verify_audit"]
@@ -368,17 +371,30 @@ class Store(Protocol):
         ...
 
 
-def verify_audit(tx: Transaction, expected_head: AuditHead | None = None) -> VerifyResult:
-    """Verify the audit chain stored behind ``tx`` against the head recorded with the last append.
+def verify_audit(
+    tx: Transaction, expected_head: AuditHead | None = None, *, public_key: bytes | None = None
+) -> VerifyResult:
+    """Verify the audit chain stored behind ``tx`` against the head recorded with the last append, then its
+    signatures (:func:`faceledger.ledger.signing.check_signatures`).
 
     ``expected_head`` is a head published earlier (``faceledger audit head``); the chain must extend it.
+    ``public_key`` is the signing key's public key obtained outside the database (the key file's, or a published
+    one): without it the signatures are checked against the key the ledger itself records.
     """
-    return verify_chain(
-        tx.audit_rows(),
+    rows = list(tx.audit_rows())
+    result = verify_chain(
+        rows,
         recorded_head=tx.audit_head(),
         expected_head=expected_head,
         initialised=tx.get_meta("initialised_at") is not None,
     )
+    if not result.ok:
+        return result
+    problem = check_signatures([(r.seq, r.hash, json.loads(r.body)) for r in rows], public_key)
+    if problem is None:
+        return result
+    seq, text = problem
+    return replace(result, ok=False, bad_seq=seq, problem=text)
 
 
 def open_store(

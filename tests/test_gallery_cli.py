@@ -194,10 +194,11 @@ def test_a_folder_among_the_images_is_reported_and_the_rest_processed(cli: click
     )
     assert run(cli, *consent)[0] == 0
     code, out, err = run(cli, "enroll", "s1", str(folder), str(ASTRONAUT), "--purpose", "access-control", "--json")
-    assert code == 1 and out[0]["enrolled"] and "is a directory" in err
+    assert code == 1 and f"faceledger: {folder}: a folder: use --recursive" in err
+    assert out[0]["image"] == str(folder) and out[0]["error"] and out[1]["enrolled"]
     code, out, err = run(cli, "identify", str(folder), str(ASTRONAUT), "--purpose", "access-control", "--json")
-    assert code == 1 and "is a directory" in err
-    assert out[0]["image"] == str(folder) and out[0]["faces"] == []
+    assert code == 1 and f"faceledger: {folder}: a folder: use --recursive" in err
+    assert out[0]["image"] == str(folder) and out[0]["faces"] == [] and out[0]["error"]
     assert out[1]["faces"][0]["candidates"][0]["subject"] == "s1"
 
 

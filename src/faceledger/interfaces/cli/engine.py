@@ -1,9 +1,10 @@
 """Engine commands, no database involved: ``detect``, ``embed``, ``verify``, ``anonymize``.
 
-``--json`` prints one JSON object per image with stable keys; an image that failed is ``{"image", ..., "error"}``
-with the command's other keys empty and ``error`` the reason, and is named on stderr (``faceledger: IMAGE:
-REASON``). A progress bar on stderr for many files on a terminal; exit code 0 on success, 1 when some inputs failed
-(the rest processed), 2 on a usage error (a bad option or model file).
+IMAGE arguments are files, ``-`` (one image from standard input, named ``<stdin>``) or, with ``--recursive``,
+folders (:mod:`.inputs`). ``--json`` prints one JSON object per image with stable keys; an image that failed is
+``{"image", ..., "error"}`` with the command's other keys empty and ``error`` the reason, and is named on stderr
+(``faceledger: IMAGE: REASON``). A progress bar on stderr for many files on a terminal; exit code 0 on success,
+1 when some inputs failed (the rest processed), 2 on a usage error (a bad option or model file).
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ import cv2
 import numpy as np
 
 from faceledger import config
-from faceledger.errors import FaceledgerError
+from faceledger.errors import FaceledgerError, ImageError
+from faceledger.interfaces.cli.inputs import (
+    STDIN_NAME,
+    VIDEO_SUFFIXES,
+    ImageArg,
+    expand,
+    recursive_option,
+)
 from faceledger.interfaces.cli.options import EXIT_FAILED, EXIT_OK, EXIT_USAGE, json_option, registrar
 from faceledger.interfaces.cli.render import Output, emit, fail, progress, reason_of, warn
 from faceledger.interfaces.cli.views import Anonymized, Compared, Detected
@@ -95,31 +103,38 @@ def make_engine(
         fail(str(exc), EXIT_USAGE)
 
 
-def run_many(engine: Any, func: Any, paths: Sequence[str], label: str) -> Iterator[tuple[str, Any]]:
-    """``(path, result)`` for each path, computed on the engine's worker threads, with a progress bar.
+def run_many(engine: Any, func: Any, items: Sequence[ImageArg], label: str) -> Iterator[tuple[ImageArg, Any]]:
+    """``(item, result)`` for each image, ``func`` computed on the engine's worker threads, with a progress bar.
 
-    A :class:`FaceledgerError` (bad image, no face) is returned as the result, for the caller to report; any other
-    exception is a bug and is raised.
+    A :class:`FaceledgerError` (bad image, no face, an argument that is not usable) is returned as the result,
+    for the caller to report; any other exception is a bug and is raised.
     """
-    results = engine.map(func, paths)
-    for path in progress(paths, label):
+
+    def call(item: ImageArg) -> Any:
+        if item.problem:
+            raise ImageError(item.name, item.problem)
+        return func(item.source())
+
+    results = engine.map(call, items)
+    for item in progress(items, label):
         result = next(results)
         if isinstance(result, BaseException) and not isinstance(result, FaceledgerError):
             raise result
-        yield path, result
+        yield item, result
 
 
 def _finish(failed: int) -> None:
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
-def _failed(out: Output, path: str, exc: BaseException, **empty: Any) -> None:
-    """Report ``path``'s failure: its name and the reason on stderr (with a hint for a video), the record in JSON."""
-    out.failed_image(path, reason_of(exc, path), video_hint(path), **empty)
+def _failed(out: Output, item: ImageArg, exc: BaseException, **empty: Any) -> None:
+    """Report ``item``'s failure: its name and the reason on stderr (with a hint for a video), the record in JSON."""
+    out.failed_image(item.name, reason_of(exc, item.name), video_hint(item.name), **empty)
 
 
 @click.command("detect")
-@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.argument("images", nargs=-1, required=True)
+@recursive_option
 @json_option("One JSON object per image on stdout.")
 @click.option(
     "--draw",
@@ -128,33 +143,37 @@ def _failed(out: Output, path: str, exc: BaseException, **empty: Any) -> None:
     help="Write a copy of each image with boxes and landmarks drawn into this folder.",
 )
 @engine_options(recognizer=False)
-def detect(images: tuple[str, ...], as_json: bool, draw: str | None, **engine_kw: Any) -> None:
+def detect(images: tuple[str, ...], recursive: bool, as_json: bool, draw: str | None, **engine_kw: Any) -> None:
     """Find faces in IMAGES: boxes, detector scores, five landmarks and a quality score.
+
+    IMAGES are image files, - for one image read from standard input (named <stdin> in the output), or folders
+    with --recursive.
 
     JSON per image: {"image", "faces": [{"box": [x1,y1,x2,y2], "score", "landmarks": [[x,y] x5], "quality",
     "quality_reasons"}], "error"}; an image that failed has "faces": [] and "error" the reason, and is named on
     stderr ("faceledger: IMAGE: REASON").
     """
     engine = make_engine(**engine_kw)
+    items = expand(images, recursive=recursive)
     out = Output(as_json)
     failed = 0
     names = OutputNames()
 
-    def load_and_detect(path: str) -> tuple[np.ndarray | None, Any]:
-        array = engine.load(path)
+    def load_and_detect(source: Any) -> tuple[np.ndarray | None, Any]:
+        array = engine.load(source)
         return (array if draw else None), engine.detect(array)
 
-    for path, result in run_many(engine, load_and_detect, images, "detect"):
+    for item, result in run_many(engine, load_and_detect, items, "detect"):
         if isinstance(result, FaceledgerError):
             failed += 1
-            _failed(out, path, result, faces=[])
+            _failed(out, item, result, faces=[])
             continue
         array, faces = result
-        out.show(Detected(path, faces))
+        out.show(Detected(item.name, faces))
         if draw and array is not None:
             folder = Path(draw)
             folder.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(names.next(folder, path, ".detected", ".jpg")), draw_faces(array, faces))
+            cv2.imwrite(str(names.next(folder, item.name, ".detected", ".jpg")), draw_faces(array, faces))
     _finish(failed)
 
 
@@ -166,7 +185,7 @@ class OutputNames:
         self._used: set[Path] = set()
 
     def next(self, folder: Path, source: str, tag: str, suffix: str) -> Path:
-        stem = Path(source).stem
+        stem = "stdin" if source == STDIN_NAME else Path(source).stem
         target, n = folder / f"{stem}{tag}{suffix}", 1
         while target in self._used:
             n += 1
@@ -197,34 +216,39 @@ def draw_faces(image: np.ndarray, faces: Any) -> np.ndarray:
 
 
 @click.command("embed")
-@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.argument("images", nargs=-1, required=True)
+@recursive_option
 @json_option("One JSON object per image on stdout (the only format).")
 @engine_options
-def embed(images: tuple[str, ...], as_json: bool, **engine_kw: Any) -> None:
+def embed(images: tuple[str, ...], recursive: bool, as_json: bool, **engine_kw: Any) -> None:
     """Embeddings of every face in IMAGES (largest face first), as JSON lines.
+
+    IMAGES are image files, - for one image read from standard input (named <stdin> in the output), or folders
+    with --recursive.
 
     JSON per image: {"image", "faces": [{"box", "score", "landmarks", "quality", "embedding": [float...]}], "error"};
     an image that failed has "faces": [] and "error" the reason. Embeddings are L2-normalised, so the similarity
     of two faces is their dot product.
     """
     engine = make_engine(**engine_kw)
+    items = expand(images, recursive=recursive)
     out = Output(as_json=True)
     failed = 0
-    for path, result in run_many(engine, engine.embed, images, "embed"):
+    for item, result in run_many(engine, engine.embed, items, "embed"):
         if isinstance(result, FaceledgerError):
             failed += 1
-            _failed(out, path, result, faces=[])
+            _failed(out, item, result, faces=[])
             continue
         faces = result.detections.to_dicts()
         for face, vector in zip(faces, result.vectors, strict=True):
             face["embedding"] = [float(v) for v in np.round(vector, 7)]
-        emit({"image": path, "faces": faces, "error": None})
+        emit({"image": item.name, "faces": faces, "error": None})
     _finish(failed)
 
 
 @click.command("verify")
-@click.argument("image_a", type=click.Path())
-@click.argument("image_b", type=click.Path())
+@click.argument("image_a")
+@click.argument("image_b")
 @json_option("One JSON object on stdout.")
 @click.option(
     "--threshold",
@@ -245,32 +269,42 @@ def verify(
 ) -> None:
     """Are the largest faces of IMAGE_A and IMAGE_B the same person?
 
+    Either image may be - (read from standard input, named <stdin>), not both.
+
     JSON: {"similarity", "match", "threshold", "fmr", "faces"}; fmr is the false-match rate the threshold
     corresponds to. When an image cannot be read or has no face: {"image": the one that failed, "similarity":
     null, ..., "error": the reason}, and exit code 1 (0 when the comparison ran, match or not).
     """
     engine = make_engine(**engine_kw)
+    items = expand([image_a, image_b], folders=False)
     out = Output(as_json)
     try:
-        result = engine.verify(image_a, image_b, threshold=threshold, fmr=fmr)
+        for item in items:
+            if item.problem:
+                raise ImageError(item.name, item.problem)
+        result = engine.verify(items[0].source(), items[1].source(), threshold=threshold, fmr=fmr)
     except FaceledgerError as exc:
+        which = _failing(exc, items)
         empty = {"similarity": None, "match": None, "threshold": threshold, "fmr": fmr, "faces": None}
-        _failed(out, _failing(exc, (image_a, image_b)), exc, **empty)
+        _failed(out, which, exc, **empty)
         sys.exit(EXIT_FAILED)
     out.show(Compared(result))
 
 
-def _failing(exc: BaseException, paths: Sequence[str]) -> str:
-    """Which of ``paths`` ``exc`` is about: the one it names."""
+def _failing(exc: BaseException, items: Sequence[ImageArg]) -> ImageArg:
+    """Which of ``items`` ``exc`` is about: the one it names (the engine calls an input that is not a path
+    ``<image>``, and only standard input is not a path here)."""
     text = str(exc)
-    for path in paths:
-        if getattr(exc, "source", None) == path or text.startswith(f"{path}: "):
-            return path
-    return paths[0]
+    for item in items:
+        if getattr(exc, "source", None) == item.name or text.startswith(f"{item.name}: "):
+            return item
+    piped = [item for item in items if item.data is not None]
+    return piped[0] if piped and text.startswith("<image>: ") else items[0]
 
 
 @click.command("anonymize")
-@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.argument("images", nargs=-1, required=True)
+@recursive_option
 @click.option(
     "--out",
     "out_dir",
@@ -290,9 +324,19 @@ def _failing(exc: BaseException, paths: Sequence[str]) -> str:
 @json_option("One JSON object per image on stdout.")
 @engine_options
 def anonymize(
-    images: tuple[str, ...], out_dir: str, method: str, keep: tuple[int, ...], as_json: bool, **engine_kw: Any
+    images: tuple[str, ...],
+    recursive: bool,
+    out_dir: str,
+    method: str,
+    keep: tuple[int, ...],
+    as_json: bool,
+    **engine_kw: Any,
 ) -> None:
     """Blur, pixelate or fill every face in IMAGES and write the copies to --out.
+
+    IMAGES are image files, - for one image read from standard input (its copy is stdin.anonymized.png), or
+    folders with --recursive. JSON per image: {"image", "output", "faces", "hidden", "error"}; an image that
+    failed has "output": null and "error" the reason, and is named on stderr.
 
     A video (`faceledger anonymize clip.mp4 --out blurred.mp4`) is written as one file with every face hidden in
     every frame: faces are tracked, so a face the detector misses for a few frames stays hidden; audio is copied.
@@ -305,36 +349,36 @@ def anonymize(
             fail("anonymize takes one video at a time, with --out FILE and no --keep", EXIT_USAGE)
         anonymize_video(engine, images[0], out_dir, method, as_json)
         return
+    items = expand(images, recursive=recursive)
     out = Output(as_json)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     failed = 0
     names = OutputNames()
     empty: dict[str, Any] = {"output": None, "faces": 0, "hidden": 0}
-    for path in progress(images, "anonymize"):
+    for item in progress(items, "anonymize"):
         try:
-            array = engine.load(path)
+            if item.problem:
+                raise ImageError(item.name, item.problem)
+            array = engine.load(item.source())
             faces = engine.detect(array)
             kept = [i for i in keep if i < len(faces)]
             beyond = sorted(set(keep) - set(kept))
             if beyond:
                 found = f"faces 0-{len(faces) - 1}" if len(faces) else "no face"
-                warn(f"{path}: --keep {', '.join(map(str, beyond))} ignored: {found} found")
+                warn(f"{item.name}: --keep {', '.join(map(str, beyond))} ignored: {found} found")
             hidden = engine.anonymize(array, keep=kept, method=method, detections=faces)
         except FaceledgerError as exc:
             failed += 1
-            _failed(out, path, exc, **empty)
+            _failed(out, item, exc, **empty)
             continue
-        target = names.next(folder, path, ".anonymized", _suffix(path))
+        target = names.next(folder, item.name, ".anonymized", _suffix(item.name))
         if not cv2.imwrite(str(target), hidden):
             failed += 1
-            out.failed_image(path, f"could not write its anonymized copy {target}", **empty)
+            out.failed_image(item.name, f"could not write its anonymized copy {target}", **empty)
             continue
-        out.show(Anonymized(path, str(target), len(faces), len(faces) - len(kept)))
+        out.show(Anonymized(item.name, str(target), len(faces), len(faces) - len(kept)))
     _finish(failed)
-
-
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mjpeg", ".mjpg"}
 
 
 def _videos(paths: Sequence[str]) -> bool:

@@ -9,6 +9,7 @@ import click
 
 from faceledger.errors import FaceledgerError
 from faceledger.gallery import Gallery
+from faceledger.interfaces.cli.inputs import expand, recursive_option
 from faceledger.interfaces.cli.options import PEOPLE, Call, describe, gallery_command, recognizer_option, registrar
 from faceledger.interfaces.cli.render import progress
 
@@ -17,7 +18,8 @@ __all__ = ["enroll_batch_command", "enroll_command", "erase_command", "register"
 
 @click.command("enroll")
 @click.argument("subject")
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True)
+@recursive_option
 @click.option("--consent", "consent_id", help="Consent record to rely on (default: the valid one for --purpose).")
 @click.option("--face", "face_index", type=int, help="Face to enroll when an image has several (0 = largest).")
 @click.option("--gallery", help="Gallery (default: the policy's only gallery).")
@@ -27,19 +29,30 @@ def enroll_command(
     g: Gallery,
     call: Call,
     subject: str,
-    images: tuple[Path, ...],
+    images: tuple[str, ...],
+    recursive: bool,
     consent_id: str | None,
     face_index: int | None,
     gallery: str | None,
 ) -> None:
     """Enroll SUBJECT from one or more IMAGES (one transaction; needs a valid consent).
 
-    Each image must show exactly one usable face (or use --face). Images already enrolled are skipped, so
-    rerunning resumes. Exit code 1 when an image was rejected (named on stderr) or consent is missing.
+    IMAGES are image files, - for one image read from standard input (named <stdin>), or folders with
+    --recursive. Each image must show exactly one usable face (or use --face). Images already enrolled are
+    skipped, so rerunning resumes. Exit code 1 when an image was rejected (named on stderr) or consent is
+    missing. With --json, an argument that was not enrolled from (a folder without --recursive) is
+    {"image", "error"}, before the enrollment's own object.
     """
+    items = expand(images, recursive=recursive)
+    for item in items:
+        if item.problem:
+            call.out.failed_image(item.name, item.problem)
+    usable = [item.source() for item in items if not item.problem]
+    if not usable:
+        raise SystemExit(1)
     result = g.enroll(
         subject,
-        list(images),
+        usable,
         actor=call.actor,
         purpose=call.purpose,
         gallery=gallery,
@@ -47,7 +60,7 @@ def enroll_command(
         face_index=face_index,
     )
     call.out.show(result)
-    if result.rejected:
+    if result.rejected or len(usable) < len(items):
         raise SystemExit(1)
 
 

@@ -9,6 +9,7 @@ import click
 from faceledger.errors import FaceledgerError, ImageError, NoFaceError
 from faceledger.gallery import Gallery
 from faceledger.interfaces.cli.engine import video_hint
+from faceledger.interfaces.cli.inputs import expand, recursive_option
 from faceledger.interfaces.cli.options import PEOPLE, Call, describe, gallery_command, recognizer_option, registrar
 from faceledger.interfaces.cli.render import progress, reason_of
 from faceledger.ledger.errors import AccountabilityError, PurposeError
@@ -17,32 +18,42 @@ __all__ = ["identify_command", "register", "verify_subject_command"]
 
 
 @click.command("identify")
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True)
+@recursive_option
 @click.option("--gallery", help="Gallery to search (default: the policy's only gallery).")
 @click.option("--top-k", type=click.IntRange(1, 100), help="Candidates per face (default: the policy's top_k).")
 @recognizer_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @gallery_command(who=PEOPLE)
 def identify_command(
-    g: Gallery, call: Call, images: tuple[Path, ...], gallery: str | None, top_k: int | None, quiet: bool
+    g: Gallery,
+    call: Call,
+    images: tuple[str, ...],
+    recursive: bool,
+    gallery: str | None,
+    top_k: int | None,
+    quiet: bool,
 ) -> None:
     """Search every face of each IMAGE against the gallery (1:N).
 
-    Per face: its box and the candidates at or above the policy threshold (``subject``, ``similarity``),
-    pending human review. Faces that match no one are discarded and leave no trace. An image that failed is named
-    on stderr and, with --json, is {"image", "faces": [], "error"}.
+    IMAGES are image files, - for one image read from standard input (named <stdin>), or folders with
+    --recursive. Per face: its box and the candidates at or above the policy threshold (``subject``,
+    ``similarity``), pending human review. Faces that match no one are discarded and leave no trace. An image
+    that failed is named on stderr and, with --json, is {"image", "faces": [], "error"}.
     """
     failed = False
-    for image in progress(list(images), "identifying", quiet):
+    for item in progress(expand(images, recursive=recursive), "identifying", quiet):
         try:
-            result = g.identify(image, actor=call.actor, purpose=call.purpose, gallery=gallery, top_k=top_k)
+            if item.problem:
+                raise ImageError(item.name, item.problem)
+            result = g.identify(item.source(), actor=call.actor, purpose=call.purpose, gallery=gallery, top_k=top_k)
         except (AccountabilityError, PurposeError):
             raise  # the same for every image: a usage error
         except (FaceledgerError, OSError) as exc:
             failed = True
             about_image = isinstance(exc, ImageError | NoFaceError | OSError)
-            error = reason_of(exc, str(image)) if about_image else describe(exc)
-            call.out.failed_image(str(image), error, video_hint(str(image)), faces=[])
+            error = reason_of(exc, item.name) if about_image else describe(exc)
+            call.out.failed_image(item.name, error, video_hint(item.name), faces=[])
             continue
         call.out.show(result)
     if failed:

@@ -25,18 +25,22 @@ SHOWN = 12
 
 
 def fmr_text(who: Viewer, similarity: float, fmr: float | None) -> str:
-    """What the score means, never claiming more than the calibration measured: above its highest impostor score
-    only an upper bound (the rule of three: under 3/N at 95 % confidence with no false match among N pairs)."""
+    """What the score means, never claiming more than the calibration measured (its estimate: the measured rate
+    with its interval, or above its highest impostor score only an upper bound)."""
     calibration = who.gallery.engine.calibration
     if calibration is None or fmr is None:
         return "unknown: the recognizer in use is not calibrated"
+    estimate = calibration.estimate(similarity)
     pairs = calibration.impostor_pairs
-    if similarity > float(calibration.thresholds[-1]):
+    if estimate.state == "below_measurable":
         return (
             f"below what the calibration can measure: none of its {pairs:,} pairs of different people scored this "
-            f"high (under 1 in {round(pairs / 3):,} at 95 % confidence)"
+            f"high (under 1 in {round(1 / estimate.high):,} at 95 % confidence)"
         )
-    return f"{one_in(fmr)} pairs of different people score this high (FMR {fmr:.1e}, measured on {pairs:,} pairs)"
+    return (
+        f"{one_in(estimate.fmr)} pairs of different people score this high (FMR {estimate.fmr:.1e}, 95 % interval "
+        f"{estimate.low:.1e} to {estimate.high:.1e}, measured on {pairs:,} pairs)"
+    )
 
 
 def _card(who: Viewer, evidence: Any) -> dict[str, Any]:

@@ -276,5 +276,6 @@ def test_nothing_uploaded_touches_the_disk(service: Service, faces_dir: Path, mo
     stored = b"".join(p.read_bytes() for p in service.db.parent.iterdir() if p.name.startswith(service.db.name))
     assert probe[200:264] not in stored and data[5000:5064] not in stored
     assert sorted(p.name for p in service.db.parent.iterdir()) <= sorted(
-        [service.db.name, f"{service.db.name}.key", f"{service.db.name}-wal", f"{service.db.name}-shm"]
+        [service.db.name, f"{service.db.name}.key", f"{service.db.name}.signing.key", f"{service.db.name}-wal",
+         f"{service.db.name}-shm"]
     )

@@ -15,6 +15,8 @@ from faceledger.ledger import MASTER_KEY_ENV
 
 pytestmark = pytest.mark.shared_data
 
+INIT_ACTIONS = ["ledger.init", "ledger.signing_key", "audit.checkpoint"]  # init signs its first checkpoint
+
 
 @pytest.fixture(scope="module")
 def cli() -> click.Group:
@@ -43,8 +45,9 @@ def run(cli: click.Group, *args: str) -> tuple[int, list[dict], str]:  # type: i
 def test_cli_end_to_end(cli: click.Group, faces_dir: Path, tmp_path: Path) -> None:
     amy = sorted((faces_dir / "face_api_js" / "examples" / "images" / "amy").glob("amy*.png"))
     code, out, _ = run(cli, "init", "--json")
-    assert code == 0 and out[0]["audit_head"]["seq"] == 1
+    assert code == 0 and out[0]["audit_head"]["seq"] == 3  # init, its signing key, the first signed checkpoint
     assert (tmp_path / "cli.db.key").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "cli.db.signing.key").stat().st_mode & 0o077 == 0
     code, _, err = run(cli, "init")
     assert code == 1 and "already initialised" in err
 
@@ -221,12 +224,12 @@ def test_an_administrative_command_refuses_a_purpose_the_policy_does_not_allow(c
 def test_audit_show_is_one_records_read_entry_naming_the_actor(cli: click.Group) -> None:
     assert run(cli, "init")[0] == 0
     code, out, _ = run(cli, "audit", "show", "--json")
-    assert code == 0 and [e["action"] for e in out] == ["ledger.init"]
-    code, out, _ = run(cli, "audit", "show", "--json", "--after", "1")
+    assert code == 0 and [e["action"] for e in out] == INIT_ACTIONS
+    code, out, _ = run(cli, "audit", "show", "--json", "--after", "3")
     assert code == 0 and [e["action"] for e in out] == ["records.read"], "the first show was recorded, once"
     read = out[0]
     assert read["actor"] == "tester" and read["purpose"] == "audit"
-    assert read["details"] == {"kind": "audit entries", "filters": {"after_seq": 0}, "count": 1}
+    assert read["details"] == {"kind": "audit entries", "filters": {"after_seq": 0}, "count": 3}
     code, _, err = run(cli, "audit", "show", "--purpose", "marketing")
     assert code == 2 and "not allowed to read audit entries" in err
     code, _, err = run(cli, "audit", "show", "--actor", "")

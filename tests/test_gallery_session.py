@@ -43,13 +43,15 @@ def test_readme_gallery_example_runs_as_written(tmp_path: Path) -> None:
         assert g.audit_verify().ok and int(second) == entries[-1]["seq"]
         assert [(e["action"], e["actor"]) for e in entries] == [
             ("ledger.init", "admin"),
+            ("ledger.signing_key", "admin"),
+            ("audit.checkpoint", "admin"),
             ("consent.add", "front-desk"),
             ("enroll", "front-desk"),
             ("identify", "door-1"),
             ("review.confirm", "bob"),
             ("subject.erase", "front-desk"),
         ]
-        assert {e["purpose"] for e in entries[1:]} == {PURPOSE}
+        assert {e["purpose"] for e in entries[3:]} == {PURPOSE}
         assert g.stats()["templates"] == 0
 
 

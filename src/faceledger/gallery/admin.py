@@ -13,6 +13,7 @@ import numpy as np
 from faceledger.config import Database, database
 from faceledger.config import key_file as resolve_key_file
 from faceledger.errors import FaceledgerError
+from faceledger.gallery import signatures
 from faceledger.gallery.context import GalleryContext, accountable, as_policy, bump_consent_version
 from faceledger.ledger import crypto
 from faceledger.ledger.actions import AuditAction
@@ -23,7 +24,8 @@ from faceledger.ledger.audit import AuditDraft, AuditEntry, AuditHead, VerifyRes
 from faceledger.ledger.errors import AlreadyInitialisedError, PurposeError
 from faceledger.ledger.policy import LoadedPolicy
 from faceledger.ledger.records import ApiKey
-from faceledger.ledger.store import Store, Transaction, open_store, verify_audit
+from faceledger.ledger.signing import load_signing_key
+from faceledger.ledger.store import Store, Transaction, open_store
 from faceledger.ledger.timeutil import to_text, utcnow
 
 
@@ -51,6 +53,8 @@ def create_deployment(
             master, key_source = crypto.load_master_key(None), "environment"
         else:
             master, key_source = crypto.create_key_file(key_path), "file"
+        signer = load_signing_key(signatures.key_path(key_path), create=True)
+        assert signer is not None
         now = to_text((clock or utcnow)())
         with store.write() as tx:
             if tx.get_meta("initialised_at") is not None:
@@ -72,6 +76,11 @@ def create_deployment(
                 AuditAction.LEDGER_INIT, actor, "administration", policy_hash=loaded.hash, details=details
             )
             tx.append_audit(draft, now)
+            # The key that signs the ledger's heads, beside the master key, and the first signed checkpoint.
+            for key_draft in signatures.key_drafts(tx, signer, actor=actor, purpose="administration"):
+                tx.append_audit(key_draft, now)
+            first, _ = signatures.checkpoint_draft(tx, signer, actor=actor, purpose="administration", at=now)
+            tx.append_audit(first, now)
     except BaseException:
         store.close()
         raise
@@ -150,10 +159,12 @@ def authenticate(ctx: GalleryContext, token: str) -> ApiKey:
 
 
 # ---------------------------------------------------------------------------------------------- the ledger
-def audit_verify(ctx: GalleryContext, expected_head: AuditHead | None = None) -> VerifyResult:
-    """Recompute the audit chain; names the first entry altered, removed, inserted or reordered."""
-    with ctx.store.read() as tx:
-        return verify_audit(tx, expected_head)
+def audit_verify(
+    ctx: GalleryContext, expected_head: AuditHead | None = None, *, public_key: bytes | None = None
+) -> VerifyResult:
+    """Recompute the audit chain and its signatures; names the first entry altered, removed, inserted or reordered
+    (see :func:`faceledger.gallery.signatures.verify` for the key trusted)."""
+    return signatures.verify(ctx, expected_head, public_key=public_key)
 
 
 def audit_head(ctx: GalleryContext) -> AuditHead | None:

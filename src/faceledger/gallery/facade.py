@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from faceledger.gallery.index import SearchIndex
     from faceledger.gallery.results import CandidateEvidence, ReferenceImage
     from faceledger.gallery.session import GallerySession
+    from faceledger.ledger.signing import SignedHead
 
 
 class Gallery:
@@ -505,9 +506,22 @@ class Gallery:
         return admin.readiness(self.context, models=models)
 
     # ------------------------------------------------------------------------------------------ the ledger
-    def audit_verify(self, expected_head: AuditHead | None = None) -> VerifyResult:
-        """Recompute the audit chain; names the first entry altered, removed, inserted or reordered."""
-        return admin.audit_verify(self.context, expected_head)
+    def audit_verify(self, expected_head: AuditHead | None = None, *, public_key: bytes | None = None) -> VerifyResult:
+        """Recompute the audit chain and check its signed checkpoints against ``public_key`` (default: the signing
+        key file's); names the first entry altered, removed, inserted or reordered."""
+        return admin.audit_verify(self.context, expected_head, public_key=public_key)
+
+    def audit_verify_published(self, published: SignedHead, *, public_key: bytes | None = None) -> VerifyResult:
+        """Verify this database against a signed head published earlier (``audit head --signed``)."""
+        from faceledger.gallery import signatures
+
+        return signatures.verify_published(self.context, published, public_key=public_key)
+
+    def audit_checkpoint(self, *, actor: str, purpose: str = "audit") -> SignedHead:
+        """Sign the ledger's head now and record the checkpoint; returns the signed head, to publish."""
+        from faceledger.gallery import signatures
+
+        return signatures.checkpoint(self.context, actor=actor, purpose=purpose)
 
     def audit_head(self) -> AuditHead | None:
         """Sequence number and hash of the last audit entry, to publish elsewhere as an anchor."""

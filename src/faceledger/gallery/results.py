@@ -341,6 +341,8 @@ class PurgeReport(Wire):
     evidence_deleted: int = 0
     audit_seqs: list[int] = field(default_factory=list)
     reclaimed: bool = False
+    checkpoint_seq: int | None = None  # the signed checkpoint the run ended with (None: no signing key here)
+    notes: list[str] = field(default_factory=list)  # steps skipped, and why
 
 
 @dataclass(frozen=True)

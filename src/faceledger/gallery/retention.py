@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from faceledger.gallery import signatures
 from faceledger.gallery.consent import end_consents
 from faceledger.gallery.context import GalleryContext, accountable
 from faceledger.gallery.erasure import erase_in
@@ -25,6 +26,7 @@ from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.policy import LoadedPolicy
 from faceledger.ledger.records import Consent
 from faceledger.ledger.retention import Cutoffs, cutoffs
+from faceledger.ledger.signing import purge_statement
 from faceledger.ledger.timeutil import to_text
 
 
@@ -54,7 +56,9 @@ def purge(ctx: GalleryContext, *, actor: str = "retention", purpose: str = "rete
     purge_audit(run)
     report = run.report
     with ctx.write() as tx:
-        summary = {k: v for k, v in report.to_dict().items() if k not in ("audit_seqs", "reclaimed")}
+        summary = {
+            k: v for k, v in report.to_dict().items() if k not in ("audit_seqs", "reclaimed", "checkpoint_seq")
+        }
         entry = ctx.record(
             tx,
             AuditAction.PURGE,
@@ -65,6 +69,11 @@ def purge(ctx: GalleryContext, *, actor: str = "retention", purpose: str = "rete
             details=summary,
         )
         report.audit_seqs.append(entry.seq)
+        key = signatures.signer(ctx, tx)
+        if key is not None:  # every retention run ends with a signed checkpoint: the regular ones
+            report.checkpoint_seq = signatures.write_checkpoint(ctx, tx, key, actor=actor, purpose=purpose).seq
+        else:
+            report.notes.append("no checkpoint signed: the ledger's signing key is not available here")
     removed = (
         report.subjects_erased
         or report.templates_deleted
@@ -214,10 +223,27 @@ def purge_audit(run: _Run) -> None:
     if run.cut.audit is None:
         return
     with run.ctx.write() as tx:
+        key = signatures.signer(run.ctx, tx)
+        if key is None and tx.get_meta("signing_key_id") is not None:
+            # A signed ledger accepts only signed retention checkpoints: without the key, deleting old entries
+            # would look exactly like an administrator deleting them by hand.
+            run.report.notes.append("audit entries not purged: the ledger's signing key is not available here")
+            return
         purged = tx.purge_audit_before(run.cut.audit)
         if purged is None:
             return
         first, last, last_hash = purged
+        details: dict[str, object] = {
+            "purged_from_seq": first, "purged_to_seq": last, "last_hash": last_hash, "cutoff": run.cut.audit,
+        }  # fmt: skip
+        if key is not None:
+            for draft in signatures.key_drafts(tx, key, actor=run.actor, purpose=run.purpose):
+                tx.append_audit(draft, run.report.ran_at)
+            details.update(
+                signature=key.sign(purge_statement(last, last_hash, run.report.ran_at)),
+                key_id=key.id,
+                public_key=key.public_b64,
+            )
         entry = run.ctx.record(
             tx,
             AuditAction.AUDIT_PURGE,
@@ -225,7 +251,7 @@ def purge_audit(run: _Run) -> None:
             purpose=run.purpose,
             at=run.report.ran_at,
             policy_hash=run.policy.hash,
-            details={"purged_from_seq": first, "purged_to_seq": last, "last_hash": last_hash, "cutoff": run.cut.audit},
+            details=details,
         )
         run.report.audit_entries_purged = last - first + 1
         run.report.audit_seqs.append(entry.seq)

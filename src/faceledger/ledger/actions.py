@@ -52,6 +52,8 @@ class AuditAction(StrEnum):
     SIGNIN_FAILED = "signin.failed"
     SIGNOUT = "signout"
     RECORDS_READ = "records.read"
+    LEDGER_SIGNING_KEY = "ledger.signing_key"
+    AUDIT_CHECKPOINT = "audit.checkpoint"
 
     def describe(self) -> str:
         """One sentence: what the entry records."""
@@ -99,4 +101,6 @@ _DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.SIGNIN_FAILED: "a web UI sign-in failed: the name tried, why, from which address",
     AuditAction.SIGNOUT: "someone signed out of the web UI",
     AuditAction.RECORDS_READ: "someone read records: candidates, reviews, counts or audit entries (filters, how many)",
+    AuditAction.LEDGER_SIGNING_KEY: "the key that signs the ledger's heads was recorded: its id and public key",
+    AuditAction.AUDIT_CHECKPOINT: "a signed checkpoint: the seq, hash and time of the entry before, and the signature",
 }

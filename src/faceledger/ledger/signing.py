@@ -33,6 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.audit import canonical_json
 from faceledger.ledger.errors import MasterKeyError
 
@@ -217,9 +218,9 @@ def purge_statement(purged_to_seq: int, last_hash: str, ts: str) -> dict[str, An
     return {"kind": PURGE_KIND, "purged_to_seq": purged_to_seq, "last_hash": last_hash, "ts": ts}
 
 
-SIGNING_KEY_ACTION = "ledger.signing_key"
-CHECKPOINT_ACTION = "audit.checkpoint"
-PURGE_ACTION = "audit.purge"
+SIGNING_KEY_ACTION = AuditAction.LEDGER_SIGNING_KEY.value
+CHECKPOINT_ACTION = AuditAction.AUDIT_CHECKPOINT.value
+PURGE_ACTION = AuditAction.AUDIT_PURGE.value
 
 
 def check_signatures(

@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 
 import click
 
+from faceledger import config
 from faceledger.gallery import Gallery
 from faceledger.interfaces.cli.options import PEOPLE, Call, Who, gallery_command, registrar
 from faceledger.interfaces.cli.render import fail
 from faceledger.interfaces.cli.views import FileWritten, ReportFile
 from faceledger.ledger import AuditHead
+from faceledger.ledger.signing import SignedHead, public_key_from_text
 
 __all__ = ["audit_group", "register", "report_command"]
 
@@ -35,29 +38,85 @@ def _head(ctx: click.Context, param: click.Parameter, value: str | None) -> Audi
     return AuditHead(int(seq), digest)
 
 
+def _public_key(ctx: click.Context, param: click.Parameter, value: str | None) -> bytes | None:
+    if not value:
+        return None
+    try:
+        return public_key_from_text(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--public-key") from None
+
+
+def _published(ctx: click.Context, param: click.Parameter, value: Path | None) -> SignedHead | None:
+    if value is None:
+        return None
+    try:
+        return SignedHead.from_dict(json.loads(value.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{value}: {exc}", param_hint="--expect-signed") from None
+
+
 @audit_group.command("verify")
 @click.option(
     "--expect",
     callback=_head,
     help="A head published earlier (SEQ:HASH from `audit head`); the chain must extend it.",
 )
+@click.option(
+    "--expect-signed",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    callback=_published,
+    help="A signed head published earlier (the JSON of `audit head --signed`): its signature must hold and the "
+    "chain extend it. Checks a copy of the database against what was published.",
+)
+@click.option(
+    "--public-key",
+    callback=_public_key,
+    help="The signing key's public key (base64, as `audit head --signed` prints it), obtained outside the "
+    "database; default: the signing key file beside the master key, else the key the ledger records.",
+)
 @gallery_command()
-def audit_verify(g: Gallery, call: Call, expect: AuditHead | None) -> None:
-    """Recompute the chain; exit 1 and name the first entry altered, removed, inserted or reordered."""
-    result = g.audit_verify(expect)
+def audit_verify(
+    g: Gallery, call: Call, expect: AuditHead | None, expect_signed: SignedHead | None, public_key: bytes | None
+) -> None:
+    """Recompute the chain and check its signed checkpoints; exit 1 and name the first entry altered, removed,
+    inserted or reordered."""
+    if expect_signed is not None:
+        result = g.audit_verify_published(expect_signed, public_key=public_key)
+    else:
+        result = g.audit_verify(expect, public_key=public_key)
     call.out.show(result)
     if not result.ok:
         fail(f"audit chain broken at entry {result.bad_seq}: {result.problem}")
 
 
 @audit_group.command("head")
+@click.option(
+    "--signed",
+    is_flag=True,
+    help="Sign the head with the ledger's signing key (a checkpoint on the ledger) and print it as JSON to publish.",
+)
+@click.option("--actor", envvar=config.ACTOR_ENV, help=f"Who signs (with --signed; ${config.ACTOR_ENV}).")
 @gallery_command()
-def audit_head(g: Gallery, call: Call) -> None:
-    """Print the last entry's SEQ:HASH, to publish elsewhere as an anchor."""
+def audit_head(g: Gallery, call: Call, signed: bool, actor: str | None) -> None:
+    """Print the last entry's SEQ:HASH, to publish elsewhere as an anchor (--signed: a signed head)."""
+    if signed:
+        published = g.audit_checkpoint(actor=actor or getpass.getuser())
+        click.echo(json.dumps(published.to_dict(), sort_keys=True))  # the publication format, --json or not
+        return
     head = g.audit_head()
     if head is None:
         fail("the ledger is empty")
     call.out.show(head)
+
+
+@audit_group.command("checkpoint")
+@gallery_command(who=Who(actor_is="who signs the ledger", purpose="audit"))
+def audit_checkpoint(g: Gallery, call: Call) -> None:
+    """Write a signed checkpoint of the ledger now (the service writes one after every retention run) and print
+    the signed head as JSON."""
+    head = g.audit_checkpoint(actor=call.actor, purpose=call.purpose)
+    click.echo(json.dumps(head.to_dict(), sort_keys=True))
 
 
 @audit_group.command("show")

@@ -1,0 +1,127 @@
+"""The gallery's signed ledger, tried as a careful database administrator would: the signing key lives beside the
+master key (never in the database), init and every retention run write a signed checkpoint, and the attacks that a
+bare hash chain let through are named: old entries deleted behind a fake retention checkpoint (even with the true
+head anchored), a wiped ledger, a copy of the database checked against a published head."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from faceledger.gallery import Gallery
+from faceledger.interfaces.cli import main
+from faceledger.ledger import AuditDraft, AuditHead
+from faceledger.ledger.signing import SignedHead, signing_key_file
+
+
+@pytest.fixture
+def gallery(tmp_path: Path) -> Gallery:
+    db = tmp_path / "g.db"
+    g = Gallery.init(db, actor="setup")
+    for i in range(45):  # about 50 entries, as in the trials
+        g.create_api_key(f"key-{i}", "auditor", actor="setup")
+    yield g
+    g.close()
+
+
+def _raw(g: Gallery) -> sqlite3.Connection:
+    return sqlite3.connect(g.store.location, isolation_level=None)
+
+
+def test_init_keeps_the_signing_key_outside_the_database_and_signs_a_first_checkpoint(gallery: Gallery) -> None:
+    key_file = signing_key_file(gallery.key_file)  # type: ignore[arg-type]
+    assert key_file.exists() and (os.stat(key_file).st_mode & 0o777) == 0o600
+    actions = [e.data["action"] for e in gallery.audit_entries()[:3]]
+    assert actions == ["ledger.init", "ledger.signing_key", "audit.checkpoint"]
+    secret = key_file.read_text().strip()
+    assert secret.encode() not in Path(gallery.store.location).read_bytes()
+    assert gallery.audit_verify().ok
+
+
+def test_old_entries_deleted_behind_a_fake_retention_checkpoint_are_named(gallery: Gallery) -> None:
+    true_head = gallery.audit_head()
+    assert true_head is not None and true_head.seq > 40
+    conn = _raw(gallery)
+    last_hash = conn.execute("SELECT hash FROM audit WHERE seq = 29").fetchone()[0]
+    conn.execute("DELETE FROM audit WHERE seq <= 29")
+    # The administrator appends the checkpoint a retention run would have written, through the store itself.
+    with gallery.store.write() as tx:
+        tx.append_audit(
+            AuditDraft(
+                action="audit.purge", actor="retention", purpose="retention",
+                details={"purged_from_seq": 1, "purged_to_seq": 29, "last_hash": last_hash},
+            ),
+            "2026-12-02T00:00:00.000000Z",
+        )  # fmt: skip
+    for expected in (None, true_head):
+        result = gallery.audit_verify(expected)
+        assert not result.ok, result
+        assert "no signing key" in (result.problem or "") or "not signed" in (result.problem or ""), result
+
+
+def test_a_wiped_ledger_is_an_error(gallery: Gallery) -> None:
+    conn = _raw(gallery)
+    conn.execute("DELETE FROM audit")
+    conn.execute("DELETE FROM meta WHERE key = 'audit_head'")
+    result = gallery.audit_verify()
+    assert not result.ok and result.bad_seq == 1, result
+
+
+def test_retention_without_the_signing_key_does_not_purge_the_ledger(tmp_path: Path) -> None:
+    from faceledger.ledger import EXAMPLE_POLICY
+
+    policy = tmp_path / "p.toml"
+    policy.write_text(EXAMPLE_POLICY.replace("# audit_days = 2190", "audit_days = 1"), encoding="utf-8")
+    db = tmp_path / "r.db"
+    from datetime import UTC, datetime, timedelta
+
+    moment = [datetime(2026, 1, 1, tzinfo=UTC)]
+    with Gallery.init(db, actor="setup", policy=policy, clock=lambda: moment[0]) as g:
+        g.create_api_key("k", "auditor", actor="setup")
+    signing_key_file(Path(str(db) + ".key")).rename(tmp_path / "elsewhere.key")
+    moment[0] += timedelta(days=10)
+    with Gallery.open(db, clock=lambda: moment[0]) as g:
+        report = g.purge()
+        assert report.audit_entries_purged == 0 and report.checkpoint_seq is None
+        assert any("signing key" in note for note in report.notes)
+        assert g.audit_entries()[0].seq == 1
+    (tmp_path / "elsewhere.key").rename(signing_key_file(Path(str(db) + ".key")))
+    with Gallery.open(db, clock=lambda: moment[0]) as g:
+        report = g.purge()
+        assert report.audit_entries_purged > 0 and report.checkpoint_seq is not None
+        result = g.audit_verify()
+        assert result.ok and result.first_seq is not None and result.first_seq > 1, result
+
+
+def test_a_copy_of_the_database_is_checked_against_a_published_head(gallery: Gallery, tmp_path: Path) -> None:
+    db = Path(gallery.store.location)
+    runner = CliRunner()
+    printed = runner.invoke(main, ["audit", "head", "--signed", "--db", str(db), "--actor", "auditor-1"])
+    assert printed.exit_code == 0, printed.output
+    published = SignedHead.from_dict(json.loads(printed.output))
+    assert published.valid()
+    head_file = tmp_path / "published.json"
+    head_file.write_text(printed.output, encoding="utf-8")
+    copy = tmp_path / "copy.db"
+    with sqlite3.connect(db) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    # The auditor has the copy and the published head (with its public key), not the key files.
+    ok = runner.invoke(main, ["audit", "verify", "--db", str(copy), "--expect-signed", str(head_file),
+                              "--key-file", str(tmp_path / "no.key")])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    conn = sqlite3.connect(copy, isolation_level=None)
+    conn.execute("DROP TRIGGER audit_append_only")
+    conn.execute("UPDATE audit SET body = replace(body, ?, ?) WHERE seq = 12", ('"setup"', '"someone"'))
+    bad = runner.invoke(main, ["audit", "verify", "--db", str(copy), "--expect-signed", str(head_file),
+                               "--key-file", str(tmp_path / "no.key")])  # fmt: skip
+    assert bad.exit_code == 1 and "entry 12" in bad.output
+    forged = {**published.to_dict(), "seq": published.seq - 1}
+    head_file.write_text(json.dumps(forged), encoding="utf-8")
+    refused = runner.invoke(main, ["audit", "verify", "--db", str(db), "--expect-signed", str(head_file)])
+    assert refused.exit_code == 1 and "valid signature" in refused.output
+    assert gallery.audit_verify(AuditHead(published.seq, published.hash)).ok

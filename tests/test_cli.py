@@ -285,3 +285,13 @@ def test_one_error_style(command: str, keys: list[str], tmp_path: Path) -> None:
 def test_engine_usage_errors_share_the_prefix() -> None:
     result = CliRunner().invoke(main, ["detect", "--detector", "/nonexistent.onnx", EXAMPLE])
     assert result.exit_code == 2 and result.stderr.startswith("faceledger: ")
+
+
+def test_verify_reports_the_fmr_it_measured_and_refuses_one_it_cannot() -> None:
+    result = CliRunner().invoke(main, ["verify", EXAMPLE, EXAMPLE, "--threshold", "0.99"])
+    assert result.exit_code == 0 and "below what the calibration can measure" in result.output
+    measured = CliRunner().invoke(main, ["verify", EXAMPLE, EXAMPLE])
+    assert measured.exit_code == 0 and "95 % interval" in measured.output
+    refused = CliRunner().invoke(main, ["verify", EXAMPLE, EXAMPLE, "--fmr", "1e-7"])
+    assert refused.exit_code == 2 and "below what this calibration can measure" in refused.output
+    assert "30,000,000 impostor pairs" in refused.output

@@ -60,11 +60,11 @@ class FmrEstimate:
 
     def describe(self) -> str:
         """One phrase for people, never more precise than the measurement."""
-        pairs = f" ({self.impostor_pairs:,} impostor pairs)" if self.impostor_pairs else ""
+        pairs = f", from {self.impostor_pairs:,} impostor pairs" if self.impostor_pairs else ""
         if self.state == "below_measurable":
-            return f"below what the calibration can measure: under {self.high:.1e} at 95 % confidence{pairs}"
+            return f"below what the calibration can measure (under {self.high:.1e} at 95 % confidence{pairs})"
         if self.state == "above_table":
-            return f"at least {self.low:.2g}: below the calibration's lowest threshold"
+            return f"at least {self.low:.2g} (below the calibration's lowest threshold)"
         assert self.fmr is not None
         return f"{self.fmr:.1e} (95 % interval {self.low:.1e} to {self.high:.1e}{pairs})"
 

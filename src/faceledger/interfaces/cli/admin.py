@@ -21,6 +21,7 @@ from faceledger.interfaces.cli.views import (
     RevokedApiKey,
 )
 from faceledger.ledger import EXAMPLE_POLICY, ROLES, WATCHLIST_POLICY, PolicyError
+from faceledger.ledger.signing import SIGNING_KEY_ENV, signing_key_file
 
 __all__ = ["init_command", "keys_group", "policy_group", "purge_command", "register"]
 
@@ -43,6 +44,7 @@ def init_command(call: Call, policy_file: Path | None, actor: str | None) -> Non
         info = Initialised(
             db=str(call.db.path),
             master_key="environment" if os.environ.get(config.MASTER_KEY_ENV) else str(call.key_file),
+            signing_key="environment" if os.environ.get(SIGNING_KEY_ENV) else str(signing_key_file(call.key_file)),
             policy_hash=g.policy.hash,
             galleries=[place.name for place in g.policy.policy.galleries],
             audit_head=head.to_dict() if head is not None else {},

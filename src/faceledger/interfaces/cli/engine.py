@@ -276,6 +276,11 @@ def verify(
     null, ..., "error": the reason}, and exit code 1 (0 when the comparison ran, match or not).
     """
     engine = make_engine(**engine_kw)
+    if fmr is not None and engine.calibration is not None:
+        try:  # a target the calibration cannot measure is a usage error, before any image is read
+            engine.calibration.check_target(fmr)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--fmr") from None
     items = expand([image_a, image_b], folders=False)
     out = Output(as_json)
     try:

@@ -233,6 +233,7 @@ _JSON[LoadedPolicy] = lambda loaded: {
 def _initialised(info: Initialised) -> None:
     click.echo(f"initialised {info.db}")
     click.echo(f"master key: {info.master_key} (keep it apart from the database and back it up)")
+    click.echo(f"signing key: {info.signing_key} (signs the ledger's checkpoints; keep it apart from the database)")
     click.echo(f"policy: {info.policy_hash} (galleries: {', '.join(info.galleries)})")
 
 
@@ -461,7 +462,7 @@ def _detected(result: Detected) -> None:
 def _compared(compared: Compared) -> None:
     result = compared.verification
     verdict = "same person" if result.match else "different people"
-    fmr_text = f" (false-match rate {result.fmr:.1e})" if result.fmr is not None else ""
+    fmr_text = f" (false-match rate at the threshold: {result.fmr_text})" if result.fmr_text else ""
     click.echo(f"{verdict}: similarity {result.similarity:.3f}, threshold {result.threshold:.3f}{fmr_text}")
     if result.faces is not None and max(result.faces) > 1:
         click.echo(f"compared the largest face of each image ({result.faces[0]} and {result.faces[1]} faces found)")

@@ -29,6 +29,7 @@ class Initialised(_Fields):
 
     db: str
     master_key: str
+    signing_key: str
     policy_hash: str
     galleries: list[str]
     audit_head: dict[str, Any]

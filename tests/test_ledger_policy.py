@@ -97,3 +97,19 @@ def test_administration_purposes_are_checked() -> None:
         with pytest.raises(PolicyError, match=message) as info:
             parse_policy(with_admin(purposes))
         assert [f for f, _ in info.value.problems] == ["administration.purposes"]
+
+
+def test_a_target_fmr_the_calibration_cannot_measure_is_refused(tmp_path: Path) -> None:
+    from faceledger.gallery import Gallery
+    from faceledger.ledger import EXAMPLE_POLICY, PolicyError
+
+    strict = tmp_path / "strict.toml"
+    strict.write_text(EXAMPLE_POLICY.replace("target_fmr = 1e-3", "target_fmr = 1e-6"), encoding="utf-8")
+    assert strict.read_text() != EXAMPLE_POLICY
+    with Gallery.init(tmp_path / "g.db", actor="setup") as g:
+        with pytest.raises(PolicyError, match=r"target_fmr: a false-match rate of 1e-06 is below what this"):
+            g.set_policy(strict, actor="setup")
+        assert g.policy.policy.identification.target_fmr == 0.001  # nothing changed
+    # A gallery created with such a policy says so at its first search, naming the policy, not a model failure.
+    with Gallery.init(tmp_path / "h.db", actor="setup", policy=strict) as g, pytest.raises(PolicyError):
+        g.threshold()

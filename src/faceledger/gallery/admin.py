@@ -21,7 +21,7 @@ from faceledger.ledger.apikeys import authenticate as _authenticate
 from faceledger.ledger.apikeys import create_api_key as _create_api_key
 from faceledger.ledger.apikeys import revoke_api_key as _revoke_api_key
 from faceledger.ledger.audit import AuditDraft, AuditEntry, AuditHead, VerifyResult
-from faceledger.ledger.errors import AlreadyInitialisedError, PurposeError
+from faceledger.ledger.errors import AlreadyInitialisedError, PolicyError, PurposeError
 from faceledger.ledger.policy import LoadedPolicy
 from faceledger.ledger.records import ApiKey
 from faceledger.ledger.signing import load_signing_key
@@ -90,9 +90,11 @@ def create_deployment(
 def set_policy(
     ctx: GalleryContext, policy: str | os.PathLike[str] | LoadedPolicy, *, actor: str, purpose: str = "administration"
 ) -> LoadedPolicy:
-    """Put a new policy in force; refused when it drops a gallery that still has enrolled subjects."""
+    """Put a new policy in force; refused when it drops a gallery that still has enrolled subjects, or when its
+    target false-match rate is below what the recognizer's calibration can measure."""
     actor, purpose = accountable(actor, purpose)
     loaded = as_policy(policy)
+    check_target_fmr(ctx, loaded)
     with ctx.write() as tx:
         old = ctx.refresh_policy(tx)
         names = {g.name for g in loaded.policy.galleries}
@@ -119,6 +121,19 @@ def set_policy(
         )
         ctx.put_policy(loaded)
     return loaded
+
+
+def check_target_fmr(ctx: GalleryContext, loaded: LoadedPolicy) -> None:
+    """Refuse a policy whose target false-match rate the recognizer's calibration cannot measure (a threshold set
+    for it would claim a rate nobody measured)."""
+    calibration = ctx.engine.calibration
+    target = loaded.policy.identification.target_fmr
+    if calibration is None:
+        return
+    try:
+        calibration.check_target(target)
+    except ValueError as exc:
+        raise PolicyError(loaded.source, [("identification.target_fmr", str(exc))]) from None
 
 
 # ---------------------------------------------------------------------------------------------- API keys

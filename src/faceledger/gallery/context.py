@@ -27,10 +27,11 @@ from faceledger.imageio import read_file
 from faceledger.ledger import crypto
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.audit import AuditDraft, AuditEntry
-from faceledger.ledger.errors import AccountabilityError, NotInitialisedError, PurposeError, StoreError
+from faceledger.ledger.errors import AccountabilityError, NotInitialisedError, PolicyError, PurposeError, StoreError
 from faceledger.ledger.policy import EXAMPLE_POLICY, LoadedPolicy, load_policy, parse_policy
 from faceledger.ledger.store import Store, Transaction
 from faceledger.ledger.timeutil import from_text, to_text, utcnow
+from faceledger.models.cards import CalibrationRangeError
 
 if TYPE_CHECKING:
     from faceledger.engine import Engine
@@ -106,6 +107,8 @@ class GalleryContext:
         fmr = self.policy.policy.identification.target_fmr
         try:
             return float(self.engine.threshold_for_fmr(fmr))
+        except CalibrationRangeError as exc:  # a policy written before the check, or for another recognizer
+            raise PolicyError(self.policy.source, [("identification.target_fmr", str(exc))]) from None
         except ModelError as exc:
             raise ModelError(f"cannot set the threshold for target_fmr={fmr}: {exc}") from None
 

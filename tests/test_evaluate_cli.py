@@ -282,3 +282,14 @@ def test_no_progress_bar_in_a_redirected_log(subset: dict[str, Any], evaluated: 
     text = log.read_text()
     assert "embedding" not in text and "img/s" not in text and "\r" not in text, f"a bar in the log: {text!r}"
     assert next(line for line in text.splitlines() if "corrupt.jpg" in line).startswith("faceledger: ")
+
+
+def test_no_embedding_is_kept_unless_the_cache_is_asked_for(subset: dict[str, Any], tmp_path: Path) -> None:
+    home = tmp_path / "xdg"
+    env = {"XDG_CACHE_HOME": str(home), "FACELEDGER_CACHE": ""}
+    base = ["evaluate", str(subset["csv"]), "--quiet", "--no-plots"]
+    plain = CliRunner().invoke(cli(), [*base, "--out", str(tmp_path / "a")], env=env)
+    assert plain.exit_code == 1 and json.loads((tmp_path / "a" / "report.json").read_text())["images"]
+    assert not (home / "faceledger").exists(), "an evaluation without --cache stored embeddings"
+    cached = CliRunner().invoke(cli(), [*base, "--out", str(tmp_path / "b"), "--cache"], env=env)
+    assert cached.exit_code == 1 and list((home / "faceledger" / "embeddings").glob("*.npz"))

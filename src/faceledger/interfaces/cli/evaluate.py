@@ -10,6 +10,7 @@ could not be written; 2 usage error (bad option, unreadable dataset).
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ class DatasetOptions:
     images: Path | None
     split: str
     recognizer: Path | None
+    use_cache: bool
     cache_dir: Path | None
     no_cache: bool
     quiet: bool
@@ -64,7 +66,7 @@ class DatasetOptions:
     def engine_and_cache(self) -> tuple[Any, EmbeddingCache]:
         """The engine to evaluate and the cache of its embeddings."""
         engine = _engine(self.recognizer)
-        return engine, _cache(engine, self.cache_dir, self.no_cache)
+        return engine, _cache(engine, self.cache_dir, self.no_cache, self.use_cache)
 
     @property
     def out(self) -> Output:
@@ -100,11 +102,19 @@ def _dataset_options(func: Callable[..., None]) -> Callable[..., None]:
             help="ArcFace-family ONNX recognizer to evaluate instead of the bundled SFace.",
         ),
         click.option(
+            "--cache",
+            "use_cache",
+            is_flag=True,
+            help="Keep the embeddings (no pixels, but face templates in plain form, keyed by the image's SHA-256) "
+            "so a second run is fast; off by default: never use it on images of people who may ask for erasure.",
+        ),
+        click.option(
             "--cache-dir",
             type=click.Path(file_okay=False, path_type=Path),
-            help="Where embeddings are cached (default: $FACELEDGER_CACHE or ~/.cache/faceledger/embeddings).",
+            help="Where --cache keeps them (default: $FACELEDGER_CACHE or ~/.cache/faceledger/embeddings); "
+            "giving a folder turns the cache on.",
         ),
-        click.option("--no-cache", is_flag=True, help="Embed every image again and store nothing."),
+        click.option("--no-cache", is_flag=True, help="Store nothing, even with --cache-dir or $FACELEDGER_CACHE."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
         json_option("Print one JSON object on stdout."),
     ]
@@ -136,8 +146,11 @@ def _engine(recognizer: Path | None) -> Any:
         raise click.BadParameter(str(exc), param_hint="--recognizer") from None
 
 
-def _cache(engine: Any, cache_dir: Path | None, no_cache: bool) -> EmbeddingCache:
-    return EmbeddingCache(None if no_cache else (cache_dir or default_cache_dir()), pipeline_id(engine))
+def _cache(engine: Any, cache_dir: Path | None, no_cache: bool, use_cache: bool = False) -> EmbeddingCache:
+    """The embedding cache, only when asked for (``--cache``, ``--cache-dir`` or ``$FACELEDGER_CACHE``): its
+    entries are plaintext templates keyed by image SHA-256, and an erasure in a gallery does not reach them."""
+    wanted = use_cache or cache_dir is not None or bool(os.environ.get("FACELEDGER_CACHE"))
+    return EmbeddingCache((cache_dir or default_cache_dir()) if wanted and not no_cache else None, pipeline_id(engine))
 
 
 def _report_unreadable(outcomes: list[Any]) -> int:

@@ -82,3 +82,13 @@ def test_an_enrollment_without_consent_says_how_to_record_one_over_http(service:
     assert response.status_code == 409 and response.json()["error"]["code"] == "consent_required"
     message = response.json()["error"]["message"]
     assert "POST /v1/consents" in message and "faceledger consent add" not in message
+
+
+def test_a_verification_over_http_carries_the_fmr_interval(service: Service) -> None:
+    response = service.client.post(
+        "/v1/verify", headers=service.headers("operator"), json={"image_a": b64(EXAMPLE), "image_b": b64(EXAMPLE)}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    low, high = body["fmr_interval"]
+    assert body["fmr_state"] == "measured" and low < body["fmr"] < high <= 2 * body["target_fmr"]

@@ -271,4 +271,6 @@ def verify_images(
         fmr=result.fmr,
         target_fmr=policy.policy.identification.target_fmr,
         audit_seq=entry.seq,
+        fmr_interval=None if result.estimate is None else (result.estimate.low, result.estimate.high),
+        fmr_state=None if result.estimate is None else result.estimate.state,  # type: ignore[arg-type]
     )

@@ -199,6 +199,10 @@ class ImageVerification(Wire):
     fmr: float | None
     target_fmr: float
     audit_seq: int
+    fmr_interval: tuple[float, float] | None = None
+    """95 % interval of the false-match rate at the threshold (the upper end alone bounds it when ``fmr`` is None:
+    beyond what the calibration measured)."""
+    fmr_state: Literal["measured", "below_measurable", "above_table"] | None = None
 
 
 @dataclass(frozen=True)

@@ -91,4 +91,4 @@ def test_a_verification_over_http_carries_the_fmr_interval(service: Service) -> 
     assert response.status_code == 200, response.text
     body = response.json()
     low, high = body["fmr_interval"]
-    assert body["fmr_state"] == "measured" and low < body["fmr"] < high <= 2 * body["target_fmr"]
+    assert body["fmr_state"] == "measured" and low < body["fmr"] < high < 2e-3  # the policy targets 1e-3

@@ -170,7 +170,11 @@ class VerifyOut(_Out):
     similarity: float
     match: bool
     threshold: float
-    fmr: float | None
+    fmr: float | None = Field(description="false-match rate at the threshold as measured; null beyond the calibration")
+    fmr_interval: list[float] | None = Field(
+        default=None, description="its 95 % interval (only the upper end bounds it when fmr is null)"
+    )
+    fmr_state: str | None = Field(default=None, description="measured, below_measurable or above_table")
     purpose: str
     audit_seq: int
 

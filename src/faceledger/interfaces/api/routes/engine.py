@@ -88,6 +88,8 @@ async def verify(request: Request, caller: Caller, x_purpose: PurposeHeader = No
             "match": out["match"],
             "threshold": out["threshold"],
             "fmr": out["fmr"],
+            "fmr_interval": out.get("fmr_interval"),
+            "fmr_state": out.get("fmr_state"),
             "purpose": purpose,
             "audit_seq": out["audit_seq"],
         }

@@ -27,8 +27,16 @@ from faceledger.imageio import read_file
 from faceledger.ledger import crypto
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.audit import AuditDraft, AuditEntry
-from faceledger.ledger.errors import AccountabilityError, NotInitialisedError, PolicyError, PurposeError, StoreError
+from faceledger.ledger.errors import (
+    AccountabilityError,
+    NotInitialisedError,
+    PolicyError,
+    PurposeError,
+    StoreError,
+    UnknownSubjectError,
+)
 from faceledger.ledger.policy import EXAMPLE_POLICY, LoadedPolicy, load_policy, parse_policy
+from faceledger.ledger.records import CandidateRecord
 from faceledger.ledger.store import Store, Transaction
 from faceledger.ledger.timeutil import from_text, to_text, utcnow
 from faceledger.models.cards import CalibrationRangeError
@@ -324,3 +332,17 @@ def moment(value: datetime | str | None, name: str) -> datetime | None:
 def bump_consent_version(tx: Transaction) -> None:
     """Tell every process's consent cache that consents changed."""
     tx.set_meta("consent_version", str(int(tx.get_meta("consent_version") or 0) + 1))
+
+
+def search_candidate(tx: Transaction, candidate_id: str, purpose: str | None, doing: str) -> CandidateRecord:
+    """A candidate by id; a ``purpose`` other than its search's is refused (``doing``: what would be done with it,
+    for the message, e.g. "reviewed")."""
+    candidate = tx.get_candidate(candidate_id)
+    if candidate is None:
+        raise UnknownSubjectError(f"no candidate {candidate_id!r}: never created, or deleted by erasure or retention")
+    if purpose is not None and purpose.strip() != candidate.purpose:
+        raise PurposeError(
+            f"candidate {candidate_id} comes from a search for purpose {candidate.purpose!r}; "
+            f"it cannot be {doing} for {purpose!r}"
+        )
+    return candidate

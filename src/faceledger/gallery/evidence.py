@@ -18,11 +18,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from faceledger.errors import ModelError
-from faceledger.gallery.context import GalleryContext, accountable
+from faceledger.gallery.context import GalleryContext, accountable, search_candidate
 from faceledger.gallery.keys import decrypt_reference_face, open_evidence, seal_evidence
 from faceledger.gallery.results import CandidateEvidence, EvidenceState, ReferenceImage
 from faceledger.ledger.actions import AuditAction
-from faceledger.ledger.errors import PurposeError, UnknownSubjectError
+from faceledger.ledger.errors import UnknownSubjectError
 from faceledger.ledger.records import CandidateRecord
 from faceledger.ledger.store import Transaction
 from faceledger.ledger.timeutil import to_text
@@ -57,16 +57,7 @@ def evidence_of(ctx: GalleryContext, candidate_id: str, *, actor: str, purpose: 
     now_dt = ctx.now()
     with ctx.write() as tx:
         policy = ctx.refresh_policy(tx)
-        candidate = tx.get_candidate(candidate_id)
-        if candidate is None:
-            raise UnknownSubjectError(
-                f"no candidate {candidate_id!r}: never created, or deleted by erasure or retention"
-            )
-        if purpose is not None and purpose.strip() != candidate.purpose:
-            raise PurposeError(
-                f"candidate {candidate_id} comes from a search for purpose {candidate.purpose!r}; "
-                f"its evidence cannot be viewed for {purpose!r}"
-            )
+        candidate = search_candidate(tx, candidate_id, purpose, "viewed")
         reviews = tx.reviews_of(candidate_id)
         record = tx.get_evidence(candidate_id)
         face = context = None

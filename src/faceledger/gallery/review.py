@@ -12,10 +12,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 
-from faceledger.gallery.context import GalleryContext, accountable
+from faceledger.gallery.context import GalleryContext, accountable, search_candidate
 from faceledger.gallery.results import CandidateStamp, PendingReview, ReviewOutcome
 from faceledger.ledger.actions import AuditAction
-from faceledger.ledger.errors import PurposeError, ReviewError, StoreError, UnknownSubjectError
+from faceledger.ledger.errors import ReviewError, StoreError
 from faceledger.ledger.records import CandidateRecord, CandidateStatus, ReviewRecord
 from faceledger.ledger.timeutil import to_text
 
@@ -75,16 +75,7 @@ def review(
     now = to_text(ctx.now())
     with ctx.write() as tx:
         policy = ctx.refresh_policy(tx)
-        candidate = tx.get_candidate(candidate_id)
-        if candidate is None:
-            raise UnknownSubjectError(
-                f"no candidate {candidate_id!r}: never created, or deleted by erasure or retention"
-            )
-        if purpose is not None and purpose.strip() != candidate.purpose:
-            raise PurposeError(
-                f"candidate {candidate_id} comes from a search for purpose {candidate.purpose!r}; "
-                f"it cannot be reviewed for {purpose!r}"
-            )
+        candidate = search_candidate(tx, candidate_id, purpose, "reviewed")
         if candidate.status != "pending":
             raise ReviewError(f"candidate {candidate_id} was already {candidate.status} at {candidate.decided_at}")
         required = policy.policy.identification.reviewers_required

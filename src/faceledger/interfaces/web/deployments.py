@@ -3,23 +3,18 @@ authorised and what is running; only an administrator creates or ends one."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from faceledger.interfaces.web.render import page
-from faceledger.interfaces.web.session import DEPLOYMENT_ADMIN_ROLES, DEPLOYMENT_ROLES, Viewer, viewer
+from faceledger.interfaces.web.session import DEPLOYMENT_ADMIN_ROLES, DEPLOYMENT_ROLES, Viewer, form_text, viewer
 
 router = APIRouter()
 
 PURPOSE = "deployment administration"
-
-
-def _text(form: dict[str, Any], name: str) -> str:
-    value = form.get(name, "")
-    return value.strip() if isinstance(value, str) else ""
 
 
 @router.get("/ui/deployments")
@@ -42,15 +37,15 @@ async def add(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Resp
     """Authorise a deployment (an audit entry names who authorised it, where, when and which watchlist)."""
     who.require(DEPLOYMENT_ADMIN_ROLES, "authorise deployments")
     form = await who.check_csrf()
-    gallery, _, search_purpose = _text(form, "gallery_purpose").partition("|")
-    name = _text(form, "name")
+    gallery, _, search_purpose = form_text(form, "gallery_purpose").partition("|")
+    name = form_text(form, "name")
     await who.call(
         who.gallery.add_deployment, name, actor=who.actor, purpose=PURPOSE, gallery=gallery or None,
-        search_purpose=search_purpose, legal_basis=_text(form, "legal_basis"), location=_text(form, "location"),
-        sources=[s for s in _text(form, "sources").splitlines() if s.strip()],
-        authorised_by=_text(form, "authorised_by"), authorisation_ref=_text(form, "authorisation_ref"),
-        valid_from=_text(form, "valid_from") or None, valid_to=_text(form, "valid_to"),
-        max_watchlist=int(_text(form, "max_watchlist") or 0), show_candidates=form.get("show_candidates") == "on",
+        search_purpose=search_purpose, legal_basis=form_text(form, "legal_basis"), location=form_text(form, "location"),
+        sources=[s for s in form_text(form, "sources").splitlines() if s.strip()],
+        authorised_by=form_text(form, "authorised_by"), authorisation_ref=form_text(form, "authorisation_ref"),
+        valid_from=form_text(form, "valid_from") or None, valid_to=form_text(form, "valid_to"),
+        max_watchlist=int(form_text(form, "max_watchlist") or 0), show_candidates=form.get("show_candidates") == "on",
     )  # fmt: skip
     return RedirectResponse("/ui/deployments?done=" + quote(f"Deployment {name} authorised."), status_code=303)
 
@@ -61,6 +56,6 @@ async def end(request: Request, name: str, who: Annotated[Viewer, Depends(viewer
     who.require(DEPLOYMENT_ADMIN_ROLES, "end deployments")
     form = await who.check_csrf()
     await who.call(
-        who.gallery.end_deployment, name, actor=who.actor, purpose=PURPOSE, reason=_text(form, "reason") or "ended"
+        who.gallery.end_deployment, name, actor=who.actor, purpose=PURPOSE, reason=form_text(form, "reason") or "ended"
     )
     return RedirectResponse("/ui/deployments?done=" + quote(f"Deployment {name} ended."), status_code=303)

@@ -142,6 +142,12 @@ async def viewer(request: Request) -> Viewer:
     return Viewer(request, state, principal)
 
 
+def form_text(form: dict[str, Any], name: str) -> str:
+    """A text field of a submitted form, stripped ("" when absent or a file)."""
+    value = form.get(name, "")
+    return value.strip() if isinstance(value, str) else ""
+
+
 def signin_url(next_path: str) -> str:
     """The sign-in page, returning to ``next_path`` afterwards."""
     return "/ui/signin?next=" + quote(next_path, safe="/")

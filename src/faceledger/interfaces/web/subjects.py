@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
 from faceledger.interfaces.web.render import page
-from faceledger.interfaces.web.session import SUBJECT_ROLES, UiError, Viewer, viewer
+from faceledger.interfaces.web.session import SUBJECT_ROLES, UiError, Viewer, form_text, viewer
 
 router = APIRouter()
 
@@ -22,11 +22,6 @@ MAX_PHOTO_BYTES = 20 * 1024 * 1024
 
 def _galleries(who: Viewer) -> list[Any]:
     return list(who.gallery.policy.policy.galleries)
-
-
-def _text(form: dict[str, Any], name: str) -> str:
-    value = form.get(name, "")
-    return value.strip() if isinstance(value, str) else ""
 
 
 @router.get("/ui/subjects")
@@ -45,13 +40,13 @@ async def add_consent(request: Request, who: Annotated[Viewer, Depends(viewer)])
     """Record a consent (who gave it, for which gallery and purpose, on which legal basis, until when)."""
     who.require(SUBJECT_ROLES, "record consents")
     form = await who.check_csrf()
-    subject = _text(form, "subject")
-    gallery, _, purpose = _text(form, "gallery_purpose").partition("|")
+    subject = form_text(form, "subject")
+    gallery, _, purpose = form_text(form, "gallery_purpose").partition("|")
     await who.call(
-        who.gallery.add_consent, subject, actor=who.actor, collected_by=_text(form, "collected_by") or who.actor,
-        legal_basis=_text(form, "legal_basis"), purpose=purpose, evidence_ref=_text(form, "evidence_ref"),
-        expires_at=_text(form, "expires_at") or None, gallery=gallery or None,
-        category=_text(form, "category") or None,
+        who.gallery.add_consent, subject, actor=who.actor, collected_by=form_text(form, "collected_by") or who.actor,
+        legal_basis=form_text(form, "legal_basis"), purpose=purpose, evidence_ref=form_text(form, "evidence_ref"),
+        expires_at=form_text(form, "expires_at") or None, gallery=gallery or None,
+        category=form_text(form, "category") or None,
     )  # fmt: skip
     return RedirectResponse(f"/ui/subjects/{subject}?done=consent", status_code=303)
 
@@ -114,7 +109,7 @@ async def withdraw(request: Request, subject: str, who: Annotated[Viewer, Depend
     form = await who.check_csrf()
     result = await who.call(
         who.gallery.withdraw_consent, subject, actor=who.actor, purpose=ADMIN_PURPOSE,
-        reason=_text(form, "reason") or "consent withdrawn",
+        reason=form_text(form, "reason") or "consent withdrawn",
     )  # fmt: skip
     return await _subject_page(request, who, subject, withdrawal=result, receipt=result.erasure)
 
@@ -124,10 +119,10 @@ async def erase(request: Request, subject: str, who: Annotated[Viewer, Depends(v
     """Erase the subject: templates, enrolled faces, key and candidates destroyed; the receipt is shown."""
     who.require(SUBJECT_ROLES, "erase subjects")
     form = await who.check_csrf()
-    if _text(form, "confirm") != subject:
+    if form_text(form, "confirm") != subject:
         raise UiError(400, f"Type the subject id ({subject}) to confirm the erasure.")
     receipt = await who.call(
         who.gallery.erase, subject, actor=who.actor, purpose="erasure request",
-        reason=_text(form, "reason") or "erasure request",
+        reason=form_text(form, "reason") or "erasure request",
     )  # fmt: skip
     return page(request, "erased.html", who, title=f"Erased {subject}", receipt=receipt)

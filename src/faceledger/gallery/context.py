@@ -39,7 +39,6 @@ from faceledger.ledger.policy import EXAMPLE_POLICY, LoadedPolicy, load_policy, 
 from faceledger.ledger.records import CandidateRecord
 from faceledger.ledger.store import Store, Transaction
 from faceledger.ledger.timeutil import from_text, to_text, utcnow
-from faceledger.models.cards import CalibrationRangeError
 
 if TYPE_CHECKING:
     from faceledger.engine import Engine
@@ -115,9 +114,11 @@ class GalleryContext:
         fmr = self.policy.policy.identification.target_fmr
         try:
             return float(self.engine.threshold_for_fmr(fmr))
-        except CalibrationRangeError as exc:  # a policy written before the check, or for another recognizer
-            raise PolicyError(self.policy.source, [("identification.target_fmr", str(exc))]) from None
         except ModelError as exc:
+            from faceledger.models.cards import CalibrationRangeError  # here: the models package loads onnxruntime
+
+            if isinstance(exc, CalibrationRangeError):  # a policy written before the check, or for another model
+                raise PolicyError(self.policy.source, [("identification.target_fmr", str(exc))]) from None
             raise ModelError(f"cannot set the threshold for target_fmr={fmr}: {exc}") from None
 
     # ------------------------------------------------------------------------------------------ policy

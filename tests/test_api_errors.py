@@ -171,7 +171,9 @@ def test_health_readiness_metrics_and_docs(service: Service, tmp_path: Path) -> 
     client = service.client
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"models": "ok", "database": "ok", "master_key": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {
+        "models": "ok", "database": "ok", "master_key": "ok", "templates": "ok"
+    }
     key_file = Path(str(service.db) + ".key")
     moved = tmp_path / "elsewhere.key"
     key_file.rename(moved)

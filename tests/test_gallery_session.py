@@ -126,7 +126,7 @@ class _BrokenModels:
 def test_readiness_runs_the_models_and_reads_the_key_again(tmp_path: Path) -> None:
     Gallery.init(tmp_path / "g.db", actor="admin").close()
     with Gallery.open(tmp_path / "g.db") as g:
-        assert g.readiness() == {"models": "ok", "database": "ok", "master_key": "ok"}
+        assert g.readiness() == {"models": "ok", "database": "ok", "master_key": "ok", "templates": "ok"}
         assert g.readiness(models=False) == {"database": "ok", "master_key": "ok"}
         (tmp_path / "g.db.key").rename(tmp_path / "moved.key")
         assert "not found" in g.readiness(models=False)["master_key"]

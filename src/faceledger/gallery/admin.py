@@ -234,7 +234,11 @@ def stats(ctx: GalleryContext, *, actor: str | None = None, purpose: str | None 
 
     def counts(tx: Transaction) -> dict[str, int]:
         head = tx.audit_head()
-        return {**current_counts(tx, ctx.now()), "audit_head_seq": 0 if head is None else head.seq}
+        return {
+            **current_counts(tx, ctx.now()),
+            "audit_head_seq": 0 if head is None else head.seq,
+            "templates_excluded": len(ctx.excluded),  # as of this process's last index sync
+        }
 
     return ctx.read_records("stats", counts, actor=actor, purpose=purpose, filters={})
 
@@ -270,4 +274,19 @@ def readiness(ctx: GalleryContext, *, models: bool = True) -> dict[str, str]:
         checks["master_key"] = "ok" if ok else f"{key.source}: not the master key of this database"
     except FaceledgerError as exc:
         checks["master_key"] = str(exc)
+    if models and checks.get("models") == "ok" and checks.get("master_key") == "ok":
+        checks["templates"] = _templates_check(ctx)
     return checks
+
+
+def _templates_check(ctx: GalleryContext) -> str:
+    """"ok", or "degraded: ..." naming the templates left out of the search (every other subject is searched)."""
+    from faceledger.gallery.index_sync import sync_index
+
+    with ctx.store.read() as tx:
+        sync_index(ctx, tx)
+    if not ctx.excluded:
+        return "ok"
+    named = "; ".join(f"template {t} of subject {s!r}: {why}" for t, (s, why) in sorted(ctx.excluded.items())[:5])
+    more = f" (and {len(ctx.excluded) - 5} more)" if len(ctx.excluded) > 5 else ""
+    return f"degraded: {len(ctx.excluded)} template(s) left out of the search, every other one searched: {named}{more}"

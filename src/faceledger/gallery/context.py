@@ -84,6 +84,7 @@ class GalleryContext:
         self.allowed: dict[tuple[str, str], AllowedSubjects] = {}
         self._policy: LoadedPolicy | None = None
         self.models_ready = False
+        self.excluded: dict[str, tuple[str, str]] = {}  # template id -> (subject it claims, why it cannot be used)
         """The models have run once in this process (readiness need not run them again)."""
         with self.store.read() as tx:
             if tx.get_meta("initialised_at") is None:

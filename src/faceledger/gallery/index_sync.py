@@ -7,6 +7,7 @@ consent cache to its consent version, inside the search's own transaction.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,8 +18,12 @@ from faceledger.errors import ModelError
 from faceledger.gallery.context import GalleryContext
 from faceledger.gallery.index import SearchIndex
 from faceledger.gallery.keys import decrypt_template
+from faceledger.ledger.errors import MasterKeyError, StoreError
+from faceledger.ledger.records import TemplateRecord
 from faceledger.ledger.store import Transaction
 from faceledger.ledger.timeutil import from_text
+
+log = logging.getLogger("faceledger.gallery")
 
 
 @dataclass
@@ -52,13 +57,14 @@ def sync_index(ctx: GalleryContext, tx: Transaction) -> SearchIndex:
     current = {r.id: r.subject_id for r in refs}
     have = index.template_ids
     remove = have - current.keys()
-    records = tx.get_templates(sorted(current.keys() - have))
-    vectors = np.stack([decrypt_template(ctx, tx, r) for r in records]) if records else np.zeros((0, dim))
+    records, vectors = _readable(ctx, tx, tx.get_templates(sorted(current.keys() - have)))
+    for template_id in [t for t in ctx.excluded if t not in current]:
+        del ctx.excluded[template_id]  # erased or purged since
     index.update(
         remove=remove,
         add_ids=[r.id for r in records],
         add_subjects=[r.subject_id for r in records],
-        add_vectors=vectors,
+        add_vectors=np.stack(vectors) if vectors else np.zeros((0, dim)),
     )
     index.version = version
     present = set(current.values())
@@ -66,6 +72,26 @@ def sync_index(ctx: GalleryContext, tx: Transaction) -> SearchIndex:
         if subject not in present:
             del ctx.data_keys[subject]
     return index
+
+
+def _readable(
+    ctx: GalleryContext, tx: Transaction, records: list[TemplateRecord]
+) -> tuple[list[TemplateRecord], list[np.ndarray]]:
+    """The templates that decrypt, with their vectors. One that does not (altered, moved to another subject, its
+    subject's key damaged) is left out of the search and remembered in ``ctx.excluded`` (readiness and metrics
+    report it): one bad row must not stop every search, nor be searched."""
+    good, vectors = [], []
+    for record in records:
+        try:
+            vectors.append(decrypt_template(ctx, tx, record))
+        except (MasterKeyError, StoreError) as exc:
+            if record.id not in ctx.excluded:
+                log.error("template %s excluded from search: %s", record.id, exc)
+            ctx.excluded[record.id] = (record.subject_id, str(exc))
+            continue
+        good.append(record)
+        ctx.excluded.pop(record.id, None)
+    return good, vectors
 
 
 def index_applied(
@@ -77,6 +103,8 @@ def index_applied(
 ) -> None:
     """Apply a transaction's own template changes to the index, if it was in sync just before (else the next
     search resynchronises it from the store)."""
+    for template_id in remove:
+        ctx.excluded.pop(template_id, None)  # a bad row deleted is no longer a bad row
     index = ctx.index
     if index is None or index.version != new_version - 1:
         return

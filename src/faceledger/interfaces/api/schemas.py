@@ -67,7 +67,7 @@ class Health(_Out):
 class Readiness(_Out):
     """Readiness: models run, database readable, master key present (each check "ok" or what is wrong)."""
 
-    status: Literal["ready", "not_ready"]
+    status: Literal["ready", "degraded", "not_ready"]
     checks: dict[str, str]
 
 

@@ -43,10 +43,13 @@ async def readyz(request: Request) -> JSONResponse:
             checks = await state.run(state.gallery.readiness, models=True, model=True)
         except ApiError as exc:
             checks = {"service": exc.message}
-    ready = bool(checks) and all(v == "ok" for v in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
-    )
+    # A template that cannot be used degrades the service (it is left out of the search) but every other subject is
+    # searched: still ready, with the problem named.
+    failed = [name for name, value in checks.items() if value != "ok" and not value.startswith("degraded")]
+    ready = bool(checks) and not failed
+    degraded = ready and any(value != "ok" for value in checks.values())
+    status = "not_ready" if not ready else ("degraded" if degraded else "ready")
+    return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
 
 
 @ops.get(
@@ -68,6 +71,10 @@ async def metrics(request: Request) -> Response:
             "subjects": ("Enrolled subjects.", float(stats["subjects"])),
             "templates": ("Stored templates.", float(stats["templates"])),
             "valid_consents": ("Consent records valid now.", float(stats["valid_consents"])),
+            "templates_excluded": (
+                "Templates left out of the search because they do not decrypt (see /readyz).",
+                float(stats["templates_excluded"]),
+            ),
             "process_start_time_seconds": ("Start time of this process (Unix time).", state.started_at),
         }
 

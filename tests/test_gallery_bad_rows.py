@@ -1,0 +1,72 @@
+"""One bad row stays one bad row: a template that was altered, or moved to another subject, in the database is left
+out of the search and named (readiness, metrics), and every other subject is still searched; before, one such row
+made every identification fail with master_key_unavailable."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from faceledger.gallery import Gallery
+from test_api_helpers import people, shared_engine
+
+pytestmark = pytest.mark.shared_data
+PURPOSE = "access-control"
+
+
+def _enrolled(tmp_path: Path, faces_dir: Path) -> tuple[Gallery, dict[str, list[Path]]]:
+    photos = people(faces_dir)
+    g = Gallery.init(tmp_path / "g.db", actor="setup", engine=shared_engine())
+    for name in ("amy", "raj", "penny", "howard"):
+        g.add_consent(f"emp-{name}", actor="desk", collected_by="desk", legal_basis="explicit consent",
+                      purpose=PURPOSE, evidence_ref=f"f-{name}")  # fmt: skip
+        g.enroll(f"emp-{name}", photos[name][:2], actor="desk", purpose=PURPOSE)
+    return g, photos
+
+
+def test_a_damaged_or_moved_template_is_left_out_and_everyone_else_is_searched(tmp_path: Path, faces_dir: Path) -> None:
+    g, photos = _enrolled(tmp_path, faces_dir)
+    g.close()
+    conn = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
+    damaged, moved = [r[0] for r in conn.execute("SELECT id FROM templates WHERE subject_id IN ('emp-amy', 'emp-raj') "
+                                                 "ORDER BY subject_id, id")][::2]  # fmt: skip
+    conn.execute("UPDATE templates SET ciphertext = zeroblob(length(ciphertext)) WHERE id = ?", (damaged,))
+    conn.execute("UPDATE templates SET subject_id = 'emp-penny' WHERE id = ?", (moved,))
+    conn.close()
+    g = Gallery.open(tmp_path / "g.db", engine=shared_engine())
+    for name in ("penny", "howard"):
+        found = g.identify(photos[name][3], actor="door", purpose=PURPOSE)
+        assert [c.subject for c in found.faces[0].candidates][:1] == [f"emp-{name}"], name
+    # amy and raj each keep one good template: still found.
+    assert g.identify(photos["amy"][3], actor="door", purpose=PURPOSE).faces[0].candidates[0].subject == "emp-amy"
+    assert set(g.context.excluded) == {damaged, moved}
+    assert g.context.excluded[moved][0] == "emp-penny"  # the subject the moved row now claims, named as such
+    checks = g.readiness()
+    assert checks["templates"].startswith("degraded: 2 template(s) left out of the search"), checks
+    assert damaged in checks["templates"] and moved in checks["templates"]
+    assert g.stats()["templates_excluded"] == 2
+    # Erasing the subject the damaged row belongs to removes it from the report as well.
+    g.erase("emp-amy", actor="desk", purpose="erasure request")
+    g.identify(photos["raj"][3], actor="door", purpose=PURPOSE)
+    assert set(g.context.excluded) == {moved}
+    g.close()
+
+
+def test_readyz_says_degraded_but_ready(tmp_path: Path, faces_dir: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from faceledger.interfaces.api import ServiceSettings, create_app
+
+    g, _ = _enrolled(tmp_path, faces_dir)
+    g.close()
+    conn = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
+    conn.execute("UPDATE templates SET ciphertext = zeroblob(length(ciphertext)) WHERE rowid = 1")
+    conn.close()
+    app = create_app(ServiceSettings(db=tmp_path / "g.db", purge_interval=0), engine=shared_engine())
+    with TestClient(app) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "degraded", ready.text
+        assert re.search(r"^faceledger_templates_excluded(\{[^}]*\})? 1(\.0)?$", client.get("/metrics").text, re.M)

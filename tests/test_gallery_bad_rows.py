@@ -70,3 +70,23 @@ def test_readyz_says_degraded_but_ready(tmp_path: Path, faces_dir: Path) -> None
         ready = client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["status"] == "degraded", ready.text
         assert re.search(r"^faceledger_templates_excluded(\{[^}]*\})? 1(\.0)?$", client.get("/metrics").text, re.M)
+
+
+def test_an_erasure_blocked_by_a_reader_is_finished_by_the_next_purge(tmp_path: Path, faces_dir: Path) -> None:
+    g, _ = _enrolled(tmp_path, faces_dir)
+    db = tmp_path / "g.db"
+    with sqlite3.connect(db) as peek:
+        blobs = [bytes(r[0]) for r in peek.execute("SELECT ciphertext FROM templates WHERE subject_id = 'emp-raj'")]
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM templates").fetchone()  # another process holds an old snapshot
+    receipt = g.erase("emp-raj", actor="desk", purpose="erasure request")
+    assert receipt.reclaimed is False and g.context.reclaim_pending()
+    assert g.purge().reclaimed is False, "a purge must not claim a reclamation it could not make"
+    reader.execute("COMMIT")
+    reader.close()
+    report = g.purge()  # deletes nothing itself, but pays the erasure's debt
+    assert report.reclaimed is True and not g.context.reclaim_pending()
+    g.close()
+    data = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("g.db") and p.suffix != ".key")
+    assert blobs and not any(blob[:48] in data for blob in blobs)

@@ -118,6 +118,7 @@ def test_two_distinct_reviewers_are_needed(tmp_path: Path, engine: Engine, clock
         "valid_consents": 2,
         "pending_reviews": 0,
         "audit_head_seq": g.audit_head().seq,  # type: ignore[union-attr]
+        "templates_excluded": 0,
     }
     assert [c.subject_id for c in g.candidates(status="confirmed")] == ["amy"]
 

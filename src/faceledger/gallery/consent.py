@@ -191,7 +191,7 @@ def withdraw_consent(
             now_dt=now_dt,
         )  # fmt: skip
     if erasure is not None:
-        erasure = with_reclaim(erasure, ctx.store.reclaim())
+        erasure = with_reclaim(erasure, ctx.reclaim())
     return ConsentWithdrawal(subject, [c.id for c in active], entry.seq, erasure)
 
 

@@ -153,6 +153,33 @@ class GalleryContext:
         except KeyError as exc:
             raise PurposeError(str(exc.args[0])) from None
 
+    def reclaim(self) -> bool:
+        """Make deleted data unrecoverable from the database files (:meth:`Store.reclaim`); True when done.
+
+        When another process's read snapshot blocks it, the debt is remembered on the database (meta
+        ``reclaim_pending``), so whichever process next reclaims (an erasure, a rejection, a retention run) pays it
+        and says truthfully whether it could. Until then the erased subjects' data keys are destroyed already:
+        the bytes left cannot be decrypted.
+        """
+        try:
+            done = self.store.reclaim()
+        except StoreError:
+            done = False
+        with self.store.write() as tx:
+            pending = bool(tx.get_meta("reclaim_pending"))
+            if done and pending:
+                tx.set_meta("reclaim_pending", "")
+            elif not done and not pending:
+                tx.set_meta("reclaim_pending", to_text(self.now()))
+        if done and pending:
+            done = self.store.reclaim()  # the meta change itself leaves nothing erased behind; truncate the WAL again
+        return done
+
+    def reclaim_pending(self) -> bool:
+        """Whether an earlier erasure or rejection could not reclaim its space yet."""
+        with self.store.read() as tx:
+            return bool(tx.get_meta("reclaim_pending"))
+
     @staticmethod
     def check_purpose(policy: LoadedPolicy, gallery: str, purpose: str) -> None:
         """Refuse a purpose the policy does not allow for ``gallery``."""

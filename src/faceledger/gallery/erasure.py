@@ -31,7 +31,7 @@ def erase(
         scope = subject_gallery(tx, subject)
         ctx.check_administrative_purpose(policy, purpose, "erase a subject", gallery=scope)
         receipt = erase_in(ctx, tx, subject, reason=reason, actor=actor, purpose=purpose, now=ctx.now())
-    return with_reclaim(receipt, ctx.store.reclaim())
+    return with_reclaim(receipt, ctx.reclaim())
 
 
 def erase_in(

@@ -17,7 +17,7 @@ import numpy as np
 from faceledger.errors import ModelError
 from faceledger.gallery.context import GalleryContext
 from faceledger.gallery.index import SearchIndex
-from faceledger.gallery.keys import decrypt_template
+from faceledger.gallery.keys import decrypt_template, master_key
 from faceledger.ledger.errors import MasterKeyError, StoreError
 from faceledger.ledger.records import TemplateRecord
 from faceledger.ledger.store import Transaction
@@ -81,6 +81,8 @@ def _readable(
     subject's key damaged) is left out of the search and remembered in ``ctx.excluded`` (readiness and metrics
     report it): one bad row must not stop every search, nor be searched."""
     good, vectors = [], []
+    if records:
+        master_key(ctx, tx)  # a wrong or missing master key is not a bad row: it stops every search, and says so
     for record in records:
         try:
             vectors.append(decrypt_template(ctx, tx, record))

@@ -201,7 +201,7 @@ def rotate_master_key(ctx: GalleryContext, *, actor: str, purpose: str = "key ro
         raise
     os.replace(pending, ctx.key_file)
     ctx.master = crypto.MasterKey(new.key, str(ctx.key_file))
-    reclaimed = ctx.store.reclaim()
+    reclaimed = ctx.reclaim()
     return {
         "old_master_key_id": old.id,
         "new_master_key_id": new.id,

@@ -82,7 +82,9 @@ def purge(ctx: GalleryContext, *, actor: str = "retention", purpose: str = "rete
         or report.evidence_deleted
         or report.audit_entries_purged
     )
-    report.reclaimed = ctx.store.reclaim() if removed else True
+    # Reclaim when this run deleted something, or when an earlier erasure or rejection still owes it; never
+    # claim a reclamation that did not happen.
+    report.reclaimed = ctx.reclaim() if removed or ctx.reclaim_pending() else True
     return report
 
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 from faceledger.gallery.context import GalleryContext, accountable, search_candidate
 from faceledger.gallery.results import CandidateStamp, PendingReview, ReviewOutcome
 from faceledger.ledger.actions import AuditAction
-from faceledger.ledger.errors import ReviewError, StoreError
+from faceledger.ledger.errors import ReviewError
 from faceledger.ledger.records import CandidateRecord, CandidateStatus, ReviewRecord
 from faceledger.ledger.timeutil import to_text
 
@@ -119,12 +119,9 @@ def review(
     if not destroyed:
         return outcome
     # no byte of the destroyed evidence may stay in the database file or its WAL; the rejection is committed
-    # whatever happens here, so a database kept busy by another process only leaves reclaimed False
-    try:
-        reclaimed = ctx.store.reclaim()
-    except StoreError:
-        reclaimed = False
-    return replace(outcome, reclaimed=reclaimed)
+    # whatever happens here, so a database kept busy by another process leaves reclaimed False and the debt
+    # recorded for the next reclaim (GalleryContext.reclaim)
+    return replace(outcome, reclaimed=ctx.reclaim())
 
 
 def _check_reviewer(candidate: CandidateRecord, reviews: list[ReviewRecord], reviewer: str, required: int) -> None:

@@ -239,21 +239,27 @@ class SQLiteStore:
         with self._lock:
             if self._depth:
                 raise StoreError("reclaim() cannot run inside a transaction")
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            for attempt in range(attempts):
-                try:
-                    self._conn.execute("VACUUM")
-                    break
-                except sqlite3.OperationalError as exc:
-                    if not _is_busy(exc) or attempt == attempts - 1:
-                        raise StoreError(f"{self.path}: VACUUM failed: {exc}") from None
+            # A checkpoint waits for readers through the busy handler: with the writers' timeout (30 s) each of the
+            # attempts below could wait that long behind one reader, so reclaiming waits briefly per attempt.
+            self._conn.execute("PRAGMA busy_timeout = 100")
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                for attempt in range(attempts):
+                    try:
+                        self._conn.execute("VACUUM")
+                        break
+                    except sqlite3.OperationalError as exc:
+                        if not _is_busy(exc) or attempt == attempts - 1:
+                            raise StoreError(f"{self.path}: VACUUM failed: {exc}") from None
+                        time.sleep(0.1)
+                for _ in range(attempts):
+                    busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                    if busy == 0:
+                        return True
                     time.sleep(0.1)
-            for _ in range(attempts):
-                busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-                if busy == 0:
-                    return True
-                time.sleep(0.1)
-            return False
+                return False
+            finally:
+                self._conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
 
     def close(self) -> None:
         """Close the connection."""

@@ -63,7 +63,9 @@ def demo(out_dir: str) -> None:
     check = engine.compare(engine.embed_faces(image, faces[:1])[0], engine.embed_faces(hidden, faces[:1])[0])
     click.echo(f"anonymize  {len(faces)} face(s) blurred; blurred vs original similarity {check.similarity:.3f}")
     _demo_gallery(engine, out, photo, probe)
-    click.echo(f"files in {out}/: detected.jpg, transformed.jpg, anonymized.jpg, demo.db (+ demo.db.key)")
+    click.echo(
+        f"files in {out}/: detected.jpg, transformed.jpg, anonymized.jpg, demo.db (+ demo.db.key, demo.db.signing.key)"
+    )
 
 
 def _demo_gallery(engine: Any, out: Path, photo: Path, probe: Path) -> None:
@@ -71,7 +73,7 @@ def _demo_gallery(engine: Any, out: Path, photo: Path, probe: Path) -> None:
     from faceledger.gallery import Gallery
 
     db = out / "demo.db"
-    for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}.key")):
+    for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}.key"), Path(f"{db}.signing.key")):
         stale.unlink(missing_ok=True)
     with Gallery.init(db, actor="demo-admin", engine=engine) as gallery:
         policy = gallery.policy.policy

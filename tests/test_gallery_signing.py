@@ -18,6 +18,8 @@ from faceledger.interfaces.cli import main
 from faceledger.ledger import AuditDraft, AuditHead
 from faceledger.ledger.signing import SignedHead, signing_key_file
 
+EXAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "src" / "faceledger" / "examples" / "astronaut.jpg"
+
 
 @pytest.fixture
 def gallery(tmp_path: Path) -> Gallery:
@@ -125,3 +127,35 @@ def test_a_copy_of_the_database_is_checked_against_a_published_head(gallery: Gal
     refused = runner.invoke(main, ["audit", "verify", "--db", str(db), "--expect-signed", str(head_file)])
     assert refused.exit_code == 1 and "valid signature" in refused.output
     assert gallery.audit_verify(AuditHead(published.seq, published.hash)).ok
+
+
+def test_a_policy_changed_in_the_database_is_refused_not_used(tmp_path: Path) -> None:
+    from faceledger.ledger import EXAMPLE_POLICY, StoreError
+    from faceledger.ledger.audit import sha256_hex
+
+    db = tmp_path / "p.db"
+    Gallery.init(db, actor="setup").close()
+    conn = sqlite3.connect(db, isolation_level=None)
+    (active,) = conn.execute("SELECT value FROM meta WHERE key = 'policy_hash'").fetchone()
+    loose = EXAMPLE_POLICY.replace("target_fmr = 1e-3", "target_fmr = 1e-1")
+    assert loose != EXAMPLE_POLICY
+    # The text rewritten in place (target FMR 1e-3 to 1e-1), as in the trials: refused, naming the policy.
+    conn.execute("UPDATE policies SET body = ? WHERE hash = ?", (loose, active))
+    with Gallery.open(db) as g:  # it opens (the ledger can be verified, a policy set again), but is not used
+        assert g.audit_verify().ok
+        with pytest.raises(StoreError, match="changed outside faceledger"):
+            g.identify(EXAMPLE_IMAGE, actor="door", purpose="access-control")
+    # Another policy inserted with its right hash and marked active: the ledger put a different one in force.
+    conn.execute("UPDATE policies SET body = ? WHERE hash = ?", (EXAMPLE_POLICY, active))
+    swapped = sha256_hex(loose)
+    conn.execute("INSERT INTO policies VALUES (?, ?, '2026-01-01T00:00:00Z', 'dba')", (swapped, loose))
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'policy_hash'", (swapped,))
+    with Gallery.open(db) as g, pytest.raises(StoreError, match="swapped outside faceledger"):
+        g.identify(EXAMPLE_IMAGE, actor="door", purpose="access-control")
+    # Replaced the proper way, by putting a policy in force again: used.
+    strict = tmp_path / "strict.toml"
+    strict.write_text(EXAMPLE_POLICY.replace("top_k = 5", "top_k = 3"), encoding="utf-8")
+    with Gallery.open(db) as g:
+        g.set_policy(strict, actor="setup")
+    with Gallery.open(db) as g:
+        assert g.policy.policy.identification.top_k == 3

@@ -14,7 +14,13 @@ from faceledger.config import Database, database
 from faceledger.config import key_file as resolve_key_file
 from faceledger.errors import FaceledgerError
 from faceledger.gallery import signatures
-from faceledger.gallery.context import GalleryContext, accountable, as_policy, bump_consent_version
+from faceledger.gallery.context import (
+    GalleryContext,
+    PolicyBindingError,
+    accountable,
+    as_policy,
+    bump_consent_version,
+)
 from faceledger.ledger import crypto
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.apikeys import authenticate as _authenticate
@@ -96,7 +102,10 @@ def set_policy(
     loaded = as_policy(policy)
     check_target_fmr(ctx, loaded)
     with ctx.write() as tx:
-        old = ctx.refresh_policy(tx)
+        try:
+            previous = ctx.refresh_policy(tx).hash
+        except PolicyBindingError:  # putting the intended policy in force again is how a tampered one is replaced
+            previous = str(tx.get_meta("policy_hash"))
         names = {g.name for g in loaded.policy.galleries}
         for subject in tx.list_subjects():
             if subject.gallery not in names:
@@ -117,7 +126,7 @@ def set_policy(
             purpose=purpose,
             at=now,
             policy_hash=loaded.hash,
-            details={"previous_hash": old.hash, "new_hash": loaded.hash},
+            details={"previous_hash": previous, "new_hash": loaded.hash},
         )
         ctx.put_policy(loaded)
     return loaded

@@ -84,12 +84,16 @@ class GalleryContext:
         self.allowed: dict[tuple[str, str], AllowedSubjects] = {}
         self._policy: LoadedPolicy | None = None
         self.models_ready = False
-        self.excluded: dict[str, tuple[str, str]] = {}  # template id -> (subject it claims, why it cannot be used)
         """The models have run once in this process (readiness need not run them again)."""
+        self.excluded: dict[str, tuple[str, str]] = {}  # template id -> (subject it claims, why it cannot be used)
+        self._policy_error: PolicyBindingError | None = None
         with self.store.read() as tx:
             if tx.get_meta("initialised_at") is None:
                 raise NotInitialisedError(f"{store.location}: database is not initialised", store.location)
-            self.refresh_policy(tx)
+            try:
+                self.refresh_policy(tx)
+            except PolicyBindingError as exc:  # the gallery opens (to verify the ledger, to set a policy again);
+                self._policy_error = exc  # every use of the policy is refused
 
     # ------------------------------------------------------------------------------------------ time, engine
     def now(self) -> datetime:
@@ -126,6 +130,8 @@ class GalleryContext:
     @property
     def policy(self) -> LoadedPolicy:
         """The policy in force (text, hash and validated model), as of the last transaction."""
+        if self._policy is None and self._policy_error is not None:
+            raise self._policy_error
         assert self._policy is not None
         return self._policy
 
@@ -138,7 +144,9 @@ class GalleryContext:
             text = tx.get_policy(current)
             if text is None:
                 raise StoreError(f"{self.store.location}: active policy {current[:12]} is missing from the database")
-            self._policy = parse_policy(text, f"policy {current[:12]}")
+            loaded = parse_policy(text, f"policy {current[:12]}")
+            _check_policy_binding(tx, current, loaded, self.store.location)
+            self._policy, self._policy_error = loaded, None
         return self._policy
 
     def put_policy(self, loaded: LoadedPolicy) -> None:
@@ -361,6 +369,33 @@ def moment(value: datetime | str | None, name: str) -> datetime | None:
 def bump_consent_version(tx: Transaction) -> None:
     """Tell every process's consent cache that consents changed."""
     tx.set_meta("consent_version", str(int(tx.get_meta("consent_version") or 0) + 1))
+
+
+class PolicyBindingError(StoreError):
+    """The active policy is not the one the ledger put in force (its text or its row was changed outside
+    faceledger)."""
+
+
+def _check_policy_binding(tx: Transaction, current: str, loaded: LoadedPolicy, where: str) -> None:
+    """Refuse a policy the ledger did not put in force: a stored text whose SHA-256 is not its key (the text was
+    rewritten in the database), or an active hash that is not the one the last ``policy.change`` (or
+    ``ledger.init``) entry names (another policy was swapped in). Without this, either would be used at once."""
+    if loaded.hash != current:
+        raise PolicyBindingError(
+            f"{where}: the stored text of policy {current[:12]} hashes to {loaded.hash[:12]}: it was changed outside "
+            "faceledger; put the intended policy in force again with `faceledger policy set`"
+        )
+    changes = tx.audit_entries(action=AuditAction.POLICY_CHANGE.value)
+    if changes:
+        named = (changes[-1].data.get("details") or {}).get("new_hash")
+    else:
+        first = tx.audit_entries(limit=1)
+        named = first[0].data.get("policy_hash") if first and first[0].data.get("action") == "ledger.init" else None
+    if named is not None and named != current:
+        raise PolicyBindingError(
+            f"{where}: policy {current[:12]} is marked active, but the ledger put {str(named)[:12]} in force: the "
+            "active policy was swapped outside faceledger"
+        )
 
 
 def search_candidate(tx: Transaction, candidate_id: str, purpose: str | None, doing: str) -> CandidateRecord:

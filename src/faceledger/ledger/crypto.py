@@ -116,19 +116,37 @@ def create_key_file(path: str | os.PathLike[str]) -> MasterKey:
     """Create a new random master key in ``path`` with mode 0600; refuses to overwrite an existing file."""
     path = Path(path)
     key = secrets.token_bytes(KEY_BYTES)
+    write_secret_file(
+        path, encode_key(key), exists="a key file already exists; reuse it (it is loaded automatically) or move it "
+        "away first", what="key file",
+    )  # fmt: skip
+    return MasterKey(key, str(path))
+
+
+def write_secret_file(path: Path, text: str, *, exists: str, what: str) -> None:
+    """Write ``text`` to a new file readable by its owner only (mode 0600, fsynced); never over an existing one
+    (``exists``: the message then)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise MasterKeyError(
-            f"{path}: a key file already exists; reuse it (it is loaded automatically) or move it away first"
-        ) from None
+        raise MasterKeyError(f"{path}: {exists}") from None
     except OSError as exc:
-        raise MasterKeyError(f"{path}: cannot create the key file: {exc.strerror}") from None
+        raise MasterKeyError(f"{path}: cannot create the {what}: {exc.strerror}") from None
     with os.fdopen(fd, "w") as handle:
-        handle.write(encode_key(key) + "\n")
+        handle.write(text + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-    return MasterKey(key, str(path))
+
+
+def read_secret_file(path: Path, what: str) -> str | None:
+    """The text of a key file, None when it does not exist; refused when other users can read it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise MasterKeyError(f"{path}: {what} is accessible by other users; run: chmod 600 {path}")
+    return path.read_text(encoding="ascii", errors="replace")
 
 
 def load_master_key(key_file: str | os.PathLike[str] | None) -> MasterKey:
@@ -142,15 +160,12 @@ def load_master_key(key_file: str | os.PathLike[str] | None) -> MasterKey:
     if key_file is None:
         raise MasterKeyError(f"no master key: set {MASTER_KEY_ENV} or give the key file created by init")
     path = Path(key_file)
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
+    text = read_secret_file(path, "key file")
+    if text is None:
         raise MasterKeyError(
             f"{path}: master key file not found; give the key file created by init or set {MASTER_KEY_ENV}"
-        ) from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise MasterKeyError(f"{path}: key file is accessible by other users; run: chmod 600 {path}")
-    return MasterKey(_decode_key(path.read_text(encoding="ascii", errors="replace"), str(path)), str(path))
+        )
+    return MasterKey(_decode_key(text, str(path)), str(path))
 
 
 def new_data_key() -> bytes:

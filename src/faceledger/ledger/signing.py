@@ -24,7 +24,6 @@ import base64
 import binascii
 import hashlib
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.audit import canonical_json
+from faceledger.ledger.crypto import read_secret_file, write_secret_file
 from faceledger.ledger.errors import MasterKeyError
 
 SIGNING_KEY_ENV = "FACELEDGER_SIGNING_KEY"
@@ -117,16 +117,10 @@ def create_signing_key_file(path: str | os.PathLike[str]) -> SigningKey:
     raw = private.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise MasterKeyError(f"{path}: a signing key file already exists; it is loaded automatically") from None
-    except OSError as exc:
-        raise MasterKeyError(f"{path}: cannot create the signing key file: {exc.strerror}") from None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(_b64(raw) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    write_secret_file(
+        path, _b64(raw), exists="a signing key file already exists; it is loaded automatically",
+        what="signing key file",
+    )  # fmt: skip
     return SigningKey(private, str(path))
 
 
@@ -149,13 +143,10 @@ def load_signing_key(path: str | os.PathLike[str] | None, *, create: bool = Fals
     if path is None:
         return None
     path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
+    text = read_secret_file(path, "signing key file")
+    if text is None:
         return create_signing_key_file(path) if create else None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise MasterKeyError(f"{path}: signing key file is accessible by other users; run: chmod 600 {path}")
-    return _from_text(path.read_text(encoding="ascii", errors="replace"), str(path))
+    return _from_text(text, str(path))
 
 
 def public_key_from_text(text: str) -> bytes:

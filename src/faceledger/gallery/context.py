@@ -173,12 +173,10 @@ class GalleryContext:
             done = self.store.reclaim()
         except StoreError:
             done = False
-        with self.store.write() as tx:
-            pending = bool(tx.get_meta("reclaim_pending"))
-            if done and pending:
-                tx.set_meta("reclaim_pending", "")
-            elif not done and not pending:
-                tx.set_meta("reclaim_pending", to_text(self.now()))
+        pending = self.reclaim_pending()
+        if done == pending:  # a new debt to record, or an old one now paid; done with nothing owed writes nothing
+            with self.store.write() as tx:
+                tx.set_meta("reclaim_pending", "" if done else to_text(self.now()))
         if done and pending:
             done = self.store.reclaim()  # the meta change itself leaves nothing erased behind; truncate the WAL again
         return done

@@ -172,7 +172,7 @@ def test_health_readiness_metrics_and_docs(service: Service, tmp_path: Path) -> 
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {
-        "models": "ok", "database": "ok", "master_key": "ok", "templates": "ok"
+        "models": "ok", "database": "ok", "master_key": "ok", "templates": "ok", "records": "ok"
     }
     key_file = Path(str(service.db) + ".key")
     moved = tmp_path / "elsewhere.key"

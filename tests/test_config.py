@@ -68,7 +68,7 @@ def test_gallery_opens_a_url_and_the_path_alike(tmp_path: Path) -> None:
     Gallery.init(url, actor="admin").close()
     assert (tmp_path / "g.db").is_file() and (tmp_path / "g.db.key").is_file()
     with Gallery.open(tmp_path / "g.db") as g:
-        assert isinstance(g.store, SQLiteStore) and g.key_file == tmp_path / "g.db.key"
+        assert isinstance(g.store.inner, SQLiteStore) and g.key_file == tmp_path / "g.db.key"
         assert g.audit_verify().ok
     with pytest.raises(AlreadyInitialisedError) as again:
         Gallery.init(url, actor="admin")

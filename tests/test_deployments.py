@@ -193,6 +193,7 @@ def test_the_watchlist_size_limit_counts_searchable_entries(gallery: Gallery, cl
         for subject in ("w-1", "w-2"):
             tx.add_subject(Subject(subject, "missing-persons", to_text(clock.now), "desk"))
         tx.bump_data_version()
+        ctx.record(tx, AuditAction.ENROLL, actor="desk", purpose="test", subjects=("w-1", "w-2"))  # seals need one
     with ctx.store.read() as tx, pytest.raises(DeploymentError, match=r"holds 2 searchable subjects.*at most 1"):
         authorise(ctx, tx, "station", "/footage/a.mp4", clock.now)
     # an expired entry leaves the search at once, and so the count

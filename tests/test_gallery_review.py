@@ -119,6 +119,7 @@ def test_two_distinct_reviewers_are_needed(tmp_path: Path, engine: Engine, clock
         "pending_reviews": 0,
         "audit_head_seq": g.audit_head().seq,  # type: ignore[union-attr]
         "templates_excluded": 0,
+        "records_tampered": 0,
     }
     assert [c.subject_id for c in g.candidates(status="confirmed")] == ["amy"]
 

@@ -126,8 +126,9 @@ class _BrokenModels:
 def test_readiness_runs_the_models_and_reads_the_key_again(tmp_path: Path) -> None:
     Gallery.init(tmp_path / "g.db", actor="admin").close()
     with Gallery.open(tmp_path / "g.db") as g:
-        assert g.readiness() == {"models": "ok", "database": "ok", "master_key": "ok", "templates": "ok"}
-        assert g.readiness(models=False) == {"database": "ok", "master_key": "ok"}
+        checks = {"models": "ok", "database": "ok", "master_key": "ok", "templates": "ok", "records": "ok"}
+        assert g.readiness() == checks
+        assert g.readiness(models=False) == {"database": "ok", "master_key": "ok", "records": "ok"}
         (tmp_path / "g.db.key").rename(tmp_path / "moved.key")
         assert "not found" in g.readiness(models=False)["master_key"]
     with Gallery.open(tmp_path / "g.db", key_file=tmp_path / "moved.key", engine=_BrokenModels()) as g:  # type: ignore[arg-type]

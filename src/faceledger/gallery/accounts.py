@@ -24,7 +24,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from faceledger.gallery.context import GalleryContext, accountable
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.apikeys import authenticate, role_of
-from faceledger.ledger.errors import AccessDenied, DuplicateError, UnknownSubjectError
+from faceledger.ledger.errors import AccessDenied, DuplicateError, TamperedRecordError, UnknownSubjectError
 from faceledger.ledger.records import Role, UserAccount, WebSession
 from faceledger.ledger.timeutil import to_text
 
@@ -183,8 +183,11 @@ def sign_in(
 
 
 def _by_password(ctx: GalleryContext, name: str, password: str) -> tuple[_Found | None, str]:
-    with ctx.store.read() as tx:
-        user = tx.get_user(name) if re.match(USER_NAME_PATTERN, name) else None
+    try:
+        with ctx.store.read() as tx:
+            user = tx.get_user(name) if re.match(USER_NAME_PATTERN, name) else None
+    except TamperedRecordError:  # changed or inserted outside faceledger: never signs in (readiness names it)
+        return None, "account does not match the ledger"
     try:
         _HASHER.verify(user.password_hash if user is not None else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
@@ -224,6 +227,13 @@ def session_principal(ctx: GalleryContext, token: str) -> WebPrincipal | None:
     if not token:
         return None
     now = to_text(ctx.now())
+    try:
+        return _session_principal(ctx, token, now)
+    except TamperedRecordError:  # its account or key was changed outside faceledger: signed out
+        return None
+
+
+def _session_principal(ctx: GalleryContext, token: str, now: str) -> WebPrincipal | None:
     with ctx.store.read() as tx:
         session = tx.get_web_session(_digest(token))
         if session is None or session.ended_at is not None or session.expires_at <= now:

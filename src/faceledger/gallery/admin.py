@@ -30,6 +30,7 @@ from faceledger.ledger.audit import AuditDraft, AuditEntry, AuditHead, VerifyRes
 from faceledger.ledger.errors import AlreadyInitialisedError, PolicyError, PurposeError
 from faceledger.ledger.policy import LoadedPolicy
 from faceledger.ledger.records import ApiKey
+from faceledger.ledger.seals import SEALED_META
 from faceledger.ledger.signing import load_signing_key
 from faceledger.ledger.store import Store, Transaction, open_store
 from faceledger.ledger.timeutil import to_text, utcnow
@@ -69,6 +70,7 @@ def create_deployment(
             tx.set_meta("master_key_id", master.id)
             tx.set_meta("data_version", "0")
             tx.set_meta("consent_version", "0")
+            tx.set_meta(SEALED_META, now)  # every record this database will hold is sealed (ledger/seals.py)
             tx.put_policy(loaded.hash, loaded.text, now, actor)
             tx.set_meta("policy_hash", loaded.hash)
             for g in loaded.policy.galleries:
@@ -77,6 +79,7 @@ def create_deployment(
                 "master_key_id": master.id,
                 "master_key_source": key_source,
                 "galleries": [g.name for g in loaded.policy.galleries],
+                "seals": "v1",
             }
             draft = AuditDraft(
                 AuditAction.LEDGER_INIT, actor, "administration", policy_hash=loaded.hash, details=details
@@ -247,6 +250,7 @@ def stats(ctx: GalleryContext, *, actor: str | None = None, purpose: str | None 
             **current_counts(tx, ctx.now()),
             "audit_head_seq": 0 if head is None else head.seq,
             "templates_excluded": len(ctx.excluded),  # as of this process's last index sync
+            "records_tampered": len(ctx.tampered),  # found by this process's reads so far (and this one's)
         }
 
     return ctx.read_records("stats", counts, actor=actor, purpose=purpose, filters={})
@@ -285,7 +289,19 @@ def readiness(ctx: GalleryContext, *, models: bool = True) -> dict[str, str]:
         checks["master_key"] = str(exc)
     if models and checks.get("models") == "ok" and checks.get("master_key") == "ok":
         checks["templates"] = _templates_check(ctx)
+    checks["records"] = _records_check(ctx)
     return checks
+
+
+def _records_check(ctx: GalleryContext) -> str:
+    """"ok", or "degraded: ..." naming the records this process found not to match the ledger (each is refused
+    where it is used; `faceledger audit verify` lists every one)."""
+    found = ctx.tampered
+    if not found:
+        return "ok"
+    named = "; ".join(why for _, why in sorted(found.items())[:5])
+    more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
+    return f"degraded: {len(found)} record(s) do not match the ledger and are not used: {named}{more}"
 
 
 def _templates_check(ctx: GalleryContext) -> str:

@@ -37,6 +37,7 @@ from faceledger.ledger.errors import (
 )
 from faceledger.ledger.policy import EXAMPLE_POLICY, LoadedPolicy, load_policy, parse_policy
 from faceledger.ledger.records import CandidateRecord
+from faceledger.ledger.seals import SealedStore, seal_key
 from faceledger.ledger.store import Store, Transaction
 from faceledger.ledger.timeutil import from_text, to_text, utcnow
 
@@ -74,7 +75,7 @@ class GalleryContext:
         engine: Engine | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self.store = store
+        self.store = SealedStore(store, self._seal_key)
         self.key_file = None if key_file is None else Path(key_file)
         self._engine = engine
         self.clock = clock or utcnow
@@ -94,6 +95,16 @@ class GalleryContext:
                 self.refresh_policy(tx)
             except PolicyBindingError as exc:  # the gallery opens (to verify the ledger, to set a policy again);
                 self._policy_error = exc  # every use of the policy is refused
+
+    def _seal_key(self, tx: Transaction) -> bytes:
+        from faceledger.gallery.keys import master_key  # keys builds on this module
+
+        return seal_key(master_key(self, tx).key)
+
+    @property
+    def tampered(self) -> dict[str, str]:
+        """Records this process found not to match the ledger ("kind:key" -> why; :mod:`faceledger.ledger.seals`)."""
+        return self.store.problems
 
     # ------------------------------------------------------------------------------------------ time, engine
     def now(self) -> datetime:
@@ -216,6 +227,14 @@ class GalleryContext:
         """A store write transaction; if it fails, the in-memory index is resynchronised from the store."""
         try:
             with self.store.write() as tx:
+                if not tx.sealed():  # a database made before seals: seal its records as they are, on the ledger
+                    stamp = to_text(self.now())
+                    counts = tx.seal_all(stamp)
+                    self.record(
+                        tx, AuditAction.STATE_SEAL, actor="faceledger", purpose="administration", at=stamp,
+                        details={"sealed": counts},
+                    )  # fmt: skip
+                    tx.finish()  # bound to that entry, not to the caller's
                 yield tx
         except BaseException:
             if self.index is not None:

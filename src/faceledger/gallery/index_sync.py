@@ -55,6 +55,11 @@ def sync_index(ctx: GalleryContext, tx: Transaction) -> SearchIndex:
             f"{model}; use the same recognizer, or erase and re-enroll those subjects"
         )
     current = {r.id: r.subject_id for r in refs}
+    # a subject whose set of templates, key or gallery does not match its seal (a template deleted outside
+    # faceledger) is reported (readiness, metrics); its templates that decrypt are its own (AES-GCM binds each to
+    # its subject and id) and stay searched: one bad row stays one bad row
+    for subject, why in tx.subject_problems().items() if hasattr(tx, "subject_problems") else ():
+        log.error("subject %s: %s", subject, why)
     have = index.template_ids
     remove = have - current.keys()
     records, vectors = _readable(ctx, tx, tx.get_templates(sorted(current.keys() - have)))

@@ -20,6 +20,7 @@ from faceledger.ledger import crypto
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.errors import MasterKeyError, StoreError
 from faceledger.ledger.records import EvidenceRecord, ReferenceFace, SubjectKey, TemplateRecord
+from faceledger.ledger.seals import SealedTransaction, seal_key
 from faceledger.ledger.store import Transaction
 from faceledger.ledger.timeutil import to_text
 
@@ -182,6 +183,8 @@ def rotate_master_key(ctx: GalleryContext, *, actor: str, purpose: str = "key ro
                 plain = old.unwrap_evidence_key(ek.wrapped_key, candidate_id=ek.candidate_id, key_id=ek.key_id)
                 wrapped = new.wrap_evidence_key(plain, candidate_id=ek.candidate_id, key_id=ek.key_id)
                 tx.rewrap_evidence_key(ek.candidate_id, wrapped, new.id)
+            assert isinstance(tx, SealedTransaction)
+            resealed = tx.reseal_all(seal_key(new.key))  # seals are keyed by the master key too
             tx.set_meta("master_key_id", new.id)
             entry = ctx.record(
                 tx,
@@ -194,6 +197,7 @@ def rotate_master_key(ctx: GalleryContext, *, actor: str, purpose: str = "key ro
                     "new_master_key_id": new.id,
                     "subject_keys": len(keys),
                     "evidence_keys": len(evidence_keys),
+                    "seals": resealed,
                 },
             )
     except BaseException:

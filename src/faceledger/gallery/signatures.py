@@ -6,12 +6,15 @@ published elsewhere). See :mod:`faceledger.ledger.signing` for what is signed an
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from faceledger.gallery.context import GalleryContext, accountable
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.audit import AuditDraft, AuditHead, VerifyResult
 from faceledger.ledger.errors import MasterKeyError
+from faceledger.ledger.seals import seal_key, verify_records
 from faceledger.ledger.signing import (
     SIGNING_KEY_ENV,
     SignedHead,
@@ -105,7 +108,27 @@ def verify(
         key = signing_key(ctx)
         public_key = None if key is None else key.public
     with ctx.store.read() as tx:
-        return verify_audit(tx, expected_head, public_key=public_key)
+        result = verify_audit(tx, expected_head, public_key=public_key)
+        return _with_records(ctx, tx, result)
+
+
+def _with_records(ctx: GalleryContext, tx: Any, result: VerifyResult) -> VerifyResult:
+    """``result`` with the sealed records checked against the ledger, when the master key is at hand."""
+    from faceledger.gallery.keys import master_key  # keys builds on the context, as this module does
+
+    try:
+        key = seal_key(master_key(ctx, tx).key)
+    except MasterKeyError:
+        return result  # records_checked stays False: an auditor with a copy and no key checks the chain only
+    head = result.head.seq if result.head is not None else None
+    problems = tuple(verify_records(tx.raw, key, first_seq=result.first_seq, head_seq=head))
+    if not problems:
+        return replace(result, records_checked=True)
+    text = f"{len(problems)} record(s) do not match the ledger; the first: {problems[0]}"
+    return replace(
+        result, ok=False, records_checked=True, records=problems,
+        problem=text if result.ok else f"{result.problem}; and {text}",
+    )  # fmt: skip
 
 
 def verify_published(ctx: GalleryContext, published: SignedHead, *, public_key: bytes | None = None) -> VerifyResult:

@@ -54,6 +54,7 @@ class AuditAction(StrEnum):
     RECORDS_READ = "records.read"
     LEDGER_SIGNING_KEY = "ledger.signing_key"
     AUDIT_CHECKPOINT = "audit.checkpoint"
+    STATE_SEAL = "state.seal"
 
     def describe(self) -> str:
         """One sentence: what the entry records."""
@@ -103,4 +104,5 @@ _DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.RECORDS_READ: "someone read records: candidates, reviews, counts or audit entries (filters, how many)",
     AuditAction.LEDGER_SIGNING_KEY: "the key that signs the ledger's heads was recorded: its id and public key",
     AuditAction.AUDIT_CHECKPOINT: "a signed checkpoint: the seq, hash and time of the entry before, and the signature",
+    AuditAction.STATE_SEAL: "the records of a database made before seals were sealed as they were: how many of each",
 }

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 
-from faceledger.ledger.errors import AccessDenied, UnknownSubjectError
+from faceledger.ledger.errors import AccessDenied, TamperedRecordError, UnknownSubjectError
 from faceledger.ledger.records import ROLES, ApiKey, Role
 from faceledger.ledger.store import Transaction
 
@@ -73,7 +73,10 @@ def authenticate(tx: Transaction, token: str) -> ApiKey:
     if not token.startswith(TOKEN_PREFIX) or token.count("_") < 2:
         raise AccessDenied("malformed API key")
     key_id = token[len(TOKEN_PREFIX) :].split("_", 1)[0]
-    key = tx.get_api_key(key_id)
+    try:
+        key = tx.get_api_key(key_id)
+    except TamperedRecordError as exc:  # changed, or inserted, outside faceledger
+        raise AccessDenied(f"API key {key_id} is refused: {exc}") from None
     if key is None or not hmac.compare_digest(key.secret_sha256, _digest(token)):
         raise AccessDenied("unknown API key")
     if key.revoked_at is not None:

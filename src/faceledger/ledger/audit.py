@@ -156,6 +156,10 @@ class VerifyResult(Wire):
     ``ok`` is True when every entry hashes correctly, links to its predecessor, and the chain ends at the
     recorded (or expected) head. Otherwise ``bad_seq`` names the first entry at fault (for removed
     entries: the first one missing) and ``problem`` says what is wrong.
+
+    ``records`` lists every sealed record that does not match the ledger (changed, inserted or deleted outside
+    faceledger; see :mod:`faceledger.ledger.seals`), one line each; any makes ``ok`` False. ``records_checked`` is
+    False when they could not be checked (no master key at hand, as for an auditor with a copy of the database).
     """
 
     ok: bool
@@ -164,6 +168,8 @@ class VerifyResult(Wire):
     head: AuditHead | None
     bad_seq: int | None = None
     problem: str | None = None
+    records_checked: bool = False
+    records: tuple[str, ...] = ()
 
 
 def _fail(entries: int, first: int | None, head: AuditHead | None, seq: int, problem: str) -> VerifyResult:

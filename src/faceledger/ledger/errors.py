@@ -97,3 +97,14 @@ class AccountabilityError(LedgerError, ValueError):
     def __init__(self, message: str, missing: str) -> None:
         self.missing = missing
         super().__init__(message)
+
+
+class TamperedRecordError(StoreError):
+    """A record that decides who may be searched or what a search means does not match the seal of the audit entry
+    that last wrote it: it was changed, inserted or deleted outside faceledger. ``kind`` and ``key`` name it; it is
+    not used."""
+
+    def __init__(self, message: str, kind: str, key: str) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(message)

@@ -32,6 +32,7 @@ from faceledger.ledger.records import (
 )
 from faceledger.ledger.sqlite_accounts import AccountQueries
 from faceledger.ledger.sqlite_evidence import EvidenceQueries
+from faceledger.ledger.sqlite_seals import SealQueries
 
 
 def _consent(row: sqlite3.Row | tuple[Any, ...]) -> Consent:
@@ -72,7 +73,7 @@ def _candidate(row: tuple[Any, ...]) -> CandidateRecord:
     return CandidateRecord(*values)
 
 
-class SQLiteTransaction(AccountQueries, EvidenceQueries):
+class SQLiteTransaction(AccountQueries, EvidenceQueries, SealQueries):
     """:class:`Transaction` over an open SQLite transaction."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:

@@ -311,6 +311,27 @@ class Transaction(Protocol):
         """Delete sessions that expired or ended before a timestamp; returns how many."""
         ...
 
+    # seals (see migrations/0005_seals.sql and faceledger.ledger.seals)
+    def get_seal(self, kind: str, key: str) -> tuple[int, str] | None:
+        """``(seq, mac)`` of a record's seal, or None."""
+        ...
+
+    def seals_of(self, kind: str) -> dict[str, tuple[int, str]]:
+        """Every seal of one kind of record, by key."""
+        ...
+
+    def put_seal(self, kind: str, key: str, seq: int, mac: str) -> None:
+        """Insert or replace a record's seal."""
+        ...
+
+    def delete_seal(self, kind: str, key: str) -> None:
+        """Remove a record's seal (the record was deleted by faceledger)."""
+        ...
+
+    def audit_body(self, seq: int) -> str | None:
+        """The stored body of one audit entry, or None."""
+        ...
+
     # evidence and reference faces (see migrations/0003_evidence.sql)
     def add_evidence(self, evidence: EvidenceRecord) -> None:
         """Store a candidate's encrypted evidence (its candidate must exist)."""

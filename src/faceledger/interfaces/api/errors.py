@@ -30,6 +30,7 @@ from faceledger.ledger.errors import (
     PurposeError,
     ReviewError,
     StoreError,
+    TamperedRecordError,
     UnknownSubjectError,
 )
 
@@ -74,6 +75,7 @@ _DOMAIN: tuple[tuple[type[BaseException], int, str], ...] = (
     (DuplicateError, 409, "duplicate"),
     (ReviewError, 409, "review_conflict"),
     (MasterKeyError, 503, "master_key_unavailable"),
+    (TamperedRecordError, 409, "record_tampered"),
     (StoreError, 503, "store_unavailable"),
     (TooManyFaces, 422, "too_many_faces"),
     (NoFaceError, 422, "no_face"),

@@ -86,8 +86,14 @@ def audit_verify(
     else:
         result = g.audit_verify(expect, public_key=public_key)
     call.out.show(result)
-    if not result.ok:
-        fail(f"audit chain broken at entry {result.bad_seq}: {result.problem}")
+    if result.ok:
+        return
+    lines = [f"audit chain broken at entry {result.bad_seq}: {result.problem}"] if result.bad_seq is not None else []
+    if result.records:
+        lines.append(f"{len(result.records)} record(s) do not match the ledger (changed, inserted or deleted outside "
+                     "faceledger; each is refused where it is used):")
+        lines += [f"  {line}" for line in result.records]
+    fail("\n".join(lines))
 
 
 @audit_group.command("head")

@@ -415,7 +415,8 @@ def _audit_verified(result: VerifyResult) -> None:
     if result.ok:  # a broken chain is named on stderr by the command, in both formats
         head = result.head
         where = f"head {head.seq}:{head.hash}" if head else "empty"
-        click.echo(f"ok: {result.entries} entries verified, {where}")
+        records = "records match the ledger" if result.records_checked else "records not checked (no master key)"
+        click.echo(f"ok: {result.entries} entries verified, {where}; {records}")
 
 
 @_register(_TEXT, AuditHead)

@@ -75,6 +75,10 @@ async def metrics(request: Request) -> Response:
                 "Templates left out of the search because they do not decrypt (see /readyz).",
                 float(stats["templates_excluded"]),
             ),
+            "records_tampered": (
+                "Records found not to match the ledger (changed outside faceledger; not used; see /readyz).",
+                float(stats["records_tampered"]),
+            ),
             "process_start_time_seconds": ("Start time of this process (Unix time).", state.started_at),
         }
 

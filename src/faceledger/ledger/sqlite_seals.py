@@ -1,0 +1,33 @@
+"""SQLite queries for record seals (migration 0005): part of :class:`~faceledger.ledger.sqlite_tx.SQLiteTransaction`."""
+
+from __future__ import annotations
+
+import sqlite3
+
+
+class SealQueries:
+    """The ``seals`` table; mixed into the SQLite transaction, which provides ``_c``."""
+
+    _c: sqlite3.Connection
+
+    def get_seal(self, kind: str, key: str) -> tuple[int, str] | None:
+        row = self._c.execute("SELECT seq, mac FROM seals WHERE kind = ? AND key = ?", (kind, key)).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def seals_of(self, kind: str) -> dict[str, tuple[int, str]]:
+        rows = self._c.execute("SELECT key, seq, mac FROM seals WHERE kind = ?", (kind,))
+        return {str(k): (int(s), str(m)) for k, s, m in rows}
+
+    def put_seal(self, kind: str, key: str, seq: int, mac: str) -> None:
+        self._c.execute(
+            "INSERT INTO seals (kind, key, seq, mac) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (kind, key) DO UPDATE SET seq = excluded.seq, mac = excluded.mac",
+            (kind, key, seq, mac),
+        )
+
+    def delete_seal(self, kind: str, key: str) -> None:
+        self._c.execute("DELETE FROM seals WHERE kind = ? AND key = ?", (kind, key))
+
+    def audit_body(self, seq: int) -> str | None:
+        row = self._c.execute("SELECT body FROM audit WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else str(row[0])

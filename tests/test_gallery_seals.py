@@ -1,0 +1,244 @@
+"""The records the ledger describes, tampered with as a careful database administrator would (raw SQL, no master
+key): a withdrawn consent revived, an expiry extended, a key promoted or inserted, a candidate confirmed without a
+review, a review slipped in, a template deleted, a deployment extended, an account promoted, rows deleted. Each is
+refused where it is used, with an error or a report naming it, and ``audit verify`` lists every one."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from faceledger.gallery import Gallery
+from faceledger.interfaces.cli import main
+from faceledger.ledger import EXAMPLE_POLICY, parse_policy
+from faceledger.ledger.errors import AccessDenied, ConsentError, StoreError, TamperedRecordError
+
+EXAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "src" / "faceledger" / "examples" / "astronaut.jpg"
+TWO_REVIEWERS = EXAMPLE_POLICY.replace("reviewers_required = 1", "reviewers_required = 2")
+PURPOSE = "access-control"
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A gallery with one enrolled subject, a candidate awaiting its second review, keys, a user, a deployment."""
+    assert TWO_REVIEWERS != EXAMPLE_POLICY
+    db = tmp_path_factory.mktemp("sealed") / "g.db"
+    g = Gallery.init(db, actor="admin", policy=parse_policy(TWO_REVIEWERS))
+    purpose = g.policy.policy.galleries[0].purposes[0]
+    assert purpose == PURPOSE
+    for subject in ("ana", "ben"):
+        g.add_consent(subject, actor="desk", collected_by="desk", legal_basis="consent", purpose=PURPOSE,
+                      evidence_ref=f"form-{subject}")  # fmt: skip
+    g.enroll("ana", [EXAMPLE_IMAGE], actor="desk", purpose=PURPOSE)
+    g.withdraw_consent("ben", actor="desk", purpose=PURPOSE)
+    found = g.identify(EXAMPLE_IMAGE, actor="op", purpose=PURPOSE)
+    assert found.faces[0].candidates, "the example face must find ana"
+    g.review(found.faces[0].candidates[0].candidate_id, reviewer="rita", decision="confirm", reason="same face")
+    g.create_api_key("door", "operator", actor="admin")
+    g.add_user("rev", role="reviewer", password="correct horse battery", actor="admin")
+    g.close()
+    return db
+
+
+@pytest.fixture
+def gallery(made: Path, tmp_path: Path) -> Gallery:
+    """A fresh copy of the made gallery (database and key files) for one trial."""
+    for file in made.parent.iterdir():
+        (tmp_path / file.name).write_bytes(file.read_bytes())
+        (tmp_path / file.name).chmod(file.stat().st_mode & 0o777)
+    g = Gallery.open(tmp_path / "g.db")
+    yield g
+    g.close()
+
+
+def _sql(g: Gallery, statement: str, *params: object) -> None:
+    conn = sqlite3.connect(g.store.location, isolation_level=None)
+    conn.execute(statement, params)
+    conn.close()
+
+
+def _one(g: Gallery, query: str, *params: object) -> object:
+    conn = sqlite3.connect(g.store.location)
+    value = conn.execute(query, params).fetchone()[0]
+    conn.close()
+    return value
+
+
+def _verified_records(g: Gallery) -> tuple[str, ...]:
+    result = g.audit_verify()
+    assert result.records_checked
+    assert result.ok == (not result.records), result
+    return result.records
+
+
+def test_an_untouched_gallery_verifies_with_every_record_checked(gallery: Gallery) -> None:
+    result = gallery.audit_verify()
+    assert result.ok and result.records_checked and result.records == (), result
+    assert gallery.readiness(models=False)["records"] == "ok"
+
+
+def test_a_withdrawn_consent_set_back_to_valid_is_refused_and_named(gallery: Gallery) -> None:
+    consent_id = _one(gallery, "SELECT id FROM consents WHERE subject_id = 'ben'")
+    _sql(gallery, "UPDATE consents SET withdrawn_at = NULL, ended_reason = NULL WHERE id = ?", consent_id)
+    with pytest.raises(ConsentError):  # enrolling ben again would need that consent
+        gallery.enroll("ben", [EXAMPLE_IMAGE], actor="desk", purpose=PURPOSE)
+    assert f"consent:{consent_id}" in gallery.context.tampered
+    assert "degraded" in gallery.readiness(models=False)["records"]
+    (line,) = _verified_records(gallery)
+    assert line.startswith(f"consent {consent_id!r}") and "changed outside faceledger" in line
+
+
+def test_an_extended_expiry_and_an_inserted_consent_are_left_out(gallery: Gallery) -> None:
+    ana = _one(gallery, "SELECT id FROM consents WHERE subject_id = 'ana'")
+    _sql(gallery, "UPDATE consents SET expires_at = '2099-01-01T00:00:00.000000Z' WHERE id = ?", ana)
+    _sql(gallery, "INSERT INTO consents SELECT 'forged', 'carl', gallery, collected_by, legal_basis, purpose, "
+                  "evidence_ref, given_at, NULL, NULL, NULL, recorded_at, recorded_by, category FROM consents "
+                  "WHERE id = ?", ana)  # fmt: skip
+    shown = gallery.consents(actor="dpo", purpose="administration")
+    assert {c.id for c in shown} == {_one(gallery, "SELECT id FROM consents WHERE subject_id = 'ben'")}
+    # ana's consent no longer counts: she is not searched (refused, not silently searched on a forged expiry)
+    found = gallery.identify(EXAMPLE_IMAGE, actor="op", purpose=PURPOSE)
+    assert all(not face.candidates for face in found.faces)
+    lines = _verified_records(gallery)
+    assert any(line.startswith(f"consent {ana!r}") and "changed" in line for line in lines), lines
+    assert any(line.startswith("consent 'forged'") and "no seal" in line for line in lines), lines
+
+
+def test_a_promoted_and_an_inserted_admin_key_are_refused(gallery: Gallery) -> None:
+    _record, token = gallery.create_api_key("cam", "operator", actor="admin")
+    key_id = token.split("_")[1]
+    assert gallery.authenticate(token).role == "operator"
+    _sql(gallery, "UPDATE api_keys SET role = 'admin' WHERE id = ?", key_id)
+    with pytest.raises(AccessDenied, match=f"API key {key_id} is refused.*changed outside faceledger"):
+        gallery.authenticate(token)
+    # an inserted key: the administrator knows its token, since they chose its hash
+    import hashlib
+
+    forged = "flk_abcdef012345_" + "x" * 43
+    _sql(gallery, "INSERT INTO api_keys VALUES ('abcdef012345', 'mallory', 'admin', ?, '2026-01-01T00:00:00.000000Z', "
+                  "'admin', NULL)", hashlib.sha256(forged.encode()).hexdigest())  # fmt: skip
+    with pytest.raises(AccessDenied, match=r"abcdef012345 is refused.*inserted outside faceledger"):
+        gallery.authenticate(forged)
+    lines = _verified_records(gallery)
+    assert {line.split(":")[0] for line in lines} == {f"api key {key_id!r}", "api key 'abcdef012345'"}
+
+
+def test_a_candidate_confirmed_without_its_second_review_is_refused(gallery: Gallery) -> None:
+    candidate = _one(gallery, "SELECT id FROM candidates")
+    _sql(gallery, "UPDATE candidates SET status = 'confirmed', decided_at = created_at WHERE id = ?", candidate)
+    with pytest.raises(TamperedRecordError, match=f"candidate {candidate!r} does not match the ledger"):
+        gallery.review(candidate, reviewer="dana", decision="confirm", reason="looks right")
+    assert gallery.candidates(actor="dpo", purpose="administration") == []
+    (line,) = _verified_records(gallery)
+    assert line.startswith(f"candidate {candidate!r}")
+
+
+def test_a_review_slipped_in_is_not_counted(gallery: Gallery) -> None:
+    candidate = _one(gallery, "SELECT id FROM candidates")
+    _sql(gallery, "INSERT INTO reviews VALUES (?, ?, 'ghost', 'confirm', 'ok', '2026-01-01T00:00:00.000000Z')",
+         uuid.uuid4().hex, candidate)  # fmt: skip
+    (pending,) = gallery.pending_reviews(actor="rita", purpose=PURPOSE)
+    assert pending.confirmations == 1  # rita's only
+    outcome = gallery.review(candidate, reviewer="dana", decision="confirm", reason="same face")
+    assert outcome.confirmations == 2 and outcome.status == "confirmed"  # rita and dana, not the ghost
+    (line,) = _verified_records(gallery)
+    assert line.startswith("review ") and "no seal" in line
+
+
+def test_a_deleted_template_leaves_its_subject_out_of_the_search_and_is_named(gallery: Gallery) -> None:
+    template = _one(gallery, "SELECT id FROM templates")
+    _sql(gallery, "DELETE FROM templates WHERE id = ?", template)
+    found = gallery.identify(EXAMPLE_IMAGE, actor="op", purpose=PURPOSE)
+    assert all(not face.candidates for face in found.faces)
+    checks = gallery.readiness()
+    assert "degraded" in checks["records"] and "subject 'ana'" in checks["records"], checks
+    lines = _verified_records(gallery)
+    assert lines == (f"subject 'ana': does not match the seal of entry {_seal_seq(gallery, 'subject', 'ana')}: "
+                     "changed outside faceledger",)  # fmt: skip
+
+
+def _seal_seq(g: Gallery, kind: str, key: str) -> int:
+    return int(_one(g, "SELECT seq FROM seals WHERE kind = ? AND key = ?", kind, key))  # type: ignore[call-overload]
+
+
+def test_deleted_rows_are_named_by_verify(gallery: Gallery) -> None:
+    candidate = _one(gallery, "SELECT id FROM candidates")
+    _sql(gallery, "DELETE FROM candidates WHERE id = ?", candidate)
+    _sql(gallery, "DELETE FROM users WHERE name = 'rev'")
+    lines = _verified_records(gallery)
+    assert f"candidate {candidate!r}: deleted outside faceledger" in " ".join(lines)
+    assert any(line.startswith("user 'rev': deleted outside faceledger") for line in lines), lines
+
+
+def test_a_promoted_account_cannot_sign_in(gallery: Gallery) -> None:
+    assert (
+        gallery.sign_in(address="127.0.0.1", name="rev", password="correct horse battery").principal.role == "reviewer"
+    )
+    _sql(gallery, "UPDATE users SET role = 'admin' WHERE name = 'rev'")
+    with pytest.raises(AccessDenied):
+        gallery.sign_in(address="127.0.0.1", name="rev", password="correct horse battery")
+    assert "user:rev" in gallery.context.tampered
+
+
+def test_a_seal_moved_to_another_record_does_not_fit_it(gallery: Gallery) -> None:
+    ana = _one(gallery, "SELECT id FROM consents WHERE subject_id = 'ana'")
+    ben = _one(gallery, "SELECT id FROM consents WHERE subject_id = 'ben'")
+    _sql(gallery, "UPDATE seals SET mac = (SELECT mac FROM seals WHERE key = ?) WHERE key = ?", ben, ana)
+    with pytest.raises(TamperedRecordError, match=str(ana)):
+        gallery.context.store.read().__enter__().get_consent(ana)
+
+
+def test_the_seal_marker_removed_refuses_every_write(gallery: Gallery) -> None:
+    _sql(gallery, "DELETE FROM meta WHERE key = 'sealed_at'")
+    _sql(gallery, "DELETE FROM seals")
+    with pytest.raises(StoreError, match=r"seal marker .* is gone.*entry 1 of the ledger"):
+        gallery.add_consent("dora", actor="desk", collected_by="desk", legal_basis="consent", purpose=PURPOSE,
+                            evidence_ref="form-dora")  # fmt: skip
+
+
+def test_rotating_the_master_key_keeps_every_seal_and_a_tampered_record_refused(gallery: Gallery) -> None:
+    _sql(gallery, "UPDATE users SET role = 'admin' WHERE name = 'rev'")
+    gallery.rotate_master_key(actor="admin")
+    lines = _verified_records(gallery)
+    assert len(lines) == 1 and lines[0].startswith("user 'rev'"), lines  # the rest re-sealed, rev not laundered
+    assert gallery.authenticate(gallery.create_api_key("x", "auditor", actor="admin")[1]).role == "auditor"
+
+
+def test_a_database_made_before_seals_is_sealed_on_its_first_write(
+    gallery: Gallery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from faceledger.ledger import seals
+
+    # stand in for a database of schema 4: no seals, no marker, a ledger that never mentioned them
+    _sql(gallery, "DELETE FROM meta WHERE key = 'sealed_at'")
+    _sql(gallery, "DELETE FROM seals")
+    monkeypatch.setattr(seals, "ledger_sealed_at", lambda tx: None)
+    gallery.create_api_key("after", "auditor", actor="admin")
+    (entry,) = gallery.audit_entries(action="state.seal")
+    assert {_seal_seq(gallery, "consent", c.id) for c in gallery.consents(actor="dpo", purpose="audit")} == {entry.seq}
+    counts = entry.data["details"]["sealed"]
+    assert counts["consent"] == 2 and counts["subject"] == 1 and counts["candidate"] == 1 and counts["user"] == 1
+    assert _verified_records(gallery) == ()
+
+
+def test_verify_on_the_command_line_lists_each_record(gallery: Gallery) -> None:
+    _sql(gallery, "UPDATE users SET role = 'admin' WHERE name = 'rev'")
+    _sql(gallery, "UPDATE api_keys SET role = 'admin' WHERE owner = 'door'")
+    gallery.close()
+    result = CliRunner().invoke(main, ["audit", "verify", "--db", gallery.store.location])
+    assert result.exit_code == 1, result.output
+    assert "2 record(s) do not match the ledger" in result.output
+    assert "user 'rev': does not match the seal" in result.output and "api key '" in result.output
+
+
+def test_without_the_master_key_verify_says_records_were_not_checked(gallery: Gallery, tmp_path: Path) -> None:
+    db = gallery.store.location
+    gallery.close()
+    (tmp_path / "g.db.key").rename(tmp_path / "elsewhere.key")
+    result = CliRunner().invoke(main, ["audit", "verify", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "records not checked (no master key)" in result.output

@@ -214,7 +214,7 @@ def test_a_database_made_before_seals_is_sealed_on_its_first_write(
     from faceledger.ledger import seals
 
     # stand in for a database of schema 4: no seals, no marker, a ledger that never mentioned them
-    _sql(gallery, "DELETE FROM meta WHERE key = 'sealed_at'")
+    _sql(gallery, "DELETE FROM meta WHERE key IN ('sealed_at', 'seals_set', 'seals_tag')")
     _sql(gallery, "DELETE FROM seals")
     monkeypatch.setattr(seals, "ledger_sealed_at", lambda tx: None)
     gallery.create_api_key("after", "auditor", actor="admin")
@@ -242,3 +242,30 @@ def test_without_the_master_key_verify_says_records_were_not_checked(gallery: Ga
     result = CliRunner().invoke(main, ["audit", "verify", "--db", db])
     assert result.exit_code == 0, result.output
     assert "records not checked (no master key)" in result.output
+
+
+def test_a_record_deleted_with_its_seal_or_put_back_from_an_earlier_copy_is_noticed(gallery: Gallery) -> None:
+    # a revoked key put back as it was before its revocation, with the seal it had then
+    record, _token = gallery.create_api_key("van", "operator", actor="admin")
+    conn = sqlite3.connect(gallery.store.location)
+    before = conn.execute("SELECT seq, mac FROM seals WHERE kind = 'api_key' AND key = ?", (record.id,)).fetchone()
+    conn.close()
+    gallery.revoke_api_key(record.id, actor="admin")
+    assert _verified_records(gallery) == ()
+    _sql(gallery, "UPDATE api_keys SET revoked_at = NULL WHERE id = ?", record.id)
+    _sql(gallery, "UPDATE seals SET seq = ?, mac = ? WHERE kind = 'api_key' AND key = ?", *before, record.id)
+    (line,) = _verified_records(gallery)
+    assert "put back from an earlier copy" in line
+    # and a key deleted together with its seal
+    _sql(gallery, "DELETE FROM seals WHERE kind = 'api_key' AND key = ?", record.id)
+    _sql(gallery, "DELETE FROM api_keys WHERE id = ?", record.id)
+    (line,) = _verified_records(gallery)
+    assert "deleted together with its seal" in line
+
+
+def test_every_write_keeps_the_set_of_seals_bound_to_the_head(gallery: Gallery) -> None:
+    for i in range(3):
+        gallery.create_api_key(f"k{i}", "auditor", actor="admin")
+        gallery.identify(EXAMPLE_IMAGE, actor="op", purpose=PURPOSE)
+    gallery.purge()
+    assert gallery.audit_verify().ok

@@ -30,7 +30,7 @@ from faceledger.ledger.audit import AuditDraft, AuditEntry, AuditHead, VerifyRes
 from faceledger.ledger.errors import AlreadyInitialisedError, PolicyError, PurposeError
 from faceledger.ledger.policy import LoadedPolicy
 from faceledger.ledger.records import ApiKey
-from faceledger.ledger.seals import SEALED_META
+from faceledger.ledger.seals import SEALED_META, SET_META, seal_key, set_tag
 from faceledger.ledger.signing import load_signing_key
 from faceledger.ledger.store import Store, Transaction, open_store
 from faceledger.ledger.timeutil import to_text, utcnow
@@ -90,6 +90,8 @@ def create_deployment(
                 tx.append_audit(key_draft, now)
             first, _ = signatures.checkpoint_draft(tx, signer, actor=actor, purpose="administration", at=now)
             tx.append_audit(first, now)
+            tx.set_meta(SET_META[0], f"{0:064x}")  # no seal yet, bound to the head (ledger/seals.py)
+            tx.set_meta(SET_META[1], set_tag(seal_key(master.key), 0, tx.audit_head()))
     except BaseException:
         store.close()
         raise

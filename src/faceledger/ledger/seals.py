@@ -45,7 +45,11 @@ SEALED_KINDS = ("consent", "api_key", "user", "candidate", "review", "deployment
 SEALED_META = "sealed_at"
 """Meta key: when this database's records were first sealed (at initialisation, or on upgrade)."""
 
+SET_META = ("seals_set", "seals_tag")
+"""Meta keys: the XOR of every seal's digest, and its HMAC bound to the ledger's head (see :func:`set_tag`)."""
+
 _MAC_PREFIX = b"faceledger/seal/v1|"
+_SET_PREFIX = b"faceledger/seal-set/v1|"
 
 
 def seal_key(master_key: bytes) -> bytes:
@@ -62,6 +66,22 @@ def content(record: Any) -> bytes:
 def mac(key: bytes, kind: str, record_key: str, seq: int, record: Any) -> str:
     """The seal of one record written by the transaction of entry ``seq``."""
     message = _MAC_PREFIX + f"{kind}|{record_key}|{seq}|".encode() + content(record)
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def _digest(kind: str, key: str, seq: int, seal_mac: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{kind}|{key}|{seq}|{seal_mac}".encode()).digest(), "big")
+
+
+def set_tag(key: bytes, seals_set: int, head: Any) -> str:
+    """The HMAC of the set of seals (the XOR of their digests) and the ledger's head when it was last written.
+
+    Every write that appends an entry re-makes it. A record deleted together with its seal, or a record and its
+    seal restored from an earlier copy of the database, changes the set; putting back the earlier tag too would
+    need the earlier head as well, that is a ledger cut back, which the chain and its signed checkpoints name. The
+    XOR is a set hash updated in constant time per seal; the HMAC makes it unforgeable without the master key."""
+    where = "-" if head is None else f"{head.seq}|{head.hash}"
+    message = _SET_PREFIX + f"{seals_set:064x}|{where}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
@@ -83,6 +103,7 @@ class SealedTransaction:
         self._dropped: set[tuple[str, str]] = set()
         self._last_seq: int | None = None
         self._mode: str | None = None
+        self._set_delta = 0  # XOR of the seal digests removed and added by this transaction
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tx, name)
@@ -175,21 +196,37 @@ class SealedTransaction:
         """Seal what this transaction wrote so far, bound to its last audit entry (called before it commits, and
         after an entry that the records written before it must be bound to)."""
         for kind, dropped in self._dropped:
-            self._tx.delete_seal(kind, dropped)
+            self._delete_seal(kind, dropped)
         self._dropped.clear()
-        if not self._touched:
-            return
-        if self._last_seq is None:
+        if self._touched and self._last_seq is None:
             names = ", ".join(f"{k} {v!r}" for k, v in sorted(self._touched)[:5])
             raise StoreError(f"records changed without an audit entry ({names}); nothing was written")
-        key = self._sealing_key()
         for (kind, record_key), record in self._touched.items():
             current = record if record is not None else self._read_raw(kind, record_key)
             if current is None:
-                self._tx.delete_seal(kind, record_key)
+                self._delete_seal(kind, record_key)
             else:
-                self._tx.put_seal(kind, record_key, self._last_seq, mac(key, kind, record_key, self._last_seq, current))
+                assert self._last_seq is not None
+                self._put_seal(kind, record_key, self._last_seq, current, self._sealing_key())
         self._touched.clear()
+        if (self._last_seq is not None or self._set_delta) and self.sealed():
+            stored = self._tx.get_meta(SET_META[0])
+            seals_set = (int(stored, 16) if stored else 0) ^ self._set_delta
+            self._tx.set_meta(SET_META[0], f"{seals_set:064x}")
+            self._tx.set_meta(SET_META[1], set_tag(self._sealing_key(), seals_set, self._tx.audit_head()))
+            self._set_delta = 0
+
+    def _put_seal(self, kind: str, record_key: str, seq: int, record: Any, key: bytes) -> None:
+        self._delete_seal(kind, record_key)
+        seal_mac = mac(key, kind, record_key, seq, record)
+        self._tx.put_seal(kind, record_key, seq, seal_mac)
+        self._set_delta ^= _digest(kind, record_key, seq, seal_mac)
+
+    def _delete_seal(self, kind: str, record_key: str) -> None:
+        old = self._tx.get_seal(kind, record_key)
+        if old is not None:
+            self._tx.delete_seal(kind, record_key)
+            self._set_delta ^= _digest(kind, record_key, *old)
 
     def seal_all(self, at: str) -> dict[str, int]:
         """Seal every record as it is now (the upgrade of a database made before seals, at time ``at``); returns
@@ -214,8 +251,9 @@ class SealedTransaction:
             for record_key, record in _all_raw(self._tx, kind):
                 seal = seals.get(record_key)
                 if seal is not None and hmac.compare_digest(seal[1], mac(old, kind, record_key, seal[0], record)):
-                    self._tx.put_seal(kind, record_key, seal[0], mac(new_key, kind, record_key, seal[0], record))
+                    self._put_seal(kind, record_key, seal[0], record, new_key)
                     done += 1
+        self._key = new_key  # the set's tag is made with it when this transaction ends
         return done
 
     def _read_raw(self, kind: str, key: str) -> Any:
@@ -447,9 +485,12 @@ def verify_records(tx: Any, key: bytes, *, first_seq: int | None, head_seq: int 
     if not tx.get_meta(SEALED_META):
         return []
     problems = []
+    seals_set = 0
     for kind in SEALED_KINDS:
         label = kind.replace("_", " ")
         seals = tx.seals_of(kind)
+        for record_key, (seq, seal_mac) in seals.items():
+            seals_set ^= _digest(kind, record_key, seq, seal_mac)
         for record_key, record in _all_raw(tx, kind):
             seal = seals.pop(record_key, None)
             if seal is None:
@@ -469,6 +510,13 @@ def verify_records(tx: Any, key: bytes, *, first_seq: int | None, head_seq: int 
                     problems.append(f"{label} {record_key!r}: sealed by entry {seq}, which does not name it")
         for record_key, (seq, _) in sorted(seals.items()):
             problems.append(f"{label} {record_key!r}: deleted outside faceledger (sealed by entry {seq})")
+    head = tx.audit_head()
+    if not hmac.compare_digest(tx.get_meta(SET_META[1]) or "", set_tag(key, seals_set, head)):
+        problems.append(
+            f"the set of seals does not match the one written with the ledger's head (entry "
+            f"{None if head is None else head.seq}): a record was deleted together with its seal, or a record and "
+            "its seal were put back from an earlier copy of the database, outside faceledger"
+        )
     return problems
 
 

@@ -159,3 +159,56 @@ def test_a_policy_changed_in_the_database_is_refused_not_used(tmp_path: Path) ->
         g.set_policy(strict, actor="setup")
     with Gallery.open(db) as g:
         assert g.policy.policy.identification.top_k == 3
+
+
+def _retention_gallery(tmp_path: Path, days: int) -> tuple[Path, list]:
+    from datetime import UTC, datetime
+
+    from faceledger.ledger import EXAMPLE_POLICY
+
+    policy = tmp_path / "p.toml"
+    policy.write_text(EXAMPLE_POLICY.replace("# audit_days = 2190", f"audit_days = {days}"), encoding="utf-8")
+    db = tmp_path / "r.db"
+    moment = [datetime(2026, 1, 1, tzinfo=UTC)]
+    with Gallery.init(db, actor="setup", policy=policy, clock=lambda: moment[0]) as g:
+        g.create_api_key("k", "auditor", actor="setup")
+    return db, moment
+
+
+def test_a_signed_retention_checkpoint_the_policy_did_not_allow_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from faceledger.gallery import retention
+    from faceledger.ledger.retention import cutoffs
+
+    db, moment = _retention_gallery(tmp_path, days=30)
+    moment[0] += timedelta(days=10)  # nothing is 30 days old yet
+    # a service build that purges with its own cut-off (a bug, or someone holding the keys): it signs the checkpoint
+    monkeypatch.setattr(retention, "cutoffs", lambda policy, now: replace_audit(cutoffs(policy, now), now))
+    with Gallery.open(db, clock=lambda: moment[0]) as g:
+        report = g.purge()
+        assert report.audit_entries_purged > 0
+        result = g.audit_verify()
+        (seq,) = [e.seq for e in g.audit_entries(action="audit.purge")]
+    assert not result.ok and result.bad_seq == seq, result
+    assert "(audit_days = 30) allowed only entries before 2025-12-12" in (result.problem or ""), result
+
+
+def replace_audit(cut: object, now: object) -> object:
+    from dataclasses import replace
+
+    from faceledger.ledger.timeutil import to_text
+
+    return replace(cut, audit=to_text(now))  # type: ignore[arg-type,type-var]
+
+
+def test_a_retention_checkpoint_within_the_policy_verifies(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    db, moment = _retention_gallery(tmp_path, days=5)
+    moment[0] += timedelta(days=10)
+    with Gallery.open(db, clock=lambda: moment[0]) as g:
+        assert g.purge().audit_entries_purged > 0
+        assert g.audit_verify().ok

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from faceledger.ledger.policy import Policy
-from faceledger.ledger.timeutil import to_text
+from faceledger.ledger.policy import Policy, parse_policy
+from faceledger.ledger.timeutil import from_text, to_text
 
 
 @dataclass(frozen=True)
@@ -37,3 +38,31 @@ def cutoffs(policy: Policy, now: datetime) -> Cutoffs:
         audit=before(keep.audit_days),
         reviews=reviews,
     )
+
+
+def retention_problem(seq: int, body: dict[str, Any], policy_text: str | None) -> str | None:
+    """Why the retention checkpoint ``body`` (entry ``seq``, an ``audit.purge``) was not allowed by the policy in
+    force when it was written, or None. That policy is the one the entry names, read from the database's policy
+    history and checked against its hash; it must keep audit entries for a limited time, and the checkpoint may
+    have purged only entries older than that at its own time."""
+    named = str(body.get("policy_hash") or "")
+    if policy_text is None:
+        return f"retention checkpoint {seq} names policy {named[:12] or 'none'}, which the database does not hold"
+    loaded = parse_policy(policy_text, f"policy {named[:12]}")
+    if loaded.hash != named:
+        return f"retention checkpoint {seq} names policy {named[:12]}, whose stored text was changed outside faceledger"
+    days = loaded.policy.retention.audit_days
+    if days is None:
+        return f"retention checkpoint {seq}: policy {named[:12]} keeps audit entries without limit; none may be purged"
+    cutoff = (body.get("details") or {}).get("cutoff")
+    allowed = from_text(str(body.get("ts"))) - timedelta(days=days)
+    try:
+        too_recent = cutoff is None or from_text(str(cutoff)) > allowed
+    except ValueError:
+        too_recent = True
+    if too_recent:
+        return (
+            f"retention checkpoint {seq} purged entries up to {cutoff}, but policy {named[:12]} (audit_days = {days}) "
+            f"allowed only entries before {to_text(allowed)}"
+        )
+    return None

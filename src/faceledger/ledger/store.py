@@ -40,6 +40,7 @@ from faceledger.ledger.records import (
     VideoSessionRecord,
     WebSession,
 )
+from faceledger.ledger.retention import retention_problem
 from faceledger.ledger.signing import check_signatures
 from faceledger.ledger.sqlite import DEFAULT_BUSY_TIMEOUT_S, SQLiteStore, migrations
 
@@ -411,7 +412,15 @@ def verify_audit(
     )
     if not result.ok:
         return result
-    problem = check_signatures([(r.seq, r.hash, json.loads(r.body)) for r in rows], public_key)
+    bodies = [(r.seq, r.hash, json.loads(r.body)) for r in rows]
+    problem = check_signatures(bodies, public_key)
+    if problem is None:  # a signed retention checkpoint counts only if the policy then in force allowed it
+        for seq, _, body in bodies:
+            if body.get("action") == "audit.purge":
+                why = retention_problem(seq, body, tx.get_policy(str(body.get("policy_hash") or "")))
+                if why is not None:
+                    problem = seq, why
+                    break
     if problem is None:
         return result
     seq, text = problem

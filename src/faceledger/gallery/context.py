@@ -175,10 +175,11 @@ class GalleryContext:
     def reclaim(self) -> bool:
         """Make deleted data unrecoverable from the database files (:meth:`Store.reclaim`); True when done.
 
-        When another process's read snapshot blocks it, the debt is remembered on the database (meta
-        ``reclaim_pending``), so whichever process next reclaims (an erasure, a rejection, a retention run) pays it
-        and says truthfully whether it could. Until then the erased subjects' data keys are destroyed already:
-        the bytes left cannot be decrypted.
+        The transaction that destroyed the data recorded the debt already (meta ``reclaim_pending``, see
+        :meth:`owe_reclaim`); it is cleared only once a reclaim succeeds. When another process's read snapshot blocks
+        it, or this process dies first, whichever process next reclaims (an erasure, a rejection, a retention run:
+        the service runs one within about a minute of starting) pays it and says truthfully whether it could. Until
+        then the erased subjects' data keys are destroyed already: the bytes left cannot be decrypted.
         """
         try:
             done = self.store.reclaim()
@@ -191,6 +192,14 @@ class GalleryContext:
         if done and pending:
             done = self.store.reclaim()  # the meta change itself leaves nothing erased behind; truncate the WAL again
         return done
+
+    @staticmethod
+    def owe_reclaim(tx: Transaction, at: str) -> None:
+        """Record, in the transaction that destroys biometric data (an erasure, a rejection's evidence, retention),
+        that its space is still to be reclaimed: a process killed between that commit and its reclaim leaves the
+        debt on the database, and the next reclaim pays it (:meth:`reclaim`)."""
+        if not tx.get_meta("reclaim_pending"):
+            tx.set_meta("reclaim_pending", at)
 
     def reclaim_pending(self) -> bool:
         """Whether an earlier erasure or rejection could not reclaim its space yet."""

@@ -57,6 +57,7 @@ def erase_in(
             ended.append(consent.id)
     index_applied(ctx, tx.bump_data_version(), remove=template_ids)
     bump_consent_version(tx)
+    ctx.owe_reclaim(tx, stamp)  # with the receipt: a crash before the reclaim leaves the debt recorded
     gallery = record.gallery if record is not None else consents[0].gallery
     entry = ctx.record(
         tx,

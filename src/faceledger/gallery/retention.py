@@ -124,6 +124,7 @@ def purge_templates(run: _Run) -> None:
             for template_id in ids:
                 tx.delete_template(template_id)
             index_applied(run.ctx, tx.bump_data_version(), remove=ids)
+            run.ctx.owe_reclaim(tx, run.report.ran_at)
             record = tx.get_subject(subject)
             entry = run.ctx.record(
                 tx,
@@ -188,6 +189,7 @@ def purge_evidence(run: _Run) -> None:
         deleted = tx.delete_evidence_decided_before(cutoff)
         if not deleted:
             return
+        run.ctx.owe_reclaim(tx, run.report.ran_at)
         entry = run.ctx.record(
             tx,
             AuditAction.EVIDENCE_PURGE,

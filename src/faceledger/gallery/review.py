@@ -91,6 +91,8 @@ def review(
         if status != "pending":
             tx.set_candidate_status(candidate_id, status, now)
         destroyed = status == "rejected" and tx.delete_evidence(candidate_id) > 0
+        if destroyed:
+            ctx.owe_reclaim(tx, now)
         entry = ctx.record(
             tx,
             AuditAction.REVIEW_CONFIRM if decision == "confirm" else AuditAction.REVIEW_REJECT,

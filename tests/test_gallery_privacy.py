@@ -151,7 +151,7 @@ def test_unmatched_faces_leave_no_trace(gallery: Gallery, engine: Engine, faces_
     new_audit = [row for row in after["audit"] if row not in before["audit"]]
     assert len(new_audit) == 1
     meta_changes = {k for k, *_ in set(after["meta"]) ^ set(before["meta"])}
-    assert meta_changes == {"audit_head"}
+    assert meta_changes == {"audit_head", "seals_tag"}  # the head, and the seals' tag bound to it (no data)
     entry = gallery.audit_entries(after_seq=len(before["audit"]))[0].data
     assert entry["action"] == "identify" and entry["subjects"] == []
     assert entry["details"]["faces"] == len(vectors) and entry["details"]["candidates"] == []

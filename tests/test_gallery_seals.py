@@ -269,3 +269,64 @@ def test_every_write_keeps_the_set_of_seals_bound_to_the_head(gallery: Gallery) 
         gallery.identify(EXAMPLE_IMAGE, actor="op", purpose=PURPOSE)
     gallery.purge()
     assert gallery.audit_verify().ok
+
+
+def test_a_deployment_extended_or_given_another_source_authorises_nothing(gallery: Gallery) -> None:
+    from datetime import timedelta
+
+    from faceledger.gallery.deployments import authorise
+    from faceledger.ledger.errors import DeploymentError
+
+    now = gallery.now()
+    gallery.add_deployment(
+        "door", actor="chief", purpose="administration", gallery=None, search_purpose=PURPOSE,
+        legal_basis="consent", location="front door", sources=["/footage/door-*.mp4"], authorised_by="A. Example",
+        authorisation_ref="AUTH-1", valid_to=now + timedelta(hours=1), max_watchlist=10,
+    )  # fmt: skip
+    ctx = gallery.context
+    with ctx.store.read() as tx:
+        assert authorise(ctx, tx, "door", "/footage/door-1.mp4", gallery.now())[0].name == "door"
+    _sql(gallery, "UPDATE deployments SET valid_to = '2099-01-01T00:00:00.000000Z', sources = '[\"*\"]'")
+    later = now + timedelta(days=2)
+    with ctx.store.read() as tx, pytest.raises(TamperedRecordError, match="deployment 'door' does not match"):
+        authorise(ctx, tx, "door", "/elsewhere/cam.mp4", later)
+    with ctx.store.read() as tx, pytest.raises(DeploymentError, match="no deployment active now covers"):
+        authorise(ctx, tx, None, "/elsewhere/cam.mp4", later)  # left out when the deployment is not named
+    (line,) = _verified_records(gallery)
+    assert line.startswith("deployment 'door'")
+
+
+def test_every_kind_of_change_through_faceledger_keeps_the_records_matching_the_ledger(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    moment = [datetime(2026, 3, 1, 9, 0, tzinfo=UTC)]
+    policy = EXAMPLE_POLICY.replace("# templates_days = 365", "templates_days = 20")
+    assert policy != EXAMPLE_POLICY
+    g = Gallery.init(tmp_path / "g.db", actor="admin", policy=parse_policy(policy), clock=lambda: moment[0])
+    for subject, days in (("ana", 100), ("ben", 10)):
+        g.add_consent(subject, actor="desk", collected_by="desk", legal_basis="consent", purpose=PURPOSE,
+                      evidence_ref="f", expires_at=moment[0] + timedelta(days=days))  # fmt: skip
+    g.enroll("ana", [EXAMPLE_IMAGE], actor="desk", purpose=PURPOSE)
+    found = g.identify(EXAMPLE_IMAGE, actor="op", purpose=PURPOSE)
+    for match in found.faces[0].candidates:
+        g.review(match.candidate_id, reviewer="rita", decision="reject", reason="not the same")
+    key, _ = g.create_api_key("door", "operator", actor="admin")
+    g.revoke_api_key(key.id, actor="admin")
+    g.add_user("rev", role="reviewer", password="correct horse battery", actor="admin")
+    g.disable_user("rev", actor="admin")
+    g.add_deployment(
+        "door", actor="chief", purpose="administration", gallery=None, search_purpose=PURPOSE, legal_basis="consent",
+        location="front door", sources=["/footage/*.mp4"], authorised_by="A. Example", authorisation_ref="AUTH-1",
+        valid_to=moment[0] + timedelta(days=5), max_watchlist=10,
+    )  # fmt: skip
+    longer = moment[0] + timedelta(days=6)
+    g.change_deployment("door", actor="chief", purpose="administration", reason="longer", valid_to=longer)
+    g.end_deployment("door", actor="chief", purpose="administration", reason="done")
+    assert g.stats()["templates"] == 1
+    moment[0] += timedelta(days=30)  # ben's consent expires, ana's templates pass their retention
+    report = g.purge()
+    assert report.consents_expired and report.templates_deleted == 1, report
+    g.rotate_master_key(actor="admin")
+    result = g.audit_verify()
+    assert result.ok and result.records_checked and result.records == (), result
+    g.close()

@@ -99,7 +99,9 @@ class SealedTransaction:
         self._key_source = key
         self._key: bytes | None = None
         self._problems = problems
-        self._touched: dict[tuple[str, str], Any] = {}  # written here: (kind, key) -> record, or None to re-read
+        # written here: (kind, key) -> (record, or None to re-read; how many entries this transaction had appended)
+        self._touched: dict[tuple[str, str], tuple[Any, int]] = {}
+        self._appended: list[int] = []  # seqs of the entries this transaction appended
         self._dropped: set[tuple[str, str]] = set()
         self._last_seq: int | None = None
         self._mode: str | None = None
@@ -180,7 +182,7 @@ class SealedTransaction:
 
     # ------------------------------------------------------------------------------------------ writes
     def _touch(self, kind: str, key: str, record: Any = None) -> None:
-        self._touched[(kind, key)] = record
+        self._touched[(kind, key)] = (record, len(self._appended))
         self._dropped.discard((kind, key))
 
     def _drop(self, kind: str, key: str) -> None:
@@ -190,24 +192,27 @@ class SealedTransaction:
     def append_audit(self, draft: AuditDraft, ts: str) -> AuditEntry:
         entry = self._tx.append_audit(draft, ts)
         self._last_seq = entry.seq
+        self._appended.append(entry.seq)
         return entry
 
     def finish(self) -> None:
-        """Seal what this transaction wrote so far, bound to its last audit entry (called before it commits, and
-        after an entry that the records written before it must be bound to)."""
+        """Seal what this transaction wrote so far (called before it commits, and after an entry that the records
+        written before it must be bound to). A record is bound to the first entry appended after it was written
+        (a withdrawal's consent to the ``consent.withdraw`` entry, not to the erasure after it), or to the last one
+        when it was written after every entry (an identification's candidates)."""
         for kind, dropped in self._dropped:
             self._delete_seal(kind, dropped)
         self._dropped.clear()
         if self._touched and self._last_seq is None:
             names = ", ".join(f"{k} {v!r}" for k, v in sorted(self._touched)[:5])
             raise StoreError(f"records changed without an audit entry ({names}); nothing was written")
-        for (kind, record_key), record in self._touched.items():
+        for (kind, record_key), (record, before) in self._touched.items():
             current = record if record is not None else self._read_raw(kind, record_key)
             if current is None:
                 self._delete_seal(kind, record_key)
             else:
-                assert self._last_seq is not None
-                self._put_seal(kind, record_key, self._last_seq, current, self._sealing_key())
+                seq = self._appended[min(before, len(self._appended) - 1)]
+                self._put_seal(kind, record_key, seq, current, self._sealing_key())
         self._touched.clear()
         if (self._last_seq is not None or self._set_delta) and self.sealed():
             stored = self._tx.get_meta(SET_META[0])

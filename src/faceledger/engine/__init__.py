@@ -26,7 +26,7 @@ from faceledger.models.cards import Calibration, FmrEstimate
 from faceledger.models.router import load_detector, load_recognizer
 from faceledger.vision.alignment import align_faces
 from faceledger.vision.anonymize import anonymize as _anonymize
-from faceledger.vision.detection import Detections
+from faceledger.vision.detection import UPRIGHT_MODES, Detections
 from faceledger.vision.quality import QualityThresholds, assess_quality
 
 if TYPE_CHECKING:
@@ -104,6 +104,10 @@ class Engine:
             and more false detections: off by default, see the README's figures).
         tile: search images larger than 640 pixels at full resolution in tiles as well (finds 20-pixel faces in
             large photos; costs about a second per 4 megapixels). Off gives one pass at 640 pixels.
+        upright: faces rolled in the image plane. ``"auto"`` (default) checks each face on crops turned by ±30°,
+            detects a tilted one again upright and, when an image has no face, tries it turned by 90°, 270°, 180°
+            and ±45° (phone photos without EXIF orientation); ``"tilted"`` only the first; ``"off"`` neither. See
+            :meth:`faceledger.vision.detection.YuNetDetector.detect` and benchmarks/README.md for the cost.
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class Engine:
         max_pixels: int | None = None,
         upscale_small: bool = False,
         tile: bool = True,
+        upright: str = "auto",
     ) -> None:
         self.detector = load_detector(detector, threads)
         self.recognizer = load_recognizer(recognizer, threads)
@@ -129,6 +134,9 @@ class Engine:
         self.max_pixels = max_pixels
         self.upscale_small = upscale_small
         self.tile = tile
+        if upright not in UPRIGHT_MODES:
+            raise ValueError(f"upright must be one of {', '.join(UPRIGHT_MODES)}, got {upright!r}")
+        self.upright = upright
 
     # ------------------------------------------------------------------ images
     def load(self, image: ImageInput) -> np.ndarray:
@@ -145,6 +153,7 @@ class Engine:
             min_face_size=self.min_face_size,
             upscale_small=self.upscale_small,
             tile=self.tile,
+            upright=self.upright,
         )
         if len(found) == 0:
             return found

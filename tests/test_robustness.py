@@ -1,0 +1,144 @@
+"""Faces rolled in the image plane or turned sideways: found, aligned upright, recognised as the same person."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ManifestRow
+from faceledger import Engine, load_image
+from faceledger.evaluate.splits import is_calibration_identity
+from faceledger.vision.detection import eye_roll
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_bench() -> ModuleType:
+    path = ROOT / "benchmarks" / "bench_robustness.py"
+    spec = importlib.util.spec_from_file_location("bench_robustness", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_robustness"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine()
+
+
+@pytest.fixture(scope="module")
+def one_pass() -> Engine:
+    return Engine(upright="off")
+
+
+@pytest.fixture(scope="module")
+def portraits(manifest: list[ManifestRow]) -> list[np.ndarray]:
+    """One photo per source of held-out people (not the half the threshold was calibrated on)."""
+    chosen: dict[str, np.ndarray] = {}
+    for row in manifest:
+        if row.identity and not is_calibration_identity(row.identity) and row.source not in chosen:
+            chosen[row.source] = load_image(row.path)
+    wanted = [s for s in ("orl_att", "yalefaces", "dlib", "opencv_course", "face_api_js") if s in chosen]
+    assert len(wanted) >= 4, f"expected held-out portraits from at least 4 sources, got {sorted(chosen)}"
+    return [chosen[s] for s in wanted]
+
+
+def _largest(engine: Engine, image: np.ndarray) -> np.ndarray | None:
+    found = engine.detect(image)
+    return engine.embed_faces(image, found[:1])[0] if len(found) else None
+
+
+@pytest.mark.parametrize("angle", [30, -45, 90, -90, 180])
+def test_a_rotated_face_is_found_and_matches_the_upright_one(
+    engine: Engine, portraits: list[np.ndarray], angle: int
+) -> None:
+    threshold = engine.threshold_for_fmr(1e-3)
+    for image in portraits:
+        upright = _largest(engine, image)
+        turned = _largest(engine, bench.rotate(image, angle))
+        assert upright is not None and turned is not None
+        assert float(upright @ turned) >= threshold, f"rotated by {angle}°: similarity {float(upright @ turned):.3f}"
+
+
+def test_without_the_upright_search_a_face_turned_sideways_is_lost(
+    one_pass: Engine, portraits: list[np.ndarray]
+) -> None:
+    # why the search exists: one detection pass does not recognise these faces turned by 90°
+    threshold = one_pass.threshold_for_fmr(1e-3)
+    matched = 0
+    for image in portraits:
+        upright = _largest(one_pass, image)
+        turned = _largest(one_pass, bench.rotate(image, 90))
+        matched += upright is not None and turned is not None and float(upright @ turned) >= threshold
+    assert matched <= len(portraits) // 2
+
+
+def test_landmarks_of_a_turned_face_are_mapped_back_onto_the_turned_image(
+    engine: Engine, portraits: list[np.ndarray]
+) -> None:
+    for image in portraits:
+        h, w = image.shape[:2]
+        upright = engine.detect(image)
+        turned = engine.detect(cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE))
+        assert len(upright) and len(turned)
+        # a point (x, y) of the photo is at (h - 1 - y, x) once it is turned clockwise
+        expected = np.stack([h - 1 - upright.landmarks[0][:, 1], upright.landmarks[0][:, 0]], axis=1)
+        eyes = float(np.linalg.norm(upright.landmarks[0][1] - upright.landmarks[0][0]))
+        # within a third of the eye distance: the search settles on an orientation within about 10° of upright,
+        # where YuNet's landmarks are a few pixels off; a wrong mapping would be off by the size of the face
+        assert np.abs(turned.landmarks[0] - expected).max() < 0.35 * eyes
+        assert abs(float(eye_roll(turned.landmarks[:1])[0]) - 90.0) < 20.0  # the eye line is vertical
+        box = turned.boxes[0]
+        assert box[0] <= expected[:, 0].min() and box[2] >= expected[:, 0].max()
+        assert 0 <= box[0] < box[2] <= h and 0 <= box[1] < box[3] <= w
+
+
+def test_a_rolled_face_is_aligned_upright(engine: Engine, one_pass: Engine, portraits: list[np.ndarray]) -> None:
+    # YuNet's own landmarks hide most of a 30° roll; after the search the eye line follows the face (to within the
+    # search's resolution: the orientation with the best detector score is 10-15° off for some faces)
+    errors, one_pass_errors = [], []
+    for image in portraits:
+        base = float(eye_roll(one_pass.detect(image).landmarks[:1])[0])
+        rolled = bench.rotate(image, 30)  # counter-clockwise on screen: the eye line turns by -30°
+        for found, out in ((engine.detect(rolled), errors), (one_pass.detect(rolled), one_pass_errors)):
+            assert len(found)
+            out.append(abs(float(eye_roll(found.landmarks[:1])[0]) - (base - 30.0)))
+    assert max(errors) < 16.0, errors
+    assert np.mean(errors) < 0.5 * np.mean(one_pass_errors), (errors, one_pass_errors)
+
+
+def test_images_without_a_face_stay_empty(engine: Engine) -> None:
+    rng = np.random.default_rng(0)
+    for image in (np.full((480, 640, 3), 128, np.uint8), rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)):
+        assert len(engine.detect(image)) == 0
+
+
+def test_the_upright_mode_is_checked(engine: Engine) -> None:
+    assert engine.upright == "auto"
+    with pytest.raises(ValueError, match="upright"):
+        engine.detector.detect(np.zeros((64, 64, 3), np.uint8), upright="sideways")
+
+
+def test_benchmark_degradations_are_deterministic_and_sized() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (112, 92, 3), dtype=np.uint8)
+    box = np.array([20, 30, 70, 90], np.float32)
+    assert bench.rotate(image, 90).shape == (92, 112, 3)
+    assert bench.rotate(image, 45).shape[0] > 112
+    for layer in bench.LAYERS:
+        a, b = bench.degrade(image, box, layer, 3), bench.degrade(image, box, layer, 3)
+        assert np.array_equal(a, b), layer
+        if layer.startswith("tiny") or layer == "cctv":
+            assert a.shape == (720, 1280, 3)
+    assert bench.degrade(image, box, "dark", 0).mean() < 0.35 * image.mean()

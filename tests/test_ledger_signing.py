@@ -70,6 +70,16 @@ def ledger(tmp_path: Path) -> tuple[SQLiteStore, SigningKey, Path]:
     store.close()
 
 
+def _retention_policy(store: SQLiteStore) -> str:
+    """A policy keeping audit entries 20 days, in the store's policy history (retention checkpoints must name one)."""
+    from faceledger.ledger import EXAMPLE_POLICY, parse_policy
+
+    loaded = parse_policy(EXAMPLE_POLICY.replace("# audit_days = 2190", "audit_days = 20"))
+    with store.write() as tx:
+        tx.put_policy(loaded.hash, loaded.text, "2024-01-01T00:00:00.000000Z", "test")
+    return loaded.hash
+
+
 def test_key_file_is_private_and_named_beside_the_master_key(tmp_path: Path) -> None:
     assert signing_key_file(tmp_path / "walk.db.key") == tmp_path / "walk.db.signing.key"
     key = create_signing_key_file(tmp_path / "s.key")
@@ -159,6 +169,7 @@ def test_a_ledger_with_no_key_recorded_fails_against_a_given_key(tmp_path: Path)
 
 def test_a_hand_made_retention_checkpoint_is_named(ledger: tuple[SQLiteStore, SigningKey, Path]) -> None:
     store, key, path = ledger
+    policy_hash = _retention_policy(store)
     with store.write() as tx:
         first, last, last_hash = tx.purge_audit_before("2024-01-05T00:00:00.000000Z")  # type: ignore[misc]
     # Signed by the key: valid.
@@ -167,9 +178,10 @@ def test_a_hand_made_retention_checkpoint_is_named(ledger: tuple[SQLiteStore, Si
     with store.write() as tx:
         tx.append_audit(
             AuditDraft(
-                action=PURGE_ACTION, actor="retention", purpose="retention",
+                action=PURGE_ACTION, actor="retention", purpose="retention", policy_hash=policy_hash,
                 details={"purged_from_seq": first, "purged_to_seq": last, "last_hash": last_hash,
-                         "signature": signature, "key_id": key.id, "public_key": key.public_b64},
+                         "signature": signature, "key_id": key.id, "public_key": key.public_b64,
+                         "cutoff": "2024-01-05T00:00:00.000000Z"},
             ),
             ts,
         )  # fmt: skip

@@ -248,11 +248,11 @@ def test_anchored_head_detects_a_rewritten_chain(store: SQLiteStore, tmp_path: P
 
 def test_retention_purge_keeps_the_chain_verifiable(store: SQLiteStore, tmp_path: Path) -> None:
     _append(store, 8)
+    policy_hash = _retention_policy(store)
     for _round in range(2):
         with store.write() as tx:
-            purged = tx.purge_audit_before(
-                "2024-01-04T00:00:00.000000Z" if _round == 0 else "2024-01-07T00:00:00.000000Z"
-            )
+            cutoff = "2024-01-04T00:00:00.000000Z" if _round == 0 else "2024-01-07T00:00:00.000000Z"
+            purged = tx.purge_audit_before(cutoff)
             assert purged is not None
             first, last, last_hash = purged
             tx.append_audit(
@@ -260,7 +260,8 @@ def test_retention_purge_keeps_the_chain_verifiable(store: SQLiteStore, tmp_path
                     action=PURGE_ACTION,
                     actor="retention",
                     purpose="retention",
-                    details={"purged_from_seq": first, "purged_to_seq": last, "last_hash": last_hash},
+                    policy_hash=policy_hash,
+                    details={"purged_from_seq": first, "purged_to_seq": last, "last_hash": last_hash, "cutoff": cutoff},
                 ),
                 "2024-02-01T00:00:00.000000Z",
             )
@@ -271,6 +272,16 @@ def test_retention_purge_keeps_the_chain_verifiable(store: SQLiteStore, tmp_path
     _raw(tmp_path / "ledger.db").execute("DELETE FROM audit WHERE seq = 7")
     bad = _verify(tmp_path / "ledger.db")
     assert not bad.ok and bad.bad_seq == 7, bad
+
+
+def _retention_policy(store: SQLiteStore) -> str:
+    """A policy keeping audit entries 20 days, in the store's policy history (retention checkpoints must name one)."""
+    from faceledger.ledger import EXAMPLE_POLICY, parse_policy
+
+    loaded = parse_policy(EXAMPLE_POLICY.replace("# audit_days = 2190", "audit_days = 20"))
+    with store.write() as tx:
+        tx.put_policy(loaded.hash, loaded.text, "2024-01-01T00:00:00.000000Z", "test")
+    return loaded.hash
 
 
 def _writer(path: str, who: int, n: int) -> None:

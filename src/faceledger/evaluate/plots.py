@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from faceledger.evaluate.metrics import RocCurve
 
-__all__ = ["plot_groups", "plot_roc", "plot_scores"]
+__all__ = ["plot_groups", "plot_open_set_det", "plot_open_set_rates", "plot_roc", "plot_scores"]
 
 GENUINE_COLOUR = "#1b7837"
 IMPOSTOR_COLOUR = "#b2182b"
@@ -164,4 +164,96 @@ def plot_groups(demographics: dict[str, Any], path: Path) -> Path:
         f"Error rates per group at one threshold ({demographics['threshold']:.3f}); bars: 95% intervals",
         fontsize=10,
     )
+    return _save(fig, path)
+
+
+def _size_colours(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(0.85 * i / max(n - 1, 1)) for i in range(n)]
+
+
+def _zero_line(ax: Any, floor: float, what: str) -> None:
+    """Zero cannot be drawn on a log axis: zeros sit on a dotted line at ``floor``, labelled."""
+    ax.axhline(floor, color="#999999", lw=0.8, ls=":")
+    ax.text(ax.get_xlim()[1], floor, f"{what} = 0 (none) ", fontsize=7, color="#666666", ha="right", va="bottom")
+
+
+def plot_open_set_rates(section: dict[str, Any], path: Path, threshold: float | None = None) -> Path:
+    """Open-set FPIR (left) and FNIR (right) against threshold, one colour per gallery size; dashed: the FPIR
+    that this dataset's 1:1 false-match rate predicts for that size."""
+    curves = section["curves"]
+    t = np.asarray(curves["threshold"], dtype=np.float64)
+    sizes = section["sizes"]
+    target = sizes[0]["target"]["fpir_target"]
+    n_non = sizes[0]["non_mated_searches"]
+    fig = Figure(figsize=(11.5, 4.6), layout="constrained")
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    fpir_floor = 0.5 / (n_non * sizes[0]["draws"])
+    fnir_floor = 0.5 / max(min(s["mated_searches_per_draw"] * s["draws"] for s in sizes), 1)
+    for colour, size, curve in zip(_size_colours(len(sizes)), sizes, curves["by_size"], strict=True):
+        label = f"N = {size['size']}"
+        left.plot(t, np.maximum(curve["fpir"], fpir_floor), color=colour, lw=2, label=f"{label}: measured")
+        if "predicted_fpir_dataset" in curve:
+            left.plot(t, np.maximum(curve["predicted_fpir_dataset"], fpir_floor), color=colour, lw=1.2, ls="--")
+        right.plot(t, np.maximum(curve["fnir"], fnir_floor), color=colour, lw=2, label=label)
+    left.plot([], [], color="#555555", lw=1.2, ls="--", label="predicted: 1 - (1 - FMR)^N, FMR from the 1:1 pairs")
+    for ax, floor, what in ((left, fpir_floor, "FPIR"), (right, fnir_floor, "FNIR")):
+        ax.set_yscale("log")
+        ax.set_ylim(floor * 0.7, 1.2)
+        ax.set_xlim(float(t[0]), float(t[-1]))
+        ax.set_xlabel("similarity threshold")
+        ax.grid(True, which="major", alpha=0.3)
+        _zero_line(ax, floor, what)
+        if threshold is not None and t[0] <= threshold <= t[-1]:
+            ax.axvline(threshold, color=THRESHOLD_COLOUR, lw=1.2, ls="-.")
+            ax.text(threshold, 1.0, f" operating\n threshold\n {threshold:.3f}", fontsize=7, va="top")
+    left.axhline(target, color=IMPOSTOR_COLOUR, lw=1, ls=":")
+    left.text(t[-1], target, f"target FPIR {target:g} ", color=IMPOSTOR_COLOUR, fontsize=8, ha="right", va="bottom")
+    bound = 3.0 / n_non
+    left.axhspan(fpir_floor * 0.7, bound, color="#dddddd", alpha=0.5, lw=0)
+    left.text(t[-1], bound, f"grey: below ~3/n = {bound:.2g}, n = {n_non} unknown\nfaces; not measurable here ",
+              fontsize=7, color="#666666", ha="right", va="top")  # fmt: skip
+    left.set_ylabel("FPIR: unknown faces that get a candidate (log)")
+    left.set_title("False positives of people not enrolled", fontsize=10)
+    right.set_ylabel(f"FNIR: enrolled faces not found at rank {section['settings']['rank']} (log)")
+    right.set_title("Misses of enrolled people", fontsize=10)
+    left.legend(fontsize=7, loc="upper right", framealpha=0.9)
+    right.legend(fontsize=7, loc="upper left", framealpha=0.9)
+    fig.suptitle(
+        f"Open-set identification against threshold, per gallery size N ({sizes[0]['draws']} draws pooled)",
+        fontsize=11,
+    )
+    return _save(fig, path)
+
+
+def plot_open_set_det(section: dict[str, Any], path: Path) -> Path:
+    """DET of open-set identification: FNIR against FPIR (both log), one curve per gallery size."""
+    curves = section["curves"]
+    sizes = section["sizes"]
+    target = sizes[0]["target"]["fpir_target"]
+    n_non = sizes[0]["non_mated_searches"]
+    fnir_floor = 0.5 / max(min(s["mated_searches_per_draw"] * s["draws"] for s in sizes), 1)
+    fig = Figure(figsize=(6.6, 4.8))
+    ax = fig.add_subplot()
+    for colour, size, curve in zip(_size_colours(len(sizes)), sizes, curves["by_size"], strict=True):
+        fpir = np.asarray(curve["fpir"], dtype=np.float64)
+        fnir = np.maximum(np.asarray(curve["fnir"], dtype=np.float64), fnir_floor)
+        keep = fpir > 0
+        ax.plot(fpir[keep], fnir[keep], color=colour, lw=2, drawstyle="steps-post", label=f"N = {size['size']}")
+        point = size["target"]["measured"]
+        if point["fpir"] > 0:
+            ax.plot([point["fpir"]], [max(point["fnir"], fnir_floor)], "o", color=colour, ms=6)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(fnir_floor * 0.7, 1.2)
+    ax.axvline(target, color=IMPOSTOR_COLOUR, lw=1, ls=":", label=f"target FPIR {target:g} (dots: where it is met)")
+    ax.axvspan(ax.get_xlim()[0], 3.0 / n_non, color="#dddddd", alpha=0.5, lw=0, label=f"FPIR < 3/n, n = {n_non}")
+    _zero_line(ax, fnir_floor, "FNIR")
+    ax.set_xlabel("FPIR: unknown faces that get a candidate (log)")
+    ax.set_ylabel(f"FNIR: enrolled faces not found at rank {section['settings']['rank']} (log)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right", framealpha=0.9)
+    ax.set_title("Misses against false positives, per gallery size (lower left is better)", fontsize=10)
     return _save(fig, path)

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from faceledger.evaluate.plots import plot_groups, plot_roc, plot_scores
+from faceledger.evaluate.plots import plot_groups, plot_open_set_det, plot_open_set_rates, plot_roc, plot_scores
 from faceledger.evaluate.runner import MAX_LISTED, Evaluation
 
 __all__ = ["clean_json", "one_in", "summary_lines", "to_markdown", "write_outputs"]
@@ -124,6 +124,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"{_pct(at['fpir'])} of searches wrongly returned someone at the threshold; enrolled people were "
             f"missed in {_pct(at['fnir'])} of searches."
         )
+    lines += _open_set_summary(ident.get("by_gallery_size"))
     det = report.get("detection")
     if det and det["expected_faces"]:
         lines.append(
@@ -200,6 +201,11 @@ def to_markdown(report: dict[str, Any]) -> str:
             "dashed line "
             "is the threshold: pairs to its right are called a match.",
             "groups": "Error rates per group at one threshold, with 95% intervals.",
+            "open_set_rates": "Open-set search per gallery size N: share of people never enrolled who get a "
+            "candidate (left; dashed: what the 1:1 false-match rate predicts) and share of enrolled people not "
+            "found (right), against the threshold.",
+            "open_set_det": "Misses against false positives of open-set search, one curve per gallery size; the "
+            "dots mark the lowest threshold meeting the target FPIR.",
         }
         for key, file in plots.items():
             out += [f"![{key}]({file})", "", f"*{captions.get(key, key)}*", ""]
@@ -297,6 +303,7 @@ def to_markdown(report: dict[str, Any]) -> str:
                 )
             out += ["", "</details>", ""]
 
+    out += _open_set_markdown((ident or {}).get("by_gallery_size"))
     det = report.get("detection")
     if det:
         out += ["## Detection", ""]
@@ -384,6 +391,128 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _bounded(point: dict[str, Any], bound: bool = False) -> str:
+    """Measured FPIR with its pooled count (and its upper bound), or only the bound when none was false."""
+    if point["false_positives"] == 0:
+        return f"0 of {point['non_mated_searches_pooled']:,} (< {_pct(point['fpir_upper_95'])})"
+    upper = f"; ≤ {_pct(point['fpir_upper_95'])}" if bound else ""
+    return f"{_pct(point['fpir'])} ({point['false_positives']:,} of {point['non_mated_searches_pooled']:,}{upper})"
+
+
+def _formula_cell(formula: dict[str, Any] | None) -> str:
+    if formula is None:
+        return "n/a"
+    if formula["threshold"] is None:
+        return str(formula["reason"])
+    got = formula["measured"]
+    return f"{formula['threshold']:.4f}: FPIR {_bounded(got)}, FNIR {_pct(got['fnir'])}"
+
+
+def _pct_or_na(x: float | None) -> str:
+    return "n/a" if x is None else _pct(x)
+
+
+def _open_set_summary(sweep: dict[str, Any] | None) -> list[str]:
+    if not sweep or not sweep["sizes"]:
+        return []
+    sizes = sweep["sizes"]
+    first, last = sizes[0], sizes[-1]
+    lines = []
+    if "at_operating_threshold" in last:
+        a0, a1 = first["at_operating_threshold"], last["at_operating_threshold"]
+        predicted = ""
+        if "predicted_fpir_dataset" in a1:
+            predicted = (
+                f" (the 1:1 false-match rate predicts {_pct(a0['predicted_fpir_dataset'])} and "
+                f"{_pct(a1['predicted_fpir_dataset'])})"
+            )
+        lines.append(
+            f"Searching {last['non_mated_searches']:,} photos of people never enrolled against galleries of "
+            + ", ".join(str(s["size"]) for s in sizes)
+            + f" people ({last['draws']} random galleries each), at the threshold {a1['threshold']:.3f}, "
+            f"{_pct(a0['fpir'])} got a candidate with {first['size']} enrolled and {_pct(a1['fpir'])} with "
+            f"{last['size']}{predicted}; {_pct(a1['fnir'])} of enrolled people were missed at {last['size']}."
+        )
+    for size in sizes:
+        tgt = size["target"]
+        point = tgt["measured"]
+        confirmed = tgt["confirmed"]
+        sure = (
+            f"{confirmed['threshold']:.3f} to be 95% sure of it ({_pct(confirmed['fnir'])} missed there)"
+            if confirmed
+            else f"no threshold can show it with {size['non_mated_searches']:,} searches"
+        )
+        card = tgt.get("formula_card")
+        formula = ""
+        if card and card["threshold"] is not None:
+            formula = (
+                f"; the model card's calibration with the 1 - (1 - FMR)^N formula gives {card['threshold']:.3f}, "
+                f"where {_pct(card['measured']['fpir'])} got a candidate"
+            )
+        lines.append(
+            f"For at most {_pct(tgt['fpir_target'])} of unknown people to get a candidate with {size['size']} "
+            f"enrolled, the threshold must be at least {point['threshold']:.3f} (measured {_bounded(point)}), "
+            f"where {_pct(point['fnir'])} of enrolled people are missed, and {sure}{formula}."
+        )
+    return lines
+
+
+def _open_set_markdown(sweep: dict[str, Any] | None) -> list[str]:
+    if not sweep:
+        return []
+    st = sweep["settings"]
+    out = ["## Open-set identification by gallery size", ""]
+    out += [f"- {note}" for note in sweep["notes"]]
+    if not sweep["sizes"]:
+        return [*out, ""]
+    out += [
+        f"{st['enrollable_identities']} identities could be enrolled, {st['not_enrolled_identities']} never are "
+        f"({st['split_rule']}). Galleries: {st['gallery_rule']}. Rank: {st['rank_rule']}. Bounds: "
+        f"{st['bound_rule']}. Formula: {st['formula']}"
+        + (f"; {st['calibration']}" if st["calibration"] else "")
+        + ".",
+        "",
+    ]
+    sizes = sweep["sizes"]
+    if "at_operating_threshold" in sizes[0]:
+        t = sizes[0]["at_operating_threshold"]["threshold"]
+        out += [
+            f"At the operating threshold **{t:.4f}**:",
+            "",
+            "| N | non-mated searches | mated searches per draw | FPIR measured (pooled) | FPIR predicted from "
+            "this data's 1:1 FMR | FPIR predicted from the model card | FNIR |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for size in sizes:
+            a = size["at_operating_threshold"]
+            out.append(
+                f"| {size['size']} | {size['non_mated_searches']:,} | {size['mated_searches_per_draw']:.1f} | "
+                f"{_bounded(a)} | {_pct_or_na(a.get('predicted_fpir_dataset'))} | "
+                f"{_pct_or_na(a.get('predicted_fpir_card'))} | {_pct(a['fnir'])} ({a['misses']:,} of "
+                f"{a['mated_searches_pooled']:,}) |"
+            )
+        out.append("")
+    target = sizes[0]["target"]["fpir_target"]
+    out += [
+        f"For a target FPIR of **{target:g}**:",
+        "",
+        "| N | lowest threshold measured to meet it | FPIR there (pooled; one-sided 95% bound) | FNIR there | "
+        "lowest threshold whose 95% bound meets it | formula threshold from this data's 1:1 FMR | formula "
+        "threshold from the model card |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for size in sizes:
+        tgt = size["target"]
+        p, c = tgt["measured"], tgt["confirmed"]
+        sure = f"{c['threshold']:.4f} (FNIR {_pct(c['fnir'])})" if c else str(tgt["confirmed_reason"])
+        out.append(
+            f"| {size['size']} | {p['threshold']:.4f} | {_bounded(p, bound=True)} | "
+            f"{_pct(p['fnir'])} | {sure} | {_formula_cell(tgt['formula_dataset'])} | "
+            f"{_formula_cell(tgt['formula_card'])} |"
+        )
+    return [*out, ""]
+
+
 def write_outputs(evaluation: Evaluation, out_dir: Path, plots: bool = True) -> dict[str, Path]:
     """Write ``report.json``, ``report.md`` and the PNG plots into ``out_dir``; returns the written paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -396,6 +525,11 @@ def write_outputs(evaluation: Evaluation, out_dir: Path, plots: bool = True) -> 
         written["roc"] = plot_roc(evaluation.roc, out_dir / "roc.png", thr, title=f"ROC: {name}")
         written["scores"] = plot_scores(evaluation.genuine, evaluation.impostor, out_dir / "scores.png", thr)
         plot_files.update(roc="roc.png", scores="scores.png")
+        sweep = (report.get("identification") or {}).get("by_gallery_size") or {}
+        if sweep.get("curves"):
+            written["open_set_rates"] = plot_open_set_rates(sweep, out_dir / "openset_rates.png", thr)
+            written["open_set_det"] = plot_open_set_det(sweep, out_dir / "openset_det.png")
+            plot_files.update(open_set_rates="openset_rates.png", open_set_det="openset_det.png")
         if report.get("demographics"):
             written["groups"] = plot_groups(report["demographics"], out_dir / "groups.png")
             plot_files["groups"] = "groups.png"

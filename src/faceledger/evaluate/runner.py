@@ -34,6 +34,7 @@ from faceledger.evaluate import metrics as m
 from faceledger.evaluate.cache import CachedFaces, EmbeddingCache
 from faceledger.evaluate.datasets import Dataset
 from faceledger.evaluate.fairness import DEFAULT_MAX_RATIO, demographic_differentials
+from faceledger.evaluate.openset import OpenSetOptions, open_set_by_size
 
 __all__ = [
     "DEFAULT_FPIR_TARGETS",
@@ -416,11 +417,15 @@ def evaluate_outcomes(
     fpir_targets: Sequence[float] = DEFAULT_FPIR_TARGETS,
     max_group_ratio: float = DEFAULT_MAX_RATIO,
     confidence: float = 0.95,
+    open_set: OpenSetOptions | None = None,
+    calibration: Any = None,
 ) -> Evaluation:
     """Every figure of the evaluation report from the engine's outcomes (pure computation, no models).
 
     ``threshold`` is the operating threshold (the deployment's); when None, the threshold meeting
-    ``target_fmr`` on this dataset's own impostor pairs is used and the report says so.
+    ``target_fmr`` on this dataset's own impostor pairs is used and the report says so. ``open_set`` sets the
+    open-set sweep over gallery sizes (:mod:`faceledger.evaluate.openset`), ``calibration`` the model card's
+    calibration whose FPIR prediction it shows.
     """
     usable = [o for o in outcomes if o.vector is not None]
     report: dict[str, Any] = {
@@ -496,6 +501,15 @@ def evaluate_outcomes(
 
     if dataset.pairs is None:
         report["identification"] = _identification(dataset, usable, float(threshold), fpir_targets)
+        labeled = [o for o in usable if dataset.samples[o.index].identity]
+        report["identification"]["by_gallery_size"] = open_set_by_size(
+            np.stack([o.vector for o in labeled]),  # type: ignore[misc]
+            [dataset.samples[o.index].identity for o in labeled],
+            open_set,
+            impostor=pairs.impostor,
+            calibration=calibration,
+            operating_threshold=float(threshold),
+        )
     else:
         report["identification"] = {
             "closed_set": None,
@@ -561,6 +575,7 @@ def evaluate_dataset(
     max_group_ratio: float = DEFAULT_MAX_RATIO,
     confidence: float = 0.95,
     progress: bool = True,
+    open_set: OpenSetOptions | None = None,
 ) -> tuple[Evaluation, list[ImageOutcome]]:
     """Embed ``dataset`` with ``engine`` (cached) and evaluate it; see :func:`evaluate_outcomes`."""
     outcomes = embed_dataset(dataset, engine, cache, progress=progress)
@@ -573,6 +588,8 @@ def evaluate_dataset(
         target_fmr=target_fmr,
         max_group_ratio=max_group_ratio,
         confidence=confidence,
+        open_set=open_set,
+        calibration=getattr(engine, "calibration", None),
     )
     evaluation.report["model"] = model_info(engine)
     return evaluation, outcomes

@@ -160,6 +160,18 @@ def _report_unreadable(outcomes: list[Any]) -> int:
     return len(bad)
 
 
+def _parse_sizes(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        sizes = tuple(int(x) for x in value.replace(" ", "").split(",") if x)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give whole numbers separated by commas, e.g. 5,10,20") from None
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"{value!r}: gallery sizes must be at least 1")
+    return sizes
+
+
 @click.command("evaluate")
 @click.argument("dataset", type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -178,6 +190,27 @@ def _report_unreadable(outcomes: list[Any]) -> int:
     show_default=True,
     help="Warn when a group's FMR or FNMR exceeds this multiple of the best group's.",
 )
+@click.option(
+    "--target-fpir",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.01,
+    show_default=True,
+    help="Open-set target: share of searches of people not enrolled that may get a candidate; the report gives "
+    "the threshold meeting it at each gallery size.",
+)
+@click.option(
+    "--gallery-sizes",
+    callback=_parse_sizes,
+    help="Comma-separated open-set gallery sizes (default: 5, 10, 20, 50, ... below the number of identities "
+    "that can be enrolled, and that number).",
+)
+@click.option(
+    "--draws",
+    type=click.IntRange(1, 1000),
+    default=10,
+    show_default=True,
+    help="Random galleries drawn per open-set gallery size (fixed seed), pooled.",
+)
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @_dataset_options
 def evaluate_command(
@@ -186,6 +219,9 @@ def evaluate_command(
     threshold: float | None,
     target_fmr: float,
     max_group_ratio: float,
+    target_fpir: float,
+    gallery_sizes: tuple[int, ...] | None,
+    draws: int,
     no_plots: bool,
     data: DatasetOptions,
 ) -> None:
@@ -196,7 +232,13 @@ def evaluate_command(
     face) or an LFW-style pairs file. Reports ROC, AUC, EER, TAR at FMR 1e-1 ... 1e-4 (as far as the number of
     impostor pairs supports), rank-1/rank-5, open-set FNIR at FPIR, detection recall, per-group error rates,
     and images that failed.
+
+    Open-set identification is also measured against gallery size: half the identities are never enrolled and
+    searched as unknown people; for each gallery size the report gives FPIR and FNIR against threshold (plots
+    openset_rates.png and openset_det.png), the FPIR the 1:1 false-match rate predicts, and the threshold that
+    meets --target-fpir.
     """
+    from faceledger.evaluate.openset import OpenSetOptions
     from faceledger.evaluate.report import write_outputs
     from faceledger.evaluate.runner import evaluate_dataset
 
@@ -210,6 +252,7 @@ def evaluate_command(
         target_fmr=target_fmr,
         max_group_ratio=max_group_ratio,
         progress=not data.quiet,
+        open_set=OpenSetOptions(target_fpir=target_fpir, sizes=gallery_sizes, draws=draws),
     )
     evaluation.report["dataset"]["source"] = str(dataset)
     evaluation.report["dataset"]["split"] = data.split

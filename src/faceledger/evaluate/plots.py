@@ -199,7 +199,8 @@ def plot_open_set_rates(section: dict[str, Any], path: Path, threshold: float | 
             left.plot(t, np.maximum(curve["predicted_fpir_dataset"], fpir_floor), color=colour, lw=1.2, ls="--")
         right.plot(t, np.maximum(curve["fnir"], fnir_floor), color=colour, lw=2, label=label)
     left.plot([], [], color="#555555", lw=1.2, ls="--", label="predicted: 1 - (1 - FMR)^N, FMR from the 1:1 pairs")
-    for ax, floor, what in ((left, fpir_floor, "FPIR"), (right, fnir_floor, "FNIR")):
+    # the operating threshold's label goes where the curves are not: low on the FPIR side, high on the FNIR side
+    for ax, floor, what, label_y in ((left, fpir_floor, "FPIR", fpir_floor * 1.3), (right, fnir_floor, "FNIR", 1.0)):
         ax.set_yscale("log")
         ax.set_ylim(floor * 0.7, 1.2)
         ax.set_xlim(float(t[0]), float(t[-1]))
@@ -208,13 +209,14 @@ def plot_open_set_rates(section: dict[str, Any], path: Path, threshold: float | 
         _zero_line(ax, floor, what)
         if threshold is not None and t[0] <= threshold <= t[-1]:
             ax.axvline(threshold, color=THRESHOLD_COLOUR, lw=1.2, ls="-.")
-            ax.text(threshold, 1.0, f" operating\n threshold\n {threshold:.3f}", fontsize=7, va="top")
+            ax.text(threshold, label_y, f"operating \nthreshold \n{threshold:.3f} ", fontsize=7, ha="right",
+                    va="bottom" if label_y < 0.5 else "top")  # fmt: skip
     left.axhline(target, color=IMPOSTOR_COLOUR, lw=1, ls=":")
     left.text(t[-1], target, f"target FPIR {target:g} ", color=IMPOSTOR_COLOUR, fontsize=8, ha="right", va="bottom")
     bound = 3.0 / n_non
     left.axhspan(fpir_floor * 0.7, bound, color="#dddddd", alpha=0.5, lw=0)
-    left.text(t[-1], bound, f"grey: below ~3/n = {bound:.2g}, n = {n_non} unknown\nfaces; not measurable here ",
-              fontsize=7, color="#666666", ha="right", va="top")  # fmt: skip
+    grey = f"grey: below ~3/n = {bound:.2g} (n = {n_non} unknown faces):\ntoo few searches to confirm rates this low "
+    left.text(t[-1], bound, grey, fontsize=7, color="#666666", ha="right", va="top")
     left.set_ylabel("FPIR: unknown faces that get a candidate (log)")
     left.set_title("False positives of people not enrolled", fontsize=10)
     right.set_ylabel(f"FNIR: enrolled faces not found at rank {section['settings']['rank']} (log)")

@@ -506,8 +506,8 @@ def upright_faces(
         # stay cheap on the images that really have no face
         quick = dict(options, tile=False, upscale_small=False)
         for angle in _WHOLE_TURNS:
-            turned, back = _turn_image(image, angle)
-            faces = detector._detect(turned, **quick)
+            rotated, back = _turn_image(image, angle)
+            faces = detector._detect(rotated, **quick)
             if len(faces):
                 boxes = np.stack([_turned_box(back, b, angle) for b in faces.boxes])
                 marks = np.stack([_map_points(back, k) for k in faces.landmarks])

@@ -22,6 +22,7 @@ from faceledger.gallery.context import GalleryContext, ImageInput, accountable, 
 from faceledger.gallery.index_sync import index_applied, sync_index
 from faceledger.gallery.keys import encrypt_reference_face, encrypt_template, ensure_data_key
 from faceledger.gallery.results import DuplicateWarning, EnrollmentResult, ImageOutcome, SubjectInfo
+from faceledger.gallery.thresholds import check_gallery_size
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.errors import LedgerError
 from faceledger.ledger.records import ReferenceFace, Subject, TemplateRecord
@@ -80,6 +81,7 @@ def enroll(
             if created:
                 tx.add_subject(Subject(subject, gallery_name, now, actor))
             key_id = _store_templates(ctx, tx, subject, accepted, outcomes, model, now)
+            check_gallery_size(ctx, tx, gallery_name)  # refused (rolled back) when it outgrows the calibration
         created = created and bool(accepted)
         entry = ctx.record(
             tx,

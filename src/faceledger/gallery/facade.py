@@ -30,6 +30,7 @@ from faceledger.gallery import (
     keys,
     retention,
     review,
+    thresholds,
 )
 from faceledger.gallery.context import GalleryContext, ImageInput
 from faceledger.gallery.report import TransparencyReport, transparency_report
@@ -43,6 +44,7 @@ from faceledger.gallery.results import (
     PendingReview,
     PurgeReport,
     ReviewOutcome,
+    SearchThreshold,
     SubjectInfo,
     SubjectVerification,
 )
@@ -427,6 +429,21 @@ class Gallery:
     def rotate_master_key(self, *, actor: str, purpose: str = "key rotation") -> dict[str, Any]:
         """Re-wrap every subject data key with a new master key written to the key file (an audit entry)."""
         return keys.rotate_master_key(self.context, actor=actor, purpose=purpose)
+
+    def search_threshold(self, *, gallery: str | None = None, purpose: str | None = None) -> SearchThreshold:
+        """The 1:N threshold in force now for ``gallery`` and ``purpose`` (any purpose when None), at its size."""
+        with self.context.store.read() as tx:
+            name = self.context.gallery_name(self.context.refresh_policy(tx), gallery)
+            return thresholds.search_threshold(self.context, tx, name, purpose, self.context.now())
+
+    def accept_extrapolation(
+        self, *, gallery: str | None, up_to: int, reason: str, actor: str, purpose: str = "administration"
+    ) -> dict[str, Any]:
+        """Accept thresholds extrapolated beyond the calibration for ``gallery`` up to ``up_to`` subjects (a
+        ``calibration.extrapolation`` entry; see :mod:`faceledger.gallery.thresholds`)."""
+        return thresholds.accept_extrapolation(
+            self.context, gallery=gallery, up_to=up_to, reason=reason, actor=actor, purpose=purpose
+        )
 
     def set_policy(
         self, policy: str | os.PathLike[str] | LoadedPolicy, *, actor: str, purpose: str = "administration"

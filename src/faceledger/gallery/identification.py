@@ -23,6 +23,7 @@ from faceledger.gallery.results import (
     ImageVerification,
     SubjectVerification,
 )
+from faceledger.gallery.thresholds import search_threshold
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.errors import ConsentError, PurposeError, UnknownSubjectError
 from faceledger.ledger.policy import LoadedPolicy
@@ -67,7 +68,7 @@ def identify(
     from faceledger.engine.evidence import face_crops  # here: importing the engine loads onnxruntime
 
     k = top_k or policy.policy.identification.top_k
-    threshold = ctx.threshold()
+    ctx.threshold()  # a policy the calibration cannot hold is refused before any image is read
     probe = ctx.probe(image)
     embeddings = ctx.engine.embed(probe.array)
     dets = embeddings.detections
@@ -77,6 +78,8 @@ def identify(
     now = to_text(now_dt)
     with ctx.write() as tx:
         policy = ctx.refresh_policy(tx)
+        basis = search_threshold(ctx, tx, gallery_name, purpose, now_dt)  # at the gallery's size now
+        threshold = basis.threshold
         index = sync_index(ctx, tx)
         allowed = allowed_subjects(ctx, tx, gallery_name, purpose, now_dt)
         hits = (
@@ -100,6 +103,7 @@ def identify(
                 "search_id": search_id,
                 "model": ctx.model_id(),
                 "target_fmr": policy.policy.identification.target_fmr,
+                "threshold_basis": basis.details(),
                 "top_k": k,
                 "faces": len(vectors),
                 "matched_faces": sum(1 for face in planned if face),
@@ -152,6 +156,7 @@ def identify(
         policy_hash=policy.hash,
         audit_seq=entry.seq,
         faces=faces,
+        threshold_basis=basis,
     )
 
 

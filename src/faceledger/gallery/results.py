@@ -168,6 +168,33 @@ class FaceResult(Wire):
 
 
 @dataclass(frozen=True)
+class SearchThreshold(Wire):
+    """The threshold a 1:N search runs at, and what it rests on.
+
+    ``comparisons`` is the number of templates each probe face is compared with (those of the ``subjects`` searchable
+    now); ``comparison_fmr`` the per-comparison false-match rate the threshold is set at; ``expected_fpir`` the FPIR
+    the calibration predicts at that threshold and size; ``expected_fnir`` the calibration's false non-match rate at
+    that threshold (a mated search missed), when it recorded one and the threshold is within it (None beyond it);
+    ``extrapolated`` whether the threshold lies beyond the measured calibration (only with an accepted
+    extrapolation)."""
+
+    threshold: float
+    target_fpir: float
+    target_fmr: float
+    subjects: int
+    comparisons: int
+    comparison_fmr: float
+    expected_fpir: float
+    expected_fnir: float | None
+    calibration: str
+    extrapolated: bool = False
+
+    def details(self) -> dict[str, Any]:
+        """What a search's audit entry records of it."""
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.to_dict().items()}
+
+
+@dataclass(frozen=True)
 class Identification(Wire):
     """Result of a 1:N search of one probe image. Candidates become matches only after human review."""
 
@@ -181,6 +208,9 @@ class Identification(Wire):
     policy_hash: str
     audit_seq: int
     faces: list[FaceResult]
+    threshold_basis: SearchThreshold | None = None
+    """What the threshold rests on: the gallery's size, the target FPIR, the expected FNIR (see
+    :mod:`faceledger.gallery.thresholds`)."""
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,10 @@ from faceledger.gallery.context import GalleryContext, accountable
 from faceledger.gallery.deployments import authorise
 from faceledger.gallery.evidence import store_evidence
 from faceledger.gallery.index_sync import allowed_subjects, search_mask, sync_index
+from faceledger.gallery.thresholds import search_threshold
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.audit import AuditEntry
-from faceledger.ledger.errors import DeploymentError
+from faceledger.ledger.errors import DeploymentError, GallerySizeError
 from faceledger.ledger.records import CandidateRecord, DeploymentRecord, SessionWithState, VideoSessionRecord
 from faceledger.ledger.store import Transaction
 from faceledger.ledger.timeutil import to_text
@@ -100,13 +101,14 @@ def watch(
     actor = accountable(actor, "video identification")[0]
     raw = os.fspath(source) if isinstance(source, os.PathLike) else str(source)
     redacted = redact_uri(raw)
-    threshold = ctx.threshold()
+    ctx.threshold()  # a policy the calibration cannot hold is refused before the source is opened
     now = ctx.now()
     with ctx.write() as tx:
         policy = ctx.refresh_policy(tx)
         try:
             record, size = authorise(ctx, tx, deployment, raw, now)
-        except DeploymentError as exc:
+            basis = search_threshold(ctx, tx, record.gallery, record.purpose, now)  # at the watchlist's size
+        except (DeploymentError, GallerySizeError) as exc:
             refused = str(exc)
         else:
             refused = ""
@@ -115,7 +117,7 @@ def watch(
                 deployment=record,
                 source=redacted,
                 actor=actor,
-                threshold=threshold,
+                threshold=basis.threshold,
                 policy_hash=policy.hash,
                 top_k=policy.policy.identification.top_k,
                 started=time.monotonic(),
@@ -133,6 +135,7 @@ def watch(
                 {
                     "model": ctx.model_id(),
                     "target_fmr": policy.policy.identification.target_fmr,
+                    "threshold_basis": basis.details(),
                     "watchlist_size": size,
                     "max_watchlist": record.max_watchlist,
                 },
@@ -246,6 +249,8 @@ def _decide(ctx: GalleryContext, session: _Session, evidence: list[TrackEvidence
     vectors = np.stack([e.embedding for e in todo]).astype(np.float32)
     with ctx.write() as tx:
         now_dt = ctx.now()
+        # the threshold follows the watchlist's size (entries added or expired during the session)
+        session.threshold = search_threshold(ctx, tx, d.gallery, d.purpose, now_dt).threshold
         index = sync_index(ctx, tx)
         allowed = allowed_subjects(ctx, tx, d.gallery, d.purpose, now_dt)
         hits = index.search(

@@ -55,6 +55,7 @@ class AuditAction(StrEnum):
     LEDGER_SIGNING_KEY = "ledger.signing_key"
     AUDIT_CHECKPOINT = "audit.checkpoint"
     STATE_SEAL = "state.seal"
+    CALIBRATION_EXTRAPOLATION = "calibration.extrapolation"
 
     def describe(self) -> str:
         """One sentence: what the entry records."""
@@ -105,4 +106,6 @@ _DESCRIPTIONS: dict[AuditAction, str] = {
     AuditAction.LEDGER_SIGNING_KEY: "the key that signs the ledger's heads was recorded: its id and public key",
     AuditAction.AUDIT_CHECKPOINT: "a signed checkpoint: the seq, hash and time of the entry before, and the signature",
     AuditAction.STATE_SEAL: "the records of a database made before seals were sealed as they were: how many of each",
+    AuditAction.CALIBRATION_EXTRAPOLATION: "thresholds beyond the measured calibration were accepted for a gallery "
+    "up to a size: who, why, the method",
 }

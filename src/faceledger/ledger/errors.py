@@ -108,3 +108,8 @@ class TamperedRecordError(StoreError):
         self.kind = kind
         self.key = key
         super().__init__(message)
+
+
+class GallerySizeError(LedgerError):
+    """The gallery is larger than the recognizer's calibration can hold to the policy's target FPIR (the per-comparison
+    false-match rate needed is below what it measured), and no extrapolation was accepted for that size."""

@@ -36,6 +36,19 @@ class Identification(_Strict):
     """How identification decisions are made."""
 
     target_fmr: float = Field(gt=0.0, le=0.1, description="false-match rate the threshold is set for")
+    target_fpir: float = Field(
+        default=0.01,
+        gt=0.0,
+        le=0.1,
+        description="false positive identification rate per searched face: the chance that someone not enrolled gets "
+        "a candidate, held at the gallery's size",
+    )
+    max_group_ratio: float | None = Field(
+        default=None,
+        ge=1.0,
+        description="largest ratio of a group's FMR or FNMR to the best group's that a deployment's evaluation may "
+        "show; set, a deployment needs an evaluation (faceledger evaluate --group-column) within it",
+    )
     top_k: int = Field(default=5, ge=1, le=100, description="candidates returned per face")
     reviewers_required: int = Field(
         default=1, ge=1, le=5, description="distinct reviewers who must confirm before a match counts"
@@ -263,9 +276,14 @@ legal_basis = "explicit consent"              # e.g. GDPR Art. 9(2)(a) explicit 
 contact = "privacy@example.org"               # where people ask, object or request erasure
 
 [identification]
-# The decision threshold is set as the false-match rate you accept, not as a raw similarity:
-# 1e-3 means about one impostor comparison in a thousand scores above the threshold.
+# The decision threshold is set as the error rates you accept, not as a raw similarity:
+# target_fmr: one comparison of two different people (1:1 verification, and the floor for searches); 1e-3 means
+#   about one impostor comparison in a thousand scores above the threshold.
+# target_fpir: one search of a face against the whole gallery (1:N): the chance that someone who is not enrolled
+#   gets a candidate. It grows with the gallery, so the search threshold rises with it; a gallery too large for the
+#   recognizer's calibration to hold this rate is refused (see docs/gallery.md, "Thresholds at the gallery's size").
 target_fmr = 1e-3
+target_fpir = 1e-2
 top_k = 5                  # candidates returned per face (only those at or above the threshold)
 reviewers_required = 1     # distinct people who must confirm a candidate; use 2 for remote identification
 
@@ -323,6 +341,9 @@ contact = "dpo@example.org"
 
 [identification]
 target_fmr = 1e-3
+target_fpir = 1e-3         # a passer-by gets a candidate in at most about one search in a thousand
+# max_group_ratio = 1.5    # a deployment needs an evaluation (`faceledger evaluate --group-column ...` on data like
+                           # the people it will see) whose per-group FMR and FNMR are within 1.5x the best group's
 top_k = 1
 reviewers_required = 2     # two people each verify a match before it counts (EU AI Act art. 14(5))
 

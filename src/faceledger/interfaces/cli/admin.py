@@ -11,7 +11,7 @@ import click
 from faceledger import config
 from faceledger.gallery import Gallery
 from faceledger.interfaces.cli.options import ADMINISTRATION, ROTATION, Call, gallery_command, json_option, registrar
-from faceledger.interfaces.cli.render import Output
+from faceledger.interfaces.cli.render import Output, emit
 from faceledger.interfaces.cli.views import (
     Initialised,
     MasterKeyRotation,
@@ -86,6 +86,36 @@ def policy_check(file: Path, as_json: bool) -> None:
         out.failed(str(exc), {"file": str(file), "valid": False, "problems": [list(p) for p in exc.problems]})
         raise SystemExit(1) from None
     out.show(PolicyValid(str(file), True, loaded.hash))
+
+
+@policy_group.command("threshold")
+@click.option("--gallery", help="The gallery (default: the policy's only one).")
+@click.option("--purpose", "search_purpose", help="The search purpose (default: any).")
+@gallery_command()
+def policy_threshold(g: Gallery, call: Call, gallery: str | None, search_purpose: str | None) -> None:
+    """Print the 1:N threshold in force now at the gallery's size: searchable subjects and templates, target FPIR,
+    the per-comparison false-match rate, the expected FPIR and miss rate (FNIR)."""
+    call.out.show(g.search_threshold(gallery=gallery, purpose=search_purpose))
+
+
+@policy_group.command("accept-extrapolation")
+@click.option("--gallery", help="The gallery (default: the policy's only one).")
+@click.option("--up-to", "up_to", type=click.IntRange(min=0), required=True,
+              help="Searchable subjects up to which extrapolated thresholds are accepted (0 withdraws).")
+@click.option("--reason", required=True, help="Why the measured calibration is not enough (on the ledger).")
+@gallery_command(who=ADMINISTRATION)
+def policy_accept_extrapolation(g: Gallery, call: Call, gallery: str | None, up_to: int, reason: str) -> None:
+    """Accept thresholds extrapolated beyond the recognizer's calibration for a gallery up to a size (a
+    calibration.extrapolation entry): without it, a gallery too large for the calibration to hold the policy's
+    target FPIR is refused. Better: calibrate on more data of your own (`faceledger calibrate`)."""
+    accepted = g.accept_extrapolation(gallery=gallery, up_to=up_to, reason=reason, actor=call.actor,
+                                      purpose=call.purpose)  # fmt: skip
+    if call.out.as_json:
+        emit(accepted)
+    else:
+        click.echo(f"extrapolated thresholds accepted for gallery {accepted['gallery']} up to {up_to:,} subjects "
+                   f"(entry {accepted['audit_seq']}); measured, the calibration holds the target FPIR up to "
+                   f"{accepted['largest_measured_gallery']:,} templates")  # fmt: skip
 
 
 @policy_group.command("set")

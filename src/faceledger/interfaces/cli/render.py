@@ -32,6 +32,7 @@ from faceledger.gallery.results import (
     PendingReview,
     PurgeReport,
     ReviewOutcome,
+    SearchThreshold,
     SubjectInfo,
     SubjectVerification,
 )
@@ -241,6 +242,19 @@ def _initialised(info: Initialised) -> None:
 def _policy(loaded: LoadedPolicy) -> None:
     click.echo(f"# policy {loaded.hash}")
     click.echo(loaded.text, nl=False)
+
+
+@_register(_TEXT, SearchThreshold)
+def _search_threshold(t: SearchThreshold) -> None:
+    fnir = "not measured there" if t.expected_fnir is None else f"{t.expected_fnir:.3f}"
+    click.echo(
+        f"threshold {t.threshold:.4f} for {t.subjects:,} searchable subject(s) ({t.comparisons:,} template(s)): FMR "
+        f"{t.comparison_fmr:.2e} per comparison, the stricter of the 1:1 target ({t.target_fmr:g}) and what the "
+        f"target FPIR of {t.target_fpir:g} per searched face allows at this size; expected FPIR "
+        f"{t.expected_fpir:.2e}, expected FNIR {fnir}"
+        + ("; EXTRAPOLATED beyond the calibration (accepted on the ledger)" if t.extrapolated else "")
+    )
+    click.echo(f"calibration: {t.calibration}")
 
 
 @_register(_TEXT, PolicyValid)

@@ -10,14 +10,16 @@ Adding, changing and ending a deployment are audit entries.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from collections.abc import Sequence
 from datetime import datetime
 
+from faceledger.gallery.bias import check_evaluation, read_evaluation
 from faceledger.gallery.context import GalleryContext, accountable, moment
 from faceledger.gallery.index_sync import allowed_subjects
 from faceledger.ledger.actions import AuditAction
-from faceledger.ledger.errors import DeploymentError
+from faceledger.ledger.errors import DeploymentError, GallerySizeError
 from faceledger.ledger.policy import NAME_PATTERN
 from faceledger.ledger.records import DeploymentRecord
 from faceledger.ledger.store import Transaction
@@ -44,11 +46,15 @@ def add_deployment(
     max_watchlist: int,
     valid_from: datetime | str | None = None,
     show_candidates: bool = False,
+    evaluation: str | os.PathLike[str] | None = None,
+    evaluation_population: str | None = None,
 ) -> DeploymentRecord:
     """Record a deployment. ``search_purpose`` is what the watchlist is searched for (one the policy allows for
     ``gallery``); ``sources`` are camera URIs, file paths or shell-style patterns (``rtsp://10.0.0.*/cam``),
     stored with any credentials removed; ``show_candidates`` lets operators see candidates' faces unblurred in
-    the output video (bystanders are blurred always)."""
+    the output video (bystanders are blurred always). ``evaluation`` is the ``report.json`` of ``faceledger
+    evaluate --group-column`` it relies on, and ``evaluation_population`` whom that data represents
+    (:mod:`faceledger.gallery.bias`; required when the policy sets ``identification.max_group_ratio``)."""
     actor, purpose = accountable(actor, purpose)
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"deployment name {name!r} is not valid: 1-64 letters, digits or _.:- (no spaces)")
@@ -71,6 +77,7 @@ def add_deployment(
     end = moment(valid_to, "valid_to")
     if end is None or end <= max(start, now):
         raise ValueError(f"deployment {name!r}: valid_to must be later than valid_from and now")
+    summary = None if evaluation is None else read_evaluation(evaluation, evaluation_population)
     with ctx.write() as tx:
         policy = ctx.refresh_policy(tx)
         gallery_name = ctx.gallery_name(policy, gallery)
@@ -93,7 +100,9 @@ def add_deployment(
             ended_at=None,
             ended_by=None,
             ended_reason=None,
+            evaluation=summary,
         )
+        check_watchlist_size(ctx, tx, record)
         tx.add_deployment(record)
         ctx.record(
             tx,
@@ -145,6 +154,7 @@ def change_deployment(
         tx.update_deployment(name, **changes)
         after = tx.get_deployment(name)
         assert after is not None
+        check_watchlist_size(ctx, tx, after)
         ctx.record(
             tx,
             AuditAction.DEPLOYMENT_CHANGE,
@@ -202,6 +212,25 @@ def get_deployment(ctx: GalleryContext, name: str) -> DeploymentRecord:
     return record
 
 
+def check_watchlist_size(ctx: GalleryContext, tx: Transaction, record: DeploymentRecord) -> None:
+    """Refuse a deployment whose watchlist, at its size limit, the recognizer's calibration cannot hold to the
+    policy's target FPIR (counting one template per entry: the least it can search), or whose evaluation the
+    policy's ``max_group_ratio`` does not accept (:func:`faceledger.gallery.bias.check_evaluation`)."""
+    from faceledger.gallery.thresholds import threshold_for_size  # thresholds loads the models' calibration
+
+    try:
+        size = record.max_watchlist
+        full = threshold_for_size(ctx, tx, record.gallery, subjects=size, comparisons=size)
+    except GallerySizeError as exc:
+        raise DeploymentError(
+            f"deployment {record.name!r} with a watchlist of up to {record.max_watchlist:,}: {exc}"
+        ) from None
+    # bias checked before use: the evaluation at the threshold the deployment runs at with its watchlist full
+    limit = ctx.policy.policy.identification.max_group_ratio
+    sha = str(ctx.engine.recognizer.card.sha256)
+    check_evaluation(record, limit, threshold=full.threshold, model_sha256=sha)
+
+
 def source_allowed(record: DeploymentRecord, source: str) -> bool:
     """Whether ``source`` (compared without credentials) is one of the deployment's sources or patterns."""
     bare = _bare(source)
@@ -251,6 +280,7 @@ def authorise(
         raise DeploymentError(
             f"deployment {record.name!r} does not cover {redacted}; its sources: {', '.join(record.sources)}"
         )
+    check_evaluation(record, ctx.policy.policy.identification.max_group_ratio)  # the policy may have changed
     size = len(allowed_subjects(ctx, tx, record.gallery, record.purpose, now).subjects)
     if size > record.max_watchlist:
         raise DeploymentError(

@@ -87,6 +87,9 @@ class TransparencyReport:
     rows: list[ReportRow]
     totals: dict[str, int]
     current: dict[str, int]
+    target_fpir: float = 0.01
+    deployments: list[dict[str, Any]] = field(default_factory=list)
+    """Each video deployment recorded: where, when, which watchlist, and the evaluation it relies on."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form with stable keys."""
@@ -104,6 +107,8 @@ class TransparencyReport:
             "rows": [r.to_dict() for r in self.rows],
             "totals": self.totals,
             "current": self.current,
+            "target_fpir": self.target_fpir,
+            "deployments": self.deployments,
         }
 
     def to_markdown(self) -> str:
@@ -114,7 +119,8 @@ class TransparencyReport:
             f"- Controller: {self.controller}",
             f"- Purpose of the deployment: {self.deployment_purpose}",
             f"- Legal basis: {self.legal_basis}",
-            f"- Policy: `{self.policy_hash}` (target false-match rate {self.target_fmr:g}, "
+            f"- Policy: `{self.policy_hash}` (target false-match rate {self.target_fmr:g}, target false positive "
+            f"identification rate {self.target_fpir:g} per searched face at the gallery's size, "
             f"{self.reviewers_required} reviewer(s) must confirm a match)",
             f"- Generated: {self.generated_at}",
             f"- Ledger entries counted: {self.covers_from or 'none'} to {self.covers_to or 'none'}",
@@ -154,6 +160,7 @@ class TransparencyReport:
                 lines.append(f"| {row.period} | {row.gallery} | {row.purpose} | {values} |")
             totals = " | ".join(str(self.totals[key]) for key, _ in columns)
             lines.append(f"| **total** | | | {totals} |")
+        lines += _deployment_lines(self.deployments)
         return "\n".join(lines) + "\n"
 
 
@@ -166,6 +173,7 @@ def build_report(
     generated_at: str,
     policy: LoadedPolicy,
     current: dict[str, int],
+    deployments: list[dict[str, Any]] | None = None,
 ) -> TransparencyReport:
     """Count audit ``entries`` into a :class:`TransparencyReport`."""
     period_of(from_text(generated_at), period)  # validates the period name
@@ -210,7 +218,33 @@ def build_report(
         rows=ordered,
         totals={name: totals[name] for name in COUNTERS},
         current=current,
+        target_fpir=p.identification.target_fpir,
+        deployments=list(deployments or []),
     )
+
+
+def _deployment_lines(deployments: list[dict[str, Any]]) -> list[str]:
+    """The report's section on video deployments and the evaluations behind them."""
+    if not deployments:
+        return []
+    lines = ["", "## Video deployments and the evaluations they rely on", "",
+             "| deployment | gallery / purpose | where | valid | watchlist up to | authorised by | evaluation |",
+             "| --- | --- | --- | --- | ---: | --- | --- |"]  # fmt: skip
+    for d in deployments:
+        ev = d.get("evaluation")
+        if ev is None:
+            shown = "none"
+        else:
+            worst = ev.get("worst")
+            spread = (f"largest ratio {worst['ratio']:.2f}x ({worst['rate']}, group {worst['group']})" if worst
+                      else "no groups compared")  # fmt: skip
+            shown = f"`{str(ev.get('sha256'))[:16]}` on {ev.get('population')}: {spread}, at {ev.get('threshold')}"
+        lines.append(
+            f"| {d['name']} | {d['gallery']} / {d['purpose']} | {d['location']} | {d['valid_from']} .. "
+            f"{d['ended_at'] or d['valid_to']} | {d['max_watchlist']} | {d['authorised_by']} "
+            f"({d['authorisation_ref']}) | {shown} |"
+        )
+    return lines
 
 
 def _count(action: str, details: dict[str, Any]) -> dict[str, int]:
@@ -268,6 +302,7 @@ def transparency_report(
             generated_at=to_text(now),
             policy=policy,
             current={k: counts[k] for k in CURRENT},
+            deployments=[d.to_dict() for d in tx.list_deployments()],
         )
         details = {"period": period, "rows": len(report.rows)}
         ctx.record(tx, AuditAction.REPORT, actor=actor, purpose=purpose, at=now, details=details)

@@ -284,6 +284,8 @@ class DeploymentRecord(Wire):
     ended_at: str | None
     ended_by: str | None
     ended_reason: str | None
+    evaluation: dict[str, Any] | None = None
+    """The evaluation it relies on (faceledger.gallery.bias): report hash, population, per-group error rates."""
 
     def state(self, now: datetime) -> DeploymentState:
         """Whether the deployment authorises identification at ``now``."""

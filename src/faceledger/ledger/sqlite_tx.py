@@ -50,7 +50,7 @@ _CANDIDATE_COLS = (
 )
 _DEPLOYMENT_COLS = (
     "name, gallery, purpose, legal_basis, location, sources, authorised_by, authorisation_ref, valid_from, "
-    "valid_to, max_watchlist, show_candidates, created_at, created_by, ended_at, ended_by, ended_reason"
+    "valid_to, max_watchlist, show_candidates, created_at, created_by, ended_at, ended_by, ended_reason, evaluation"
 )
 _SESSION_COLS = (
     "id, deployment, source, actor, started_at, heartbeat_at, stopped_at, stop_reason, frames, tracks, "
@@ -64,6 +64,7 @@ def _deployment(row: tuple[Any, ...]) -> DeploymentRecord:
     values = list(row)
     values[5] = json.loads(values[5])
     values[11] = bool(values[11])
+    values[17] = None if values[17] is None else json.loads(values[17])
     return DeploymentRecord(*values)
 
 
@@ -455,8 +456,9 @@ class SQLiteTransaction(AccountQueries, EvidenceQueries, SealQueries):
         values = list(deployment.__dict__.values())
         values[5] = json.dumps(deployment.sources)
         values[11] = int(deployment.show_candidates)
+        values[17] = None if deployment.evaluation is None else json.dumps(deployment.evaluation, sort_keys=True)
         try:
-            self._c.execute(f"INSERT INTO deployments ({_DEPLOYMENT_COLS}) VALUES ({', '.join('?' * 17)})", values)
+            self._c.execute(f"INSERT INTO deployments ({_DEPLOYMENT_COLS}) VALUES ({', '.join('?' * 18)})", values)
         except sqlite3.IntegrityError as exc:
             raise DuplicateError(f"deployment {deployment.name!r} cannot be recorded: {exc}") from None
 

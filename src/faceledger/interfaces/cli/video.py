@@ -309,6 +309,13 @@ def deployment_group() -> None:
     is_flag=True,
     help="Let operators see candidates' faces unblurred in output video (bystanders stay blurred).",
 )
+@click.option(
+    "--evaluation",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The report.json of `faceledger evaluate --group-column ...` the deployment relies on (its hash and "
+    "per-group error rates are recorded; required when the policy sets identification.max_group_ratio).",
+)
+@click.option("--evaluation-population", help="Whom the evaluation's data represents (with --evaluation).")
 @gallery_command(who=ADMINISTRATION)
 def deployment_add(g: Gallery, call: Call, name: str, **fields: Any) -> None:
     """Record deployment NAME (an audit entry); `watch` runs only under a deployment valid now."""

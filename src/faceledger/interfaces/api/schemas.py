@@ -338,6 +338,8 @@ class ReportOut(_Out):
     rows: list[ReportRowOut]
     totals: dict[str, int]
     current: dict[str, int]
+    target_fpir: float
+    deployments: list[dict[str, Any]]
 
 
 # ------------------------------------------------------------------------------------------------ OpenAPI names

@@ -18,6 +18,7 @@ from datetime import datetime
 from faceledger.gallery.bias import check_evaluation, read_evaluation
 from faceledger.gallery.context import GalleryContext, accountable, moment
 from faceledger.gallery.index_sync import allowed_subjects
+from faceledger.gallery.thresholds import threshold_for_size
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.errors import DeploymentError, GallerySizeError
 from faceledger.ledger.policy import NAME_PATTERN
@@ -216,8 +217,6 @@ def check_watchlist_size(ctx: GalleryContext, tx: Transaction, record: Deploymen
     """Refuse a deployment whose watchlist, at its size limit, the recognizer's calibration cannot hold to the
     policy's target FPIR (counting one template per entry: the least it can search), or whose evaluation the
     policy's ``max_group_ratio`` does not accept (:func:`faceledger.gallery.bias.check_evaluation`)."""
-    from faceledger.gallery.thresholds import threshold_for_size  # thresholds loads the models' calibration
-
     try:
         size = record.max_watchlist
         full = threshold_for_size(ctx, tx, record.gallery, subjects=size, comparisons=size)

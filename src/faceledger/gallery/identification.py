@@ -23,7 +23,7 @@ from faceledger.gallery.results import (
     ImageVerification,
     SubjectVerification,
 )
-from faceledger.gallery.thresholds import search_threshold
+from faceledger.gallery.thresholds import threshold_for_search
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.errors import ConsentError, PurposeError, UnknownSubjectError
 from faceledger.ledger.policy import LoadedPolicy
@@ -78,10 +78,10 @@ def identify(
     now = to_text(now_dt)
     with ctx.write() as tx:
         policy = ctx.refresh_policy(tx)
-        basis = search_threshold(ctx, tx, gallery_name, purpose, now_dt)  # at the gallery's size now
-        threshold = basis.threshold
         index = sync_index(ctx, tx)
         allowed = allowed_subjects(ctx, tx, gallery_name, purpose, now_dt)
+        basis = threshold_for_search(ctx, tx, gallery_name, index, allowed)  # at the gallery's size now
+        threshold = basis.threshold
         hits = (
             index.search(vectors, k, allowed=search_mask(index, allowed), min_similarity=threshold)
             if len(vectors)

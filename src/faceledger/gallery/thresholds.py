@@ -24,7 +24,8 @@ import numpy as np
 
 from faceledger.errors import ModelError
 from faceledger.gallery.context import GalleryContext, accountable
-from faceledger.gallery.index_sync import allowed_subjects, search_mask, sync_index
+from faceledger.gallery.index import SearchIndex
+from faceledger.gallery.index_sync import AllowedSubjects, allowed_subjects, search_mask, sync_index
 from faceledger.gallery.results import SearchThreshold
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.errors import GallerySizeError
@@ -49,7 +50,13 @@ def search_threshold(
     """The threshold for a search of ``gallery`` for ``purpose`` now (the index synchronised in ``tx``); raises
     :class:`GallerySizeError` for a gallery too large for the calibration without an accepted extrapolation."""
     index = sync_index(ctx, tx)
-    allowed = allowed_subjects(ctx, tx, gallery, purpose, now)
+    return threshold_for_search(ctx, tx, gallery, index, allowed_subjects(ctx, tx, gallery, purpose, now))
+
+
+def threshold_for_search(
+    ctx: GalleryContext, tx: Transaction, gallery: str, index: SearchIndex, allowed: AllowedSubjects
+) -> SearchThreshold:
+    """The threshold for a search over ``allowed`` in ``index`` (both already brought up to date by the caller)."""
     comparisons = int(np.count_nonzero(search_mask(index, allowed))) if len(allowed.subjects) else 0
     return threshold_for_size(ctx, tx, gallery, subjects=len(allowed.subjects), comparisons=comparisons)
 

@@ -29,7 +29,7 @@ from faceledger.gallery.context import GalleryContext, accountable
 from faceledger.gallery.deployments import authorise
 from faceledger.gallery.evidence import store_evidence
 from faceledger.gallery.index_sync import allowed_subjects, search_mask, sync_index
-from faceledger.gallery.thresholds import search_threshold
+from faceledger.gallery.thresholds import search_threshold, threshold_for_search
 from faceledger.ledger.actions import AuditAction
 from faceledger.ledger.audit import AuditEntry
 from faceledger.ledger.errors import DeploymentError, GallerySizeError
@@ -249,10 +249,10 @@ def _decide(ctx: GalleryContext, session: _Session, evidence: list[TrackEvidence
     vectors = np.stack([e.embedding for e in todo]).astype(np.float32)
     with ctx.write() as tx:
         now_dt = ctx.now()
-        # the threshold follows the watchlist's size (entries added or expired during the session)
-        session.threshold = search_threshold(ctx, tx, d.gallery, d.purpose, now_dt).threshold
         index = sync_index(ctx, tx)
         allowed = allowed_subjects(ctx, tx, d.gallery, d.purpose, now_dt)
+        # the threshold follows the watchlist's size (entries added or expired during the session)
+        session.threshold = threshold_for_search(ctx, tx, d.gallery, index, allowed).threshold
         hits = index.search(
             vectors, session.top_k, allowed=search_mask(index, allowed), min_similarity=session.threshold
         )

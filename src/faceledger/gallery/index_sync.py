@@ -58,7 +58,7 @@ def sync_index(ctx: GalleryContext, tx: Transaction) -> SearchIndex:
     # a subject whose set of templates, key or gallery does not match its seal (a template deleted outside
     # faceledger) is reported (readiness, metrics); its templates that decrypt are its own (AES-GCM binds each to
     # its subject and id) and stay searched: one bad row stays one bad row
-    for subject, why in tx.subject_problems().items() if hasattr(tx, "subject_problems") else ():
+    for subject, why in tx.subject_problems(refs).items() if hasattr(tx, "subject_problems") else ():
         log.error("subject %s: %s", subject, why)
     have = index.template_ids
     remove = have - current.keys()

@@ -142,3 +142,40 @@ def test_benchmark_degradations_are_deterministic_and_sized() -> None:
         if layer.startswith("tiny") or layer == "cctv":
             assert a.shape == (720, 1280, 3)
     assert bench.degrade(image, box, "dark", 0).mean() < 0.35 * image.mean()
+
+
+@pytest.fixture(scope="module")
+def whole_photo_faces(manifest: list[ManifestRow], one_pass: Engine) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Held-out ORL photos (a face and little else, 92x112 px) with their face box."""
+    out = []
+    for row in manifest:
+        if row.source == "orl_att" and row.identity and not is_calibration_identity(row.identity):
+            image = load_image(row.path)
+            found = one_pass.detect(image)
+            if len(found):
+                out.append((image, found.boxes[0]))
+    assert len(out) >= 40, f"expected at least 40 held-out ORL photos with a face, got {len(out)}"
+    return out[:60]
+
+
+def test_a_small_face_with_no_margin_is_found_by_the_second_look(
+    engine: Engine, whole_photo_faces: list[tuple[np.ndarray, np.ndarray]]
+) -> None:
+    """A photo that is all face, shrunk so the face is 40 px in a 1280x720 frame: YuNet scores some of them under
+    the threshold at that size; the second look at twice the size finds them, where they are."""
+    detector = engine.detector
+    lost, found_again = 0, 0
+    for i, (image, box) in enumerate(whole_photo_faces):
+        frame = bench.in_frame(image, box, 40, np.random.default_rng(i))
+        once = detector.detect(frame, look_again=False)
+        twice = detector.detect(frame)
+        assert len(twice) >= len(once), f"photo {i}: the second look lost a face"
+        if not len(once):
+            lost += 1
+            found_again += len(twice) == 1
+            if len(twice):
+                b = twice.boxes[0]
+                assert 25 <= max(b[2] - b[0], b[3] - b[1]) <= 60, f"photo {i}: a box of {b} is not the 40 px face"
+        assert len(twice) <= 1, f"photo {i}: {len(twice)} faces in a frame with one"
+    assert lost >= 1, "no face was lost at 40 px without the second look: this test no longer tests it"
+    assert found_again == lost, f"the second look found {found_again} of the {lost} faces one look missed"

@@ -249,6 +249,7 @@ class TrackPipeline:
             tile=False,
             border=0.0,
             interpolation=cv2.INTER_LINEAR,
+            look_again=False,  # a face too small this frame is tracked and scored in the frames where it is larger
         )
         if len(found) == 0:
             return found

@@ -27,24 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceledger.vision.detection import Detections
+from faceledger.vision.detection import Detections, box_iou
 
 # Kalman noise, as fractions of the face height (the ByteTrack convention: a larger face moves and jitters more pixels)
 _STD_POSITION = 1 / 20  # measurement noise, and process noise of the box per frame
 _STD_VELOCITY = 1 / 160  # process noise of the velocity per frame: walkers keep their speed
 _STD_VELOCITY_BORN = 1 / 2  # velocity of a new track, per frame: unknown; walkers move about 0.4 face sizes a frame
 _MAX_SIZE_RATIO = 2.0  # a match by distance only between faces whose sizes differ less than this
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a (M, 4)`` with every box in ``b (N, 4)``, as ``(M, N)``."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
 def _to_cxcywh(box: np.ndarray) -> np.ndarray:
@@ -296,7 +285,7 @@ class FaceTracker:
         if not tracks or len(boxes) == 0:
             return []
         predicted = np.stack([t.kalman.box for t in tracks]).astype(np.float64)
-        iou = _iou(predicted, boxes)
+        iou = box_iou(predicted, boxes)
         p_size = (predicted[:, 2:] - predicted[:, :2]).mean(axis=1)
         d_size = np.maximum((boxes[:, 2:] - boxes[:, :2]).mean(axis=1), 1.0)
         sigma = np.array([t.spread(frame) for t in tracks])

@@ -14,7 +14,7 @@ import pytest
 from conftest import ManifestRow
 from faceledger import Engine, load_image
 from faceledger.evaluate.splits import is_calibration_identity
-from faceledger.vision.detection import eye_roll
+from faceledger.vision.upright import eye_roll
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -145,6 +146,60 @@ def test_the_command_line_starts_without_loading_models_or_the_web_service() -> 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", "`faceledger --version` should not pay for models, FastAPI or PyAV"
+
+
+def test_version_and_help_load_no_command_module() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from faceledger.interfaces.cli import main\n"
+        "for args in (['--version'], ['--help']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = ('numpy', 'cv2', 'faceledger.gallery', 'faceledger.ledger', 'faceledger.interfaces.cli.engine')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "faceledger, version" in done.stdout and "verify-subject" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+def test_the_command_index_lists_every_command_with_its_help() -> None:
+    import inspect
+
+    import click
+
+    from faceledger.interfaces import cli
+
+    found: dict[str, tuple[str, str]] = {}
+    for module in cli.GROUP_MODULES:
+        group = click.Group()
+        importlib.import_module(f"faceledger.interfaces.cli.{module}").register(group)
+        for name, command in group.commands.items():
+            found[name] = (module, inspect.cleandoc(command.help or "").split("\n\n")[0])
+    assert found == cli.COMMANDS
+
+
+def test_the_help_written_from_the_index_is_the_help_of_the_loaded_commands() -> None:
+    import click
+
+    from faceledger.interfaces.cli import LazyGroup, register
+
+    def group(cls: type[click.Group]) -> click.Group:
+        return cls("faceledger", params=main.params, help=main.help,
+                   context_settings={"help_option_names": ["-h", "--help"]})  # fmt: skip
+
+    loaded, lazy = group(click.Group), group(LazyGroup)
+    register(loaded)
+    runner = CliRunner()
+    texts = [runner.invoke(g, ["--help"], prog_name="faceledger", terminal_width=100).stdout for g in (loaded, lazy)]
+    assert not lazy.commands  # nothing was imported to write it
+    assert "verify-subject" in texts[0] and texts[1] == texts[0]
 
 
 def test_detect_offers_no_recognizer_it_would_not_use() -> None:

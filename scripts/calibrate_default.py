@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""Calibrate the bundled recognizer's thresholds and write them into its model card.
+"""Calibrate a bundled recognizer's thresholds and write them into its model card.
 
 Uses only the *calibration half* of the development face set (identities for which
 ``faceledger.evaluate.splits.is_calibration_identity`` is true), so tests that assert accuracy on the other
 half never measure on the data that set the threshold. Every labeled image's largest face is embedded with the
-default Engine; genuine pairs are all same-identity pairs, impostor pairs are *all* cross-identity pairs of
-the half. The ``[calibration]`` table of ``src/faceledger/models/bundled/sface_2021dec.toml`` is replaced
-(other lines kept).
+default Engine running the card's recognizer; genuine pairs are all same-identity pairs, impostor pairs are *all*
+cross-identity pairs of the half. The ``[calibration]`` table of the card (default
+``src/faceledger/models/bundled/sface_2021dec_int8.toml``; ``--card .../sface_2021dec.toml`` for the float one) is
+replaced (other lines kept).
 
     python scripts/calibrate_default.py                     # faces from ../shared/data/faces or
     $FACELEDGER_FACES python scripts/calibrate_default.py --faces DIR --dry-run
+    python scripts/calibrate_default.py --card src/faceledger/models/bundled/sface_2021dec.toml
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CARD = ROOT / "src" / "faceledger" / "models" / "bundled" / "sface_2021dec.toml"
+CARD = ROOT / "src" / "faceledger" / "models" / "bundled" / "sface_2021dec_int8.toml"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from faceledger.evaluate.splits import split_indices
     from faceledger.evaluate.tomlfile import render_table, replace_table, write_text_atomic
     from faceledger.models.cards import Calibration
+    from faceledger.models.router import BUNDLED_RECOGNIZERS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_faces = os.environ.get("FACELEDGER_FACES") or str(ROOT.parent / "shared" / "data" / "faces")
@@ -49,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     full = load_manifest(manifest)
     half = full.subset(split_indices([s.identity for s in full.samples], "calibration"))
-    engine = Engine()
+    name = args.card.stem
+    engine = Engine(recognizer=name if name in BUNDLED_RECOGNIZERS else str(args.card.with_suffix(".onnx")))
     cache = EmbeddingCache(args.cache_dir or default_cache_dir(), pipeline_id(engine))
     start = time.perf_counter()
     outcomes = embed_dataset(half, engine, cache)
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         f"sha256(identity) starts with 0-7; {len(identities)} identities, {used} images with a face"
     )
     method = (
-        "largest face of each labeled image embedded by the default Engine; genuine = every "
+        f"largest face of each labeled image embedded by the default Engine with {name}; genuine = every "
         "same-identity pair, "
         "impostor = every cross-identity pair of the half; at each threshold FMR = impostor pairs with "
         "similarity >= threshold / all impostor pairs; thresholds at log-spaced FMR levels down to "

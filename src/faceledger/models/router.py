@@ -8,6 +8,7 @@ its twelve outputs ``cls_8 .. kps_32``. No code path is tied to a file name.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,10 @@ from faceledger.vision.embedding import ArcFaceRecognizer
 
 DEFAULT_DETECTOR = "yunet_2023mar"
 DEFAULT_RECOGNIZER = "sface_2021dec"
+BUNDLED_RECOGNIZERS = ("sface_2021dec_int8", "sface_2021dec")
+"""Bundled recognizers, loadable by name: ``Engine(recognizer="sface_2021dec")`` (int8 weights, float32
+computation: bit-stable with earlier releases) or ``"sface_2021dec_int8"`` (int8 computation, about twice as fast on
+one thread; its own calibration). A file of that name in the working directory takes precedence."""
 
 
 def default_threads() -> int:
@@ -132,6 +137,12 @@ def _rewrite_prelu(model: Any) -> int:
     return rewritten
 
 
+def quantized_activations(model: Any) -> bool:
+    """Whether a graph quantizes its activations too (``QuantizeLinear`` or ``QLinear*`` nodes), like the bundled
+    int8 SFace: such a file is meant for onnxruntime's int8 kernels and runs as it is."""
+    return any(node.op_type == "QuantizeLinear" or node.op_type.startswith("QLinear") for node in model.graph.node)
+
+
 def prepare_for_cpu(data: bytes) -> bytes:
     """The model as onnxruntime's CPU kernels run it fastest, computing the same function.
 
@@ -143,6 +154,8 @@ def prepare_for_cpu(data: bytes) -> bytes:
     import onnx
 
     model = onnx.load_from_string(data)
+    if quantized_activations(model):
+        return data  # made for onnxruntime's int8 kernels: dequantizing its weights would undo that
     changed = _fold_dequantization(model) + _rewrite_prelu(model)
     return bytes(model.SerializeToString()) if changed else data
 
@@ -252,11 +265,39 @@ def load_detector(path: str | os.PathLike[str] | None = None, threads: int | Non
     return model
 
 
+def bundled_recognizer_name(path: str | os.PathLike[str] | None) -> str | None:
+    """The bundled recognizer ``path`` names (``None``: the default), or None when it is a file path."""
+    if path is None:
+        return DEFAULT_RECOGNIZER
+    text = os.fspath(path)
+    if text in BUNDLED_RECOGNIZERS and not Path(text).is_file():
+        return text
+    return None
+
+
+def recognizer_for_templates(model_ids: Iterable[str]) -> str | None:
+    """The bundled recognizer that made templates recorded with these model ids (``name:<first 16 hex digits of
+    its SHA-256>``, as a gallery records them), when they all name the same one; None when there are none, or they
+    name a user file or several models (the default is used, and a gallery says which templates do not match)."""
+    made_with = set()
+    for model_id in model_ids:
+        name, _, digest = model_id.partition(":")
+        if name not in BUNDLED_RECOGNIZERS or not digest:
+            return None
+        made_with.add((name, digest))
+    if len(made_with) != 1:
+        return None
+    name, digest = made_with.pop()
+    return name if bundled_card(name).sha256.startswith(digest) else None
+
+
 def load_recognizer(
     path: str | os.PathLike[str] | None = None, threads: int | None = None
 ) -> ArcFaceRecognizer:
-    """The bundled SFace recognizer, or an ArcFace-family file at ``path``."""
-    card = bundled_card(DEFAULT_RECOGNIZER) if path is None else None
+    """The default bundled recognizer (``None``), a bundled one by name (:data:`BUNDLED_RECOGNIZERS`), or an
+    ArcFace-family file at ``path``."""
+    name = bundled_recognizer_name(path)
+    card = bundled_card(name) if name is not None else None
     model = load_model(card.path if card else path, card, threads)  # type: ignore[arg-type]
     if not isinstance(model, ArcFaceRecognizer):
         raise ModelError(f"{path}: this is a detector, not a recognizer")

@@ -1,7 +1,8 @@
 """A cache of detections and embeddings, so each image of a dataset is embedded once.
 
 One ``.npz`` file per image and pipeline: ``<cache dir>/<image sha256>-<pipeline id>.npz``. The pipeline id is
-a short hash of the recognizer's SHA-256, the detector's SHA-256, the engine settings that change which
+a short hash of the recognizer's name and SHA-256 (the float and the int8 SFace never share entries), the
+detector's SHA-256, the engine settings that change which
 faces are found or how they are embedded, and the pipeline's source code; change any of them and the old
 entries are simply not used. Entries
 hold every face of the image (largest first): boxes, detector scores, quality and embedding vectors. Nothing
@@ -79,17 +80,21 @@ def code_fingerprint() -> str:
 def pipeline_id(engine: Any) -> str:
     """Short id of everything that decides the faces and vectors an engine produces for an image.
 
-    Covers the recognizer's and detector's SHA-256, the engine settings and :func:`code_fingerprint`.
+    Covers the recognizer's name and SHA-256, the detector's SHA-256, the engine settings (score threshold, minimum
+    face size, upscaling, tiles, upright detection, flip, pixel limit) and :func:`code_fingerprint`.
     """
     recognizer = getattr(engine.recognizer, "card", None)
     detector = getattr(getattr(engine, "detector", None), "card", None)
     settings = {
         "format": CACHE_FORMAT,
         "recognizer": getattr(recognizer, "sha256", None),
+        "recognizer_name": getattr(recognizer, "name", None),
         "detector": getattr(detector, "sha256", None),
         "score_threshold": getattr(engine, "score_threshold", None),
         "min_face_size": getattr(engine, "min_face_size", None),
         "upscale_small": getattr(engine, "upscale_small", None),
+        "upright": getattr(engine, "upright", None),
+        "tile": getattr(engine, "tile", None),
         "flip": getattr(engine.recognizer, "flip", None),
         "max_pixels": getattr(engine, "max_pixels", None),
         "code": code_fingerprint(),

@@ -113,11 +113,15 @@ class GalleryContext:
 
     @property
     def engine(self) -> Engine:
-        """The recognition engine (created on first use)."""
+        """The recognition engine (created on first use), with the bundled recognizer the gallery's templates were
+        made with, if any (a gallery enrolled before the default changed keeps its own)."""
         if self._engine is None:
             from faceledger.engine import Engine
+            from faceledger.models.router import recognizer_for_templates
 
-            self._engine = Engine()
+            with self.store.read() as tx:
+                made_with = recognizer_for_templates({ref.model for ref in tx.template_refs()})
+            self._engine = Engine(recognizer=made_with)
         return self._engine
 
     def model_id(self) -> str:

@@ -105,7 +105,7 @@ def test_evaluate_reports_failures_and_writes_outputs(subset: dict[str, Any], ev
     md = (out / "report.md").read_text()
     assert md.index("## In short") < md.index("![roc](roc.png)") < md.index("## Verification")
     assert "comparisons of different people" in md
-    assert report["model"]["recognizer"] == "sface_2021dec"
+    assert report["model"]["recognizer"] == "sface_2021dec_int8"  # the default
 
 
 def test_evaluate_figures_match_independent_computation(
@@ -203,7 +203,7 @@ def test_calibrate_writes_card(
     imp = sim[iu][ids[iu[0]] != ids[iu[1]]]
     assert np.sort(imp)[::-1][20] < out["threshold"] + 1e-6  # the 21st highest impostor is rejected
     data = tomllib.loads(card.read_text())
-    assert data["kind"] == "recognizer" and data["name"] == "sface_2021dec"
+    assert data["kind"] == "recognizer" and data["name"] == "sface_2021dec_int8"  # the default's card, copied
     loaded = Calibration.from_table(data["calibration"], str(card))
     assert loaded.threshold_for_fmr(0.05) == out["threshold"]
     assert data["calibration"]["default_fmr"] == 0.05

@@ -21,7 +21,7 @@ from faceledger.vision.detection import STRIDES, YuNetDetector
 from faceledger.vision.embedding import ArcFaceRecognizer
 
 DEFAULT_DETECTOR = "yunet_2023mar"
-DEFAULT_RECOGNIZER = "sface_2021dec"
+DEFAULT_RECOGNIZER = "sface_2021dec_int8"
 BUNDLED_RECOGNIZERS = ("sface_2021dec_int8", "sface_2021dec")
 """Bundled recognizers, loadable by name: ``Engine(recognizer="sface_2021dec")`` (int8 weights, float32
 computation: bit-stable with earlier releases) or ``"sface_2021dec_int8"`` (int8 computation, about twice as fast on

@@ -50,7 +50,8 @@ def engine_options(func: Any = None, *, recognizer: bool = True) -> Any:
             "--recognizer",
             type=click.Path(dir_okay=False),
             envvar=config.RECOGNIZER_ENV,
-            help="ArcFace-family ONNX recognizer file (default: bundled SFace 2021dec).",
+            help="ArcFace-family ONNX recognizer file, or a bundled one by name (default: sface_2021dec_int8; "
+            "sface_2021dec computes in float32, as earlier releases).",
         ),
         click.option(
             "--min-face",

@@ -1,0 +1,180 @@
+"""The bundled int8 SFace: provenance, agreement with the float SFace on real faces, choosing the float one, and
+galleries enrolled with the float one before the default changed.
+
+Faces come from the evaluation half of the shared face set (the int8 file is calibrated, and its threshold set, on
+the other half). Speed is measured in benchmarks/bench_embedding.py, not here.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import itertools
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from faceledger import Engine
+from faceledger.errors import ModelError
+from faceledger.evaluate.cache import pipeline_id
+from faceledger.evaluate.splits import is_calibration_identity
+from faceledger.gallery import Gallery
+from faceledger.ledger import MASTER_KEY_ENV
+from faceledger.models import bundled_card
+from faceledger.models.cards import file_sha256
+from faceledger.models.router import (
+    BUNDLED_RECOGNIZERS,
+    DEFAULT_RECOGNIZER,
+    prepare_for_cpu,
+    quantized_activations,
+    recognizer_for_templates,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+PURPOSE = "access-control"
+PEOPLE = ["dlib:John_Salley", "face_api_js:amy", "face_api_js:sheldon", "orl:s12", "yale:subject01"]
+
+
+@pytest.fixture(scope="module")
+def engines() -> dict[str, Engine]:
+    return {name: Engine(recognizer=name) for name in BUNDLED_RECOGNIZERS}
+
+
+@pytest.fixture(scope="module")
+def photos(manifest: list) -> dict[str, list[Path]]:  # type: ignore[type-arg]
+    by: dict[str, list[Path]] = collections.defaultdict(list)
+    for row in manifest:
+        if row.identity and not is_calibration_identity(row.identity) and row.n_faces in (1, -1):
+            by[row.identity].append(row.path)
+    return {k: sorted(v) for k, v in by.items()}
+
+
+@pytest.fixture(scope="module")
+def crops(engines: dict[str, Engine], photos: dict[str, list[Path]]) -> np.ndarray:
+    """The largest face of up to 4 photos of every evaluation identity with two or more photos."""
+    engine = engines["sface_2021dec"]
+    out = []
+    for identity in sorted(photos):
+        for path in photos[identity][:4]:
+            found = engine.align(path)
+            if len(found):
+                out.append(found[0])
+    return np.stack(out)
+
+
+def test_int8_card_matches_its_file_and_names_how_it_was_made() -> None:
+    card = bundled_card("sface_2021dec_int8")
+    assert file_sha256(card.path) == card.sha256
+    assert card.license == "Apache-2.0" and card.dim == 128
+    assert "scripts/quantize_sface.py" in card.source
+    assert file_sha256(bundled_card("sface_2021dec").path) in card.source  # made from the bundled float file
+    assert card.calibration is not None and card.calibration.impostor_pairs > 100_000
+    model = onnx.load(str(card.path))
+    ops = collections.Counter(node.op_type for node in model.graph.node)
+    assert ops["QLinearConv"] == 27 and ops["DequantizeLinear"] <= 3, ops  # activations stay uint8 between layers
+    assert quantized_activations(model)
+    assert prepare_for_cpu(card.path.read_bytes()) == card.path.read_bytes()  # its int8 weights are not dequantized
+
+
+def test_default_recognizer_is_int8_and_float_is_chosen_by_name(engines: dict[str, Engine]) -> None:
+    assert DEFAULT_RECOGNIZER == "sface_2021dec_int8"
+    assert Engine().recognizer.card.name == "sface_2021dec_int8"
+    assert engines["sface_2021dec"].recognizer.card.name == "sface_2021dec"
+    # each has its own threshold table: the float one's is unchanged
+    assert engines["sface_2021dec"].threshold_for_fmr(1e-3) == pytest.approx(0.3706529, abs=1e-6)
+    assert engines["sface_2021dec_int8"].threshold_for_fmr(1e-3) != engines["sface_2021dec"].threshold_for_fmr(1e-3)
+
+
+def test_evaluation_cache_keys_differ_by_recognizer_and_upright(engines: dict[str, Engine]) -> None:
+    ids = {pipeline_id(engine) for engine in engines.values()}
+    assert len(ids) == 2
+    float_engine = engines["sface_2021dec"]
+    upright = float_engine.upright
+    try:
+        float_engine.upright = "off"
+        assert pipeline_id(float_engine) not in ids
+    finally:
+        float_engine.upright = upright
+
+
+@pytest.mark.shared_data
+def test_int8_embeddings_agree_with_float_on_real_faces(engines: dict[str, Engine], crops: np.ndarray) -> None:
+    a = engines["sface_2021dec"].recognizer.embed(crops)
+    b = engines["sface_2021dec_int8"].recognizer.embed(crops)
+    assert len(crops) >= 100
+    same_face = (a * b).sum(axis=1)
+    # measured on all 784 labeled faces of the set: min 0.960, mean 0.986
+    assert same_face.min() > 0.94, same_face.min()
+    assert same_face.mean() > 0.98, same_face.mean()
+    iu = np.triu_indices(len(crops), 1)
+    shift = np.abs((a @ a.T)[iu] - (b @ b.T)[iu])
+    # measured on all 784 faces: mean 0.017, max 0.110
+    assert shift.mean() < 0.025 and shift.max() < 0.15, (shift.mean(), shift.max())
+
+
+@pytest.mark.shared_data
+def test_int8_verification_decisions_on_known_pairs(engines: dict[str, Engine], photos: dict[str, list[Path]]) -> None:
+    engine = engines["sface_2021dec_int8"]
+    for identity in PEOPLE:
+        first, second = photos[identity][:2]
+        result = engine.verify(first, second)
+        assert result.match, (identity, result.to_dict())
+    for one, other in itertools.pairwise(PEOPLE):
+        result = engine.verify(photos[one][0], photos[other][0])
+        assert not result.match, (one, other, result.to_dict())
+
+
+@pytest.mark.shared_data
+def test_a_gallery_enrolled_with_the_float_model_keeps_it_under_the_new_default(
+    tmp_path: Path, engines: dict[str, Engine], photos: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
+    db = tmp_path / "g.db"
+    with Gallery.init(db, actor="admin", engine=engines["sface_2021dec"]) as g:
+        for identity in PEOPLE:
+            subject = identity.replace(":", ".")
+            g.add_consent(
+                subject, actor="desk", collected_by="front desk", legal_basis="explicit consent", purpose=PURPOSE,
+                evidence_ref=f"form-{subject}",
+            )  # fmt: skip
+            assert len(g.enroll(subject, photos[identity][:2], actor="desk", purpose=PURPOSE).enrolled) == 2
+        float_id = g.model_id()
+    assert float_id.startswith("sface_2021dec:")
+    with Gallery.open(db) as g:  # defaults: the engine follows the templates
+        assert g.model_id() == float_id
+        for identity in PEOPLE:
+            result = g.identify(photos[identity][2], actor="door", purpose=PURPOSE)
+            assert result.faces[0].candidates, identity
+            assert result.faces[0].candidates[0].subject == identity.replace(":", ".")
+    message = r"made with recognizer sface_2021dec:\w+ but this engine runs sface_2021dec_int8"
+    refused = pytest.raises(ModelError, match=message)
+    with Gallery.open(db, engine=engines["sface_2021dec_int8"]) as g, refused:  # an explicit other one is refused
+        g.identify(photos[PEOPLE[0]][2], actor="door", purpose=PURPOSE)
+
+
+def test_recognizer_for_templates_names_only_one_bundled_model() -> None:
+    float_id = f"sface_2021dec:{bundled_card('sface_2021dec').sha256[:16]}"
+    int8_id = f"sface_2021dec_int8:{bundled_card('sface_2021dec_int8').sha256[:16]}"
+    assert recognizer_for_templates([float_id, float_id]) == "sface_2021dec"
+    assert recognizer_for_templates([int8_id]) == "sface_2021dec_int8"
+    assert recognizer_for_templates([]) is None
+    assert recognizer_for_templates([float_id, int8_id]) is None
+    assert recognizer_for_templates(["sface_2021dec:0000000000000000"]) is None  # another file of that name
+    assert recognizer_for_templates(["w600k_r50:1234"]) is None
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime.quantization") is None, reason="needs the quantizer")
+def test_quantize_script_reproduces_the_bundled_int8_file(tmp_path: Path, faces_dir: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import quantize_sface
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "int8.onnx"
+    assert quantize_sface.main(["--faces", str(faces_dir), "--out", str(out)]) == 0
+    assert file_sha256(out) == bundled_card("sface_2021dec_int8").sha256

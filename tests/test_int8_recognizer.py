@@ -148,6 +148,16 @@ def test_a_gallery_enrolled_with_the_float_model_keeps_it_under_the_new_default(
             result = g.identify(photos[identity][2], actor="door", purpose=PURPOSE)
             assert result.faces[0].candidates, identity
             assert result.faces[0].candidates[0].subject == identity.replace(":", ".")
+    from faceledger.interfaces.api.runtime import ServiceState
+    from faceledger.interfaces.api.settings import ServiceSettings
+
+    service = ServiceState.open(ServiceSettings(db=db, purge_interval=0))  # the service makes its engine itself
+    try:
+        assert service.gallery.model_id() == float_id
+        found = service.gallery.identify(photos[PEOPLE[1]][2], actor="door", purpose=PURPOSE)
+        assert found.faces[0].candidates[0].subject == PEOPLE[1].replace(":", ".")
+    finally:
+        service.gallery.close()
     message = r"made with recognizer sface_2021dec:\w+ but this engine runs sface_2021dec_int8"
     refused = pytest.raises(ModelError, match=message)
     with Gallery.open(db, engine=engines["sface_2021dec_int8"]) as g, refused:  # an explicit other one is refused

@@ -117,12 +117,17 @@ class GalleryContext:
         made with, if any (a gallery enrolled before the default changed keeps its own)."""
         if self._engine is None:
             from faceledger.engine import Engine
-            from faceledger.models.router import recognizer_for_templates
 
-            with self.store.read() as tx:
-                made_with = recognizer_for_templates({ref.model for ref in tx.template_refs()})
-            self._engine = Engine(recognizer=made_with)
+            self._engine = Engine(recognizer=self.templates_recognizer())
         return self._engine
+
+    def templates_recognizer(self) -> str | None:
+        """The bundled recognizer the gallery's templates were made with; None when it has none, or they were made
+        with a user file or with several models (then the default is used)."""
+        from faceledger.models.router import recognizer_for_templates  # here: the models package loads onnxruntime
+
+        with self.store.read() as tx:
+            return recognizer_for_templates({ref.model for ref in tx.template_refs()})
 
     def model_id(self) -> str:
         """Identifier of the recognizer templates are made with: card name and the start of its SHA-256."""

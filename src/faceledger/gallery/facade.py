@@ -199,6 +199,10 @@ class Gallery:
         """Identifier of the recognizer templates are made with: card name and the start of its SHA-256."""
         return self.context.model_id()
 
+    def templates_recognizer(self) -> str | None:
+        """The bundled recognizer this gallery's templates were made with (for an engine made outside), or None."""
+        return self.context.templates_recognizer()
+
     def threshold(self) -> float:
         """Similarity threshold of the policy's target false-match rate, from the recognizer's calibration."""
         return self.context.threshold()

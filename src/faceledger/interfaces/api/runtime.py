@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -93,9 +94,13 @@ class ServiceState:
     ) -> ServiceState:
         """Load the models and open the database (each worker process calls this once)."""
         if engine is None:
+            recognizer: str | Path | None = settings.recognizer
+            if recognizer is None:  # a gallery keeps the bundled recognizer its templates were made with
+                with Gallery.open(settings.db, key_file=settings.resolved_key_file) as existing:
+                    recognizer = existing.templates_recognizer()
             engine = LimitedEngine(
                 settings.detector,
-                settings.recognizer,
+                recognizer,
                 threads=settings.threads,
                 max_pixels=settings.max_pixels,
                 max_faces=settings.max_faces,

@@ -93,7 +93,9 @@ class Engine:
 
     Parameters:
         detector: path to a YuNet-compatible ONNX file; ``None`` for the bundled YuNet 2023mar.
-        recognizer: path to an ArcFace-family ONNX file (N x 3 x 112 x 112 → N x D); ``None`` for bundled SFace.
+        recognizer: path to an ArcFace-family ONNX file (N x 3 x 112 x 112 → N x D), or a bundled one by name:
+            ``None`` for the default ``"sface_2021dec_int8"`` (int8 computation), ``"sface_2021dec"`` for the float32
+            one (results identical to earlier releases; each has its own threshold table).
         score_threshold: detector confidence below which a candidate box is discarded.
         min_face_size: faces whose shorter side is smaller (pixels) are not returned.
         threads: onnxruntime threads per model (default: ``FACELEDGER_THREADS`` or 1; use :meth:`map` for many images).

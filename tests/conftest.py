@@ -8,9 +8,12 @@ without the folder, but in CI (``CI=true``) a missing folder is an error, so CI 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -20,6 +23,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def _faces_path() -> Path:
     env = os.environ.get("FACELEDGER_FACES")
     return Path(env) if env else ROOT.parent / "shared" / "data" / "faces"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """The script ``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 @dataclass(frozen=True)

@@ -4,25 +4,11 @@ search ran at (``benchmarks/bench_openset_gallery.py`` prints the same figures).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
-
-def _load_bench() -> ModuleType:
-    path = ROOT / "benchmarks" / "bench_openset_gallery.py"
-    spec = importlib.util.spec_from_file_location("bench_openset_gallery", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_openset_gallery"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_benchmark("bench_openset_gallery")
 
 
 def test_the_plan_keeps_the_calibration_half_out_of_the_searches(faces_dir: Path) -> None:

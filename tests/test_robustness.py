@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import ManifestRow
+from conftest import ManifestRow, load_benchmark
 from faceledger import Engine, load_image
 from faceledger.evaluate.splits import is_calibration_identity
 from faceledger.vision.upright import eye_roll
@@ -19,17 +16,7 @@ from faceledger.vision.upright import eye_roll
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_bench() -> ModuleType:
-    path = ROOT / "benchmarks" / "bench_robustness.py"
-    spec = importlib.util.spec_from_file_location("bench_robustness", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_robustness"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_benchmark("bench_robustness")
 
 
 @pytest.fixture(scope="module")

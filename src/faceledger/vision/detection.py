@@ -401,6 +401,8 @@ class YuNetDetector:
             cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
             left, top = int(max(0, cx - half)), int(max(0, cy - half))
             right, bottom = int(min(w, cx + half)), int(min(h, cy + half))
+            if right - left < 8 or bottom - top < 8:  # a lead off the edge of the image
+                continue
             window = cv2.resize(image[top:bottom, left:right], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_LINEAR)
             wb, ws, wk = self.run_once(window, max(threshold, LOOK_AGAIN_ACCEPT))
             if len(wb):

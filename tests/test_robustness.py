@@ -166,3 +166,11 @@ def test_a_small_face_with_no_margin_is_found_by_the_second_look(
         assert len(twice) <= 1, f"photo {i}: {len(twice)} faces in a frame with one"
     assert lost >= 1, "no face was lost at 40 px without the second look: this test no longer tests it"
     assert found_again == lost, f"the second look found {found_again} of the {lost} faces one look missed"
+
+
+def test_the_second_look_ignores_leads_off_the_image(engine: Engine) -> None:
+    image = np.zeros((100, 100, 3), np.uint8)
+    leads = np.array([[120, 120, 140, 140], [-50, -50, -30, -30], [90, 40, 130, 70]], np.float32)
+    scores = np.full(3, 0.3, np.float32)
+    b, s, k = engine.detector._look_again(image, leads, scores, np.zeros((3, 5, 2), np.float32), 0.6, 0.3)
+    assert b.shape == (0, 4) and s.shape == (0,) and k.shape == (0, 5, 2)  # a black image has no face to find

@@ -234,3 +234,18 @@ def test_audit_show_is_one_records_read_entry_naming_the_actor(cli: click.Group)
     assert code == 2 and "not allowed to read audit entries" in err
     code, _, err = run(cli, "audit", "show", "--actor", "")
     assert code == 2 and "--actor is required" in err
+
+
+def test_a_bundled_recognizer_is_chosen_by_name_and_a_missing_file_is_named(cli: click.Group) -> None:
+    from faceledger.examples import __file__ as examples
+
+    photo = str(Path(examples).parent / "astronaut.jpg")
+    assert run(cli, "init")[0] == 0
+    search = ("identify", photo, "--purpose", "access-control", "--json")
+    code, out, err = run(cli, *search, "--recognizer", "sface_2021dec")
+    assert code == 0, err
+    assert out[0]["threshold"] == pytest.approx(0.3707, abs=1e-4)  # the float model's own calibration
+    code, out, err = run(cli, *search)
+    assert code == 0 and out[0]["threshold"] == pytest.approx(0.3683, abs=1e-4)  # the default, int8
+    code, _, err = run(cli, *search, "--recognizer", "missing.onnx")
+    assert code == 1 and "missing.onnx: model file not found" in err and "sface_2021dec_int8" in err

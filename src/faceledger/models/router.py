@@ -241,7 +241,8 @@ def load_model(
     """Load any supported ONNX file and return the wrapper its signature calls for."""
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"{path}: model file not found; give the path to an .onnx file")
+        raise ModelError(f"{path}: model file not found; give the path to an .onnx file "
+                         f"(bundled recognizers by name: {', '.join(BUNDLED_RECOGNIZERS)})")  # fmt: skip
     session = make_session(path, threads)
     kind = classify(session)
     if kind == "detector":

@@ -77,9 +77,10 @@ def key_file_option(
 
 recognizer_option = click.option(
     "--recognizer",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     envvar=config.RECOGNIZER_ENV,
-    help=f"ArcFace-family recognizer ONNX file (default: bundled SFace; ${config.RECOGNIZER_ENV}).",
+    help=f"ArcFace-family recognizer ONNX file, or a bundled one by name: sface_2021dec_int8, sface_2021dec "
+    f"(default: the one the gallery's templates were made with, else sface_2021dec_int8; ${config.RECOGNIZER_ENV}).",
 )
 """``--recognizer`` of the gallery commands that embed faces; :func:`gallery_command` builds the engine from it."""
 

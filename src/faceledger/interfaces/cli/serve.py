@@ -99,9 +99,10 @@ def _is_loopback(host: str) -> bool:
 )
 @click.option(
     "--recognizer",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     envvar=config.RECOGNIZER_ENV,
-    help="ArcFace-family ONNX recognizer (default: bundled).",
+    help="ArcFace-family ONNX recognizer file, or a bundled one by name: sface_2021dec_int8, sface_2021dec "
+    "(default: the one the gallery's templates were made with, else sface_2021dec_int8).",
 )
 @click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM).")
 @click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM).")

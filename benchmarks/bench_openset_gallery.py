@@ -145,9 +145,10 @@ def enroll_first(gallery: Any, identity: str, photos: list[Path]) -> Path | None
 
 
 class Degrader:
-    """Photos degraded as a layer of ``bench_robustness.py`` says (capped at 1024 px, the face box found first)."""
+    """Photos degraded as the layers of ``bench_robustness.py`` say (capped at 1024 px, the face box found first);
+    one instance (one reference engine) serves every layer."""
 
-    def __init__(self, layer: str) -> None:
+    def __init__(self) -> None:
         import importlib.util
 
         spec = importlib.util.spec_from_file_location("bench_robustness", ROOT / "benchmarks" / "bench_robustness.py")
@@ -156,28 +157,17 @@ class Degrader:
         spec.loader.exec_module(self.robustness)
         from faceledger import Engine
 
-        self.layer = layer
         self.reference = Engine(upright="off")  # as bench_robustness sizes its faces
 
-    def __call__(self, photo: Path, index: int) -> Any:
-        import cv2
-        import numpy as np
-
+    def __call__(self, photo: Path, layer: str, index: int) -> Any:
         from faceledger import load_image
 
-        image = load_image(photo)
-        h, w = image.shape[:2]
-        if max(h, w) > 1024:
-            k = 1024 / max(h, w)
-            image = cv2.resize(image, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
-            h, w = image.shape[:2]
-        found = self.reference.detect(image)
-        box = found.boxes[0] if len(found) else np.array([0.2 * w, 0.2 * h, 0.8 * w, 0.8 * h], np.float32)
-        return self.robustness.degrade(image, box, self.layer, index)
+        image, box = self.robustness.capped_with_box(load_image(photo), self.reference)
+        return self.robustness.degrade(image, box, layer, index)
 
 
 def run_stage(gallery: Any, name: str, plan: Plan, enrolled_from: dict[str, Path], progress: bool,
-              degrade: Degrader | None = None) -> Stage:  # fmt: skip
+              degrade: Degrader | None = None, layer: str = "clean") -> Stage:  # fmt: skip
     """Search every non-mated photo and every mated probe once (degraded when told); count, and check the audit
     entries."""
     stage = Stage(name)
@@ -186,7 +176,8 @@ def run_stage(gallery: Any, name: str, plan: Plan, enrolled_from: dict[str, Path
     searches += [(p, subject_name(k)) for k in sorted(plan.enrolled) for p in plan.enrolled[k]
                  if enrolled_from.get(k) not in (None, p)]  # fmt: skip
     for i, (photo, mate) in enumerate(searches, 1):
-        found = gallery.identify(photo if degrade is None else degrade(photo, i), actor="bench", purpose=PURPOSE)
+        probe = photo if degrade is None else degrade(photo, layer, i)
+        found = gallery.identify(probe, actor="bench", purpose=PURPOSE)
         basis = found.threshold_basis
         assert basis is not None, "a search without a threshold basis"
         if stage.basis and (basis.threshold != stage.threshold):
@@ -236,9 +227,10 @@ def measure_fold(folder: Path, db: Path, fold: int, layers: tuple[str, ...] = ()
         stages = [run_stage(gallery, f"fold {fold}: held-out only", plan, enrolled_from, progress)]
         padded = sum(enroll_first(gallery, k, v) is not None for k, v in sorted(plan.padding.items()))
         stages.append(run_stage(gallery, f"fold {fold}: with calibration half", plan, enrolled_from, progress))
+        degrade = Degrader() if layers else None
         for layer in layers:
             stages.append(run_stage(gallery, f"fold {fold}: with calibration half, {layer}", plan, enrolled_from,
-                                    progress, Degrader(layer)))  # fmt: skip
+                                    progress, degrade, layer))  # fmt: skip
         return {
             "fold": fold,
             "model": gallery.model_id(),

@@ -139,6 +139,19 @@ def in_frame(image: np.ndarray, box: np.ndarray, face_px: int, rng: np.random.Ge
     return frame
 
 
+def capped_with_box(image: np.ndarray, reference: Any, max_side: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` shrunk to at most ``max_side`` pixels on its longer side, and the box :func:`degrade` sizes its
+    faces by: ``reference``'s (an Engine's) largest face, else the middle of the photo."""
+    h, w = image.shape[:2]
+    if max(h, w) > max_side:
+        k = max_side / max(h, w)
+        image = cv2.resize(image, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
+        h, w = image.shape[:2]
+    found = reference.detect(image)
+    box = found.boxes[0] if len(found) else np.array([0.2 * w, 0.2 * h, 0.8 * w, 0.8 * h], np.float32)
+    return image, box
+
+
 def degrade(image: np.ndarray, box: np.ndarray, layer: str, index: int) -> np.ndarray:
     """``image`` degraded as ``layer`` says; ``box`` is the reference face box, ``index`` seeds the randomness."""
     rng = _rng(index, layer)
@@ -430,14 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths: list[str] = []
         index: dict[tuple[str, int], int] = {}
         for r, sample in enumerate(samples):
-            image = load_image(sample.path)
-            h, w = image.shape[:2]
-            if max(h, w) > args.max_side:
-                k = args.max_side / max(h, w)
-                image = cv2.resize(image, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
-                h, w = image.shape[:2]
-            found = reference.detect(image)
-            box = found.boxes[0] if len(found) else np.array([0.2 * w, 0.2 * h, 0.8 * w, 0.8 * h], np.float32)
+            image, box = capped_with_box(load_image(sample.path), reference, args.max_side)
             for layer in layers:
                 path = work / f"{r:04d}_{layer}.png"
                 cv2.imwrite(str(path), degrade(image, box, layer, r), [cv2.IMWRITE_PNG_COMPRESSION, 1])

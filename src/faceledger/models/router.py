@@ -241,8 +241,7 @@ def load_model(
     """Load any supported ONNX file and return the wrapper its signature calls for."""
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"{path}: model file not found; give the path to an .onnx file "
-                         f"(bundled recognizers by name: {', '.join(BUNDLED_RECOGNIZERS)})")  # fmt: skip
+        raise ModelError(f"{path}: model file not found; give the path to an .onnx file")
     session = make_session(path, threads)
     kind = classify(session)
     if kind == "detector":
@@ -299,6 +298,9 @@ def load_recognizer(
     ArcFace-family file at ``path``."""
     name = bundled_recognizer_name(path)
     card = bundled_card(name) if name is not None else None
+    if card is None and not Path(path).is_file():  # type: ignore[arg-type]
+        raise ModelError(f"{path}: model file not found; give the path to an .onnx file "
+                         f"(bundled recognizers by name: {', '.join(BUNDLED_RECOGNIZERS)})")  # fmt: skip
     model = load_model(card.path if card else path, card, threads)  # type: ignore[arg-type]
     if not isinstance(model, ArcFaceRecognizer):
         raise ModelError(f"{path}: this is a detector, not a recognizer")

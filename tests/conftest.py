@@ -1,8 +1,9 @@
-"""Shared fixtures: where the real face photos are, and a manifest reader.
+"""Shared fixtures: where the real face photos are, a manifest reader, and a PostgreSQL server.
 
 The development face set lives outside the repository (``../shared/data/faces`` from the project root, or the folder
 named by ``FACELEDGER_FACES``). Tests that need it use the ``faces_dir`` fixture: they skip on a developer machine
 without the folder, but in CI (``CI=true``) a missing folder is an error, so CI never passes by skipping them.
+The same holds for PostgreSQL: ``postgres_url`` is a fresh database on a real server (see tests/postgres.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import csv
 import importlib.util
 import os
 import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -51,7 +55,7 @@ def faces_dir() -> Path:
     path = _faces_path()
     if not (path / "manifest.csv").is_file():
         message = f"shared face data not found at {path} (set FACELEDGER_FACES)"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        if _ci():
             pytest.fail(message)
         pytest.skip(message)
     return path
@@ -65,3 +69,40 @@ def manifest(faces_dir: Path) -> list[ManifestRow]:
             ManifestRow(faces_dir / row["path"], row["identity"], row["source"], int(row["n_faces_expected"]))
             for row in csv.DictReader(handle)
         ]
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a PostgreSQL server for the session: ``FACELEDGER_TEST_POSTGRES`` (``.ci/run`` starts one), else a
+    scratch server started here (tests/postgres.py). Without PostgreSQL it fails in CI and skips elsewhere."""
+    given = os.environ.get("FACELEDGER_TEST_POSTGRES")
+    if given:
+        yield given
+        return
+    import postgres
+
+    if postgres.binaries() is None:
+        message = "PostgreSQL is not installed (apt-get install postgresql), and FACELEDGER_TEST_POSTGRES is not set"
+        if _ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    folder = Path(tempfile.mkdtemp(prefix="faceledger-pg-"))
+    try:
+        yield postgres.start(folder)
+    finally:
+        postgres.stop(folder)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A new, empty database on the session's PostgreSQL server, for one test."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_server.rsplit("/", 1)[0] + "/" + name

@@ -3,6 +3,7 @@ refusals for what faceledger cannot open."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -57,10 +58,26 @@ def test_refusals_say_what_is_expected(given: str, message: str) -> None:
         database(given, environ={})
 
 
-def test_a_password_in_a_refused_url_is_not_repeated() -> None:
+def test_a_password_in_a_url_is_not_repeated() -> None:
     with pytest.raises(ConfigError) as caught:
-        database("postgresql://faceledger:s3cret@db.example/gallery", environ={})
+        database("mysql://faceledger:s3cret@db.example/gallery", environ={})
     assert "s3cret" not in str(caught.value) and "faceledger:***@" in str(caught.value)
+    server = database("postgresql://faceledger:s3cret@db.example/gallery", environ={})
+    assert server.backend == "postgresql" and server.url == "postgresql://faceledger:s3cret@db.example/gallery"
+    assert str(server) == "postgresql://faceledger:***@db.example/gallery" and server.path is None
+
+
+def test_a_server_database_needs_its_key_file_named() -> None:
+    url = "postgres://faceledger@db.example/gallery"  # libpq's short scheme is accepted too
+    assert database(url, environ={}).backend == "postgresql"
+    with pytest.raises(ConfigError, match="FACELEDGER_KEY_FILE"):
+        key_file(url, environ={})
+    assert key_file(url, "/etc/faceledger/master.key", environ={}) == Path("/etc/faceledger/master.key")
+    assert key_file(url, environ={"FACELEDGER_KEY_FILE": "k.key"}) == Path("k.key")
+    with pytest.raises(ConfigError, match="not a file"):
+        os.fspath(database(url, environ={}))
+    with pytest.raises(ConfigError, match="DATABASE"):
+        database("postgresql://", environ={})
 
 
 def test_gallery_opens_a_url_and_the_path_alike(tmp_path: Path) -> None:

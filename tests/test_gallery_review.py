@@ -277,7 +277,7 @@ def test_own_changes_update_the_index_without_a_full_reload(
     photos: dict,
     monkeypatch: pytest.MonkeyPatch,  # type: ignore[type-arg]
 ) -> None:
-    from faceledger.ledger import sqlite_tx as store_module
+    from faceledger.ledger import sql_tx as store_module
 
     g = make(tmp_path, engine, clock, EXAMPLE_POLICY)
     consent_and_enroll(g, "amy", photos["amy"][:1])
@@ -286,7 +286,7 @@ def test_own_changes_update_the_index_without_a_full_reload(
     def no_full_reload(self: object) -> None:
         raise AssertionError("the index reloaded every template")
 
-    monkeypatch.setattr(store_module.SQLiteTransaction, "template_refs", no_full_reload)
+    monkeypatch.setattr(store_module.SQLTransaction, "template_refs", no_full_reload)
     consent_and_enroll(g, "sheldon", photos["sheldon"][:1])
     assert g.identify(photos["sheldon"][1], actor="door", purpose=PURPOSE).faces[0].candidates[0].subject == "sheldon"
     g.erase("amy", actor="dpo", purpose="erasure request")

@@ -10,8 +10,16 @@ PosixPath('var/lib/faceledger/staff.db')
 >>> database("sqlite:////var/lib/faceledger/staff.db").path     # absolute: four slashes, as in SQLAlchemy
 PosixPath('/var/lib/faceledger/staff.db')
 
-SQLite (the embedded default) is the only backend today; other URLs are refused with a clear error. This module
-imports nothing of faceledger but its errors, so every layer may use it.
+SQLite is the embedded default. A PostgreSQL server is named by its URL (libpq's form, read by psycopg), and its
+master key file must then be named too, since there is no database file to keep it beside:
+
+>>> database("postgresql://faceledger@db.example/faceledger").backend
+'postgresql'
+>>> str(database("postgresql://faceledger:secret@db.example/faceledger"))   # shown in messages without the password
+'postgresql://faceledger:***@db.example/faceledger'
+
+Other URLs are refused with a clear error. This module imports nothing of faceledger but its errors, so every layer
+may use it.
 """
 
 from __future__ import annotations
@@ -42,7 +50,8 @@ DEFAULT_DB = "faceledger.db"
 """The database used when neither an argument nor ``FACELEDGER_DB`` names one (in the working folder)."""
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_BACKENDS = {"sqlite": "SQLite"}
+_BACKENDS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+_ALIASES = {"postgres": "postgresql"}
 
 
 class ConfigError(FaceledgerError, ValueError):
@@ -53,23 +62,32 @@ class ConfigError(FaceledgerError, ValueError):
 class Database:
     """A parsed database location: which backend, and for SQLite the file.
 
-    ``text`` is what the caller gave (shown in messages), ``url`` the normalised form (``sqlite:///PATH``).
+    ``text`` is what the caller gave, ``url`` the normalised form (``sqlite:///PATH``, or the PostgreSQL URL as
+    given); ``str()`` is what messages show (a PostgreSQL URL without its password). ``path`` is None for
+    PostgreSQL.
     """
 
     backend: str
     text: str
-    path: Path
+    path: Path | None
 
     @property
     def url(self) -> str:
-        """``sqlite:///`` followed by the path (a relative path stays relative)."""
-        return f"sqlite:///{self.path}"
+        """``sqlite:///`` followed by the path (a relative path stays relative), or the server's URL."""
+        return f"sqlite:///{self.path}" if self.path is not None else self.text
+
+    @property
+    def file(self) -> Path:
+        """The SQLite file; a :class:`ConfigError` for a server database, which has none."""
+        if self.path is None:
+            raise ConfigError(f"{self}: a {_BACKENDS[self.backend]} database is not a file")
+        return self.path
 
     def __str__(self) -> str:
-        return self.text
+        return _redact(self.text)
 
     def __fspath__(self) -> str:
-        return os.fspath(self.path)
+        return os.fspath(self.file)
 
 
 def database(
@@ -89,11 +107,17 @@ def database(
     match = _SCHEME.match(text)
     if match is None:
         return Database("sqlite", text, Path(text))
-    scheme = match.group(1).lower()
+    scheme = _ALIASES.get(match.group(1).lower(), match.group(1).lower())
     if scheme not in _BACKENDS:
-        known = ", ".join(f"{name}:///PATH" for name in _BACKENDS)
-        raise ConfigError(f"{_redact(text)}: database backend {scheme!r} is not supported; use a path or {known}")
+        raise ConfigError(
+            f"{_redact(text)}: database backend {scheme!r} is not supported; use a path, sqlite:///PATH or "
+            "postgresql://USER@HOST/DATABASE"
+        )
     rest = text[match.end() :]
+    if scheme == "postgresql":
+        if not rest.strip("/"):
+            raise ConfigError(f"{_redact(text)}: a PostgreSQL URL is postgresql://USER@HOST[:PORT]/DATABASE")
+        return Database(scheme, text, None)
     if not rest.startswith("/") or len(rest) < 2:
         raise ConfigError(f"{text}: an SQLite URL is sqlite:///PATH (three slashes, then the file)")
     return Database(scheme, text, Path(rest[1:]))
@@ -113,7 +137,13 @@ def key_file(
     env = os.environ if environ is None else environ
     if env.get(KEY_FILE_ENV):
         return Path(env[KEY_FILE_ENV])
-    return Path(os.fspath(database(db, env).path) + ".key")
+    location = database(db, env)
+    if location.path is None:
+        raise ConfigError(
+            f"{location}: a server database has no file beside which to keep the master key; "
+            f"give the key file (--key-file PATH) or set {KEY_FILE_ENV}"
+        )
+    return Path(os.fspath(location.path) + ".key")
 
 
 def _redact(text: str) -> str:

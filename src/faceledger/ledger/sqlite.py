@@ -1,7 +1,7 @@
 """The SQLite store: one file in WAL mode, safe for several processes.
 
 Write transactions start with ``BEGIN IMMEDIATE``, so two processes writing at once queue on the busy timeout
-instead of failing halfway; schema migrations are numbered ``.sql`` files in ``faceledger/ledger/migrations``.
+instead of failing halfway; schema migrations are numbered ``.sql`` files in ``faceledger/ledger/migrations/sqlite``.
 It implements :class:`faceledger.ledger.store.Store` and :class:`~faceledger.ledger.store.Transaction`.
 """
 
@@ -9,41 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from faceledger.ledger.errors import DatabaseMissingError, StoreError
-from faceledger.ledger.sqlite_tx import SQLiteTransaction
+from faceledger.ledger.sql_base import DEFAULT_BUSY_TIMEOUT_S, migrations
+from faceledger.ledger.sql_tx import SQLTransaction
 
 if TYPE_CHECKING:
     from faceledger.ledger.store import Transaction
-
-DEFAULT_BUSY_TIMEOUT_S = 30.0
-
-
-_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-
-
-def migrations() -> list[tuple[int, str, str]]:
-    """The bundled migrations as ``(version, name, sql)``, in order."""
-    folder = resources.files("faceledger.ledger").joinpath("migrations")
-    found = []
-    for entry in folder.iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
-    found.sort()
-    versions = [v for v, _, _ in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise StoreError(f"bundled migrations are not numbered 1..n: {versions}")
-    return found
 
 
 def _statements(script: str) -> list[str]:
@@ -196,7 +175,7 @@ class SQLiteStore:
                     raise StoreError("a write transaction cannot start inside a read transaction")
                 self._depth += 1
                 try:
-                    yield cast("Transaction", SQLiteTransaction(self._conn))
+                    yield cast("Transaction", SQLTransaction(self._conn))
                 finally:
                     self._depth -= 1
                 return
@@ -211,7 +190,7 @@ class SQLiteStore:
                 raise
             self._depth, self._writing = 1, writing
             try:
-                yield cast("Transaction", SQLiteTransaction(self._conn))
+                yield cast("Transaction", SQLTransaction(self._conn))
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise

@@ -7,8 +7,9 @@ commit once, so an operation either happened completely, with its audit entry, o
         tx.add_template(...)
         tx.append_audit(AuditDraft(...), ts)
 
-:func:`open_store` maps a database location to its backend. SQLite (:mod:`faceledger.ledger.sqlite`) is the
-embedded default and the only backend today; a PostgreSQL implementation will provide the same interface.
+:func:`open_store` maps a database location to its backend: SQLite (:mod:`faceledger.ledger.sqlite`), the embedded
+default, or a PostgreSQL server (:mod:`faceledger.ledger.postgres`). Both run the same SQL
+(:mod:`faceledger.ledger.sql_tx`) and pass the same contract tests (tests/test_store_contract.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from faceledger.config import Database, database
 from faceledger.ledger.audit import AuditDraft, AuditEntry, AuditHead, StoredAuditRow, VerifyResult, verify_chain
@@ -42,7 +43,8 @@ from faceledger.ledger.records import (
 )
 from faceledger.ledger.retention import retention_problem
 from faceledger.ledger.signing import check_signatures
-from faceledger.ledger.sqlite import DEFAULT_BUSY_TIMEOUT_S, SQLiteStore, migrations
+from faceledger.ledger.sql_base import DEFAULT_BUSY_TIMEOUT_S, migrations
+from faceledger.ledger.sqlite import SQLiteStore
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_S", "SQLiteStore", "Store", "Transaction", "migrations", "open_store", "verify_audit"]
 
@@ -437,5 +439,9 @@ def open_store(
     None: ``FACELEDGER_DB`` or ``./faceledger.db``). The one place that maps a location to a backend."""
     db = database(location)
     if db.backend == "sqlite":
-        return SQLiteStore.open(db.path, create=create, busy_timeout=busy_timeout)
+        return SQLiteStore.open(db.file, create=create, busy_timeout=busy_timeout)
+    if db.backend == "postgresql":
+        from faceledger.ledger.postgres import PostgresStore  # psycopg is an optional dependency
+
+        return cast("Store", PostgresStore.open(db, create=create, busy_timeout=busy_timeout))
     raise StoreError(f"{db}: no store for backend {db.backend!r}")  # config.database refuses these already

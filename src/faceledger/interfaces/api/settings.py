@@ -27,14 +27,21 @@ _SHARED_ENV = {
 }
 
 
+def _location(value: str | os.PathLike[str] | config.Database) -> Path | str:
+    """An SQLite database as its file, a server database as its URL."""
+    db = config.database(value)
+    return db.path if db.path is not None else db.text
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     """Everything a service process needs to start.
 
     Attributes:
-        db: the SQLite database created by ``faceledger init`` (given as a path or an ``sqlite:///`` URL, kept
-            as the file's path; see :func:`faceledger.config.database`).
-        key_file: master key file (default: the database path plus ``.key``; ``FACELEDGER_MASTER_KEY`` wins).
+        db: the database created by ``faceledger init``: an SQLite file (given as a path or an ``sqlite:///`` URL,
+            kept as the file's path) or a ``postgresql://`` URL (kept as given); see :func:`faceledger.config.database`.
+        key_file: master key file (default: the SQLite database's path plus ``.key``; required for PostgreSQL;
+            ``FACELEDGER_MASTER_KEY`` wins).
         detector, recognizer: ONNX files replacing the bundled models.
         max_upload_bytes: largest request body accepted (413 above it).
         max_pixels: largest image accepted, in pixels (checked from the header, before decoding).
@@ -49,7 +56,7 @@ class ServiceSettings:
             path or query string, which can hold subject ids and free-text reasons.
     """
 
-    db: Path
+    db: Path | str
     key_file: Path | None = None
     detector: Path | None = None
     recognizer: Path | None = None
@@ -65,7 +72,7 @@ class ServiceSettings:
     access_log: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "db", config.database(self.db).path)
+        object.__setattr__(self, "db", _location(self.db))
         for name in ("key_file", "detector", "recognizer"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
@@ -109,7 +116,7 @@ class ServiceSettings:
         The database is ``FACELEDGER_DB`` (a path or a URL), else ``faceledger.db`` (see :mod:`faceledger.config`).
         """
         env = os.environ if environ is None else environ
-        kwargs: dict[str, object] = {"db": config.database(environ=env).path}
+        kwargs: dict[str, object] = {"db": _location(config.database(environ=env))}
         for f in fields(cls):
             if f.name == "db":
                 continue

@@ -42,7 +42,7 @@ def init_command(call: Call, policy_file: Path | None, actor: str | None) -> Non
     with Gallery.init(call.db, actor=actor or getpass.getuser(), policy=policy_file, key_file=call.key_file) as g:
         head = g.audit_head()
         info = Initialised(
-            db=str(call.db.path),
+            db=str(call.db.path or call.db),
             master_key="environment" if os.environ.get(config.MASTER_KEY_ENV) else str(call.key_file),
             signing_key="environment" if os.environ.get(SIGNING_KEY_ENV) else str(signing_key_file(call.key_file)),
             policy_hash=g.policy.hash,

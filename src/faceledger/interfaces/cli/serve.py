@@ -146,7 +146,7 @@ def serve_command(
     try:
         location = database(db)
         settings = ServiceSettings(
-            db=location.path,
+            db=location.path or location.text,
             key_file=key_file,
             model_concurrency=model_concurrency or max(1, (os.cpu_count() or 1) // workers),
             access_log=access_log,
@@ -193,7 +193,7 @@ def _check(location: config.Database, key_file: Path | None) -> None:
             if not gallery.api_keys():
                 warn(
                     "no API keys yet; create one with "
-                    f"`faceledger keys create OWNER --role admin --db {location.path} --actor YOU`"
+                    f"`faceledger keys create OWNER --role admin --db {location.path or location} --actor YOU`"
                 )
             checks = gallery.readiness(models=False)
     except FaceledgerError as exc:

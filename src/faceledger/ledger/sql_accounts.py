@@ -1,30 +1,26 @@
-"""SQLite queries for web UI accounts and sessions: part of :class:`~faceledger.ledger.sqlite_tx.SQLiteTransaction`."""
+"""Queries for web UI accounts and sessions: part of :class:`~faceledger.ledger.sql_tx.SQLTransaction`."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from faceledger.ledger.errors import DuplicateError
 from faceledger.ledger.records import UserAccount, WebSession
+from faceledger.ledger.sql_base import SQLQueries
 
 _USER_COLS = "name, role, password_hash, created_at, created_by, disabled_at"
 _SESSION_COLS = "id_sha256, user_name, key_id, csrf, created_at, expires_at, ended_at"
 
 
-class AccountQueries:
-    """User accounts and web sessions; mixed into the SQLite transaction, which provides ``_c``."""
-
-    _c: sqlite3.Connection
+class AccountQueries(SQLQueries):
+    """User accounts and web sessions; mixed into the SQL transaction."""
 
     def add_user(self, user: UserAccount) -> None:
-        try:
-            self._c.execute(
-                f"INSERT INTO users ({_USER_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
-                (user.name, user.role, user.password_hash, user.created_at, user.created_by, user.disabled_at),
-            )
-        except sqlite3.IntegrityError:
-            raise DuplicateError(f"a user named {user.name!r} exists already") from None
+        if self._insert(
+            f"INSERT INTO users ({_USER_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
+            (user.name, user.role, user.password_hash, user.created_at, user.created_by, user.disabled_at),
+        ):
+            raise DuplicateError(f"a user named {user.name!r} exists already")
 
     def get_user(self, name: str) -> UserAccount | None:
         row = self._c.execute(f"SELECT {_USER_COLS} FROM users WHERE name = ?", (name,)).fetchone()

@@ -1,15 +1,15 @@
-"""SQLite queries for evidence and reference faces: part of :class:`~faceledger.ledger.sqlite_tx.SQLiteTransaction`.
+"""Queries for evidence and reference faces: part of :class:`~faceledger.ledger.sql_tx.SQLTransaction`.
 
-Both tables hold ciphertext only (see ``migrations/0003_evidence.sql``); their rows go with the candidate or the
+Both tables hold ciphertext only (see ``migrations/*/0003_evidence.sql``); their rows go with the candidate or the
 template and subject they belong to (foreign keys with ``ON DELETE CASCADE``).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from faceledger.ledger.records import EvidenceKey, EvidenceRecord, ReferenceFace
+from faceledger.ledger.sql_base import SQLQueries
 
 _EVIDENCE_COLS = (
     "candidate_id, key_id, wrapped_key, master_key_id, face_nonce, face, context_nonce, context, quality, created_at"
@@ -28,11 +28,8 @@ def _reference(row: tuple[Any, ...]) -> ReferenceFace:
     return ReferenceFace(row[0], row[1], bytes(row[2]), bytes(row[3]), row[4])
 
 
-class EvidenceQueries:
-    """Evidence of candidates and reference faces of subjects; mixed into the SQLite transaction, which provides
-    ``_c``."""
-
-    _c: sqlite3.Connection
+class EvidenceQueries(SQLQueries):
+    """Evidence of candidates and reference faces of subjects; mixed into the SQL transaction."""
 
     def add_evidence(self, evidence: EvidenceRecord) -> None:
         self._c.execute(

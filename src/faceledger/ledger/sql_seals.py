@@ -1,14 +1,12 @@
-"""SQLite queries for record seals (migration 0005): part of :class:`~faceledger.ledger.sqlite_tx.SQLiteTransaction`."""
+"""Queries for record seals (migration 0005): part of :class:`~faceledger.ledger.sql_tx.SQLTransaction`."""
 
 from __future__ import annotations
 
-import sqlite3
+from faceledger.ledger.sql_base import SQLQueries
 
 
-class SealQueries:
-    """The ``seals`` table; mixed into the SQLite transaction, which provides ``_c``."""
-
-    _c: sqlite3.Connection
+class SealQueries(SQLQueries):
+    """The ``seals`` table; mixed into the SQL transaction."""
 
     def get_seal(self, kind: str, key: str) -> tuple[int, str] | None:
         row = self._c.execute("SELECT seq, mac FROM seals WHERE kind = ? AND key = ?", (kind, key)).fetchone()

@@ -1,12 +1,13 @@
-"""The SQLite side of every :class:`~faceledger.ledger.store.Transaction` method: one SQL statement or two each,
-on the connection of the transaction :class:`~faceledger.ledger.sqlite.SQLiteStore` opened."""
+"""The SQL behind every :class:`~faceledger.ledger.store.Transaction` method, one statement or two each, on the
+connection of the transaction a store opened: :class:`~faceledger.ledger.sqlite.SQLiteStore` or
+:class:`~faceledger.ledger.postgres.PostgresStore`. The statements are in the subset of SQL both understand
+(``?`` parameters; the PostgreSQL store's connection rewrites them), so each is written once."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator, Sequence
-from typing import Any, cast
+from typing import Any
 
 from faceledger.ledger.audit import (
     GENESIS_HASH,
@@ -30,12 +31,12 @@ from faceledger.ledger.records import (
     TemplateRef,
     VideoSessionRecord,
 )
-from faceledger.ledger.sqlite_accounts import AccountQueries
-from faceledger.ledger.sqlite_evidence import EvidenceQueries
-from faceledger.ledger.sqlite_seals import SealQueries
+from faceledger.ledger.sql_accounts import AccountQueries
+from faceledger.ledger.sql_evidence import EvidenceQueries
+from faceledger.ledger.sql_seals import SealQueries
 
 
-def _consent(row: sqlite3.Row | tuple[Any, ...]) -> Consent:
+def _consent(row: tuple[Any, ...]) -> Consent:
     return Consent(*row)
 
 
@@ -74,18 +75,8 @@ def _candidate(row: tuple[Any, ...]) -> CandidateRecord:
     return CandidateRecord(*values)
 
 
-class SQLiteTransaction(AccountQueries, EvidenceQueries, SealQueries):
-    """:class:`Transaction` over an open SQLite transaction."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._c = conn
-
-    def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        row = self._c.execute(sql, params).fetchone()
-        return cast("tuple[Any, ...] | None", row)
-
-    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return list(self._c.execute(sql, params).fetchall())
+class SQLTransaction(AccountQueries, EvidenceQueries, SealQueries):
+    """:class:`Transaction` over an open transaction of either store."""
 
     # meta
     def get_meta(self, key: str) -> str | None:
@@ -129,13 +120,11 @@ class SQLiteTransaction(AccountQueries, EvidenceQueries, SealQueries):
 
     # subjects and keys
     def add_subject(self, subject: Subject) -> None:
-        try:
-            self._c.execute(
-                "INSERT INTO subjects (id, gallery, created_at, created_by) VALUES (?, ?, ?, ?)",
-                (subject.id, subject.gallery, subject.created_at, subject.created_by),
-            )
-        except sqlite3.IntegrityError:
-            raise DuplicateError(f"subject {subject.id!r} already exists") from None
+        if self._insert(
+            "INSERT INTO subjects (id, gallery, created_at, created_by) VALUES (?, ?, ?, ?)",
+            (subject.id, subject.gallery, subject.created_at, subject.created_by),
+        ):
+            raise DuplicateError(f"subject {subject.id!r} already exists")
 
     def get_subject(self, subject_id: str) -> Subject | None:
         row = self._one("SELECT id, gallery, created_at, created_by FROM subjects WHERE id = ?", (subject_id,))
@@ -181,28 +170,26 @@ class SQLiteTransaction(AccountQueries, EvidenceQueries, SealQueries):
 
     # consents
     def add_consent(self, consent: Consent) -> None:
-        try:
-            self._c.execute(
-                f"INSERT INTO consents ({_CONSENT_COLS}) VALUES ({', '.join('?' * 14)})",
-                (
-                    consent.id,
-                    consent.subject_id,
-                    consent.gallery,
-                    consent.collected_by,
-                    consent.legal_basis,
-                    consent.purpose,
-                    consent.evidence_ref,
-                    consent.given_at,
-                    consent.expires_at,
-                    consent.withdrawn_at,
-                    consent.ended_reason,
-                    consent.recorded_at,
-                    consent.recorded_by,
-                    consent.category,
-                ),
-            )
-        except sqlite3.IntegrityError as exc:
-            raise DuplicateError(f"consent {consent.id!r} cannot be recorded: {exc}") from None
+        if error := self._insert(
+            f"INSERT INTO consents ({_CONSENT_COLS}) VALUES ({', '.join('?' * 14)})",
+            (
+                consent.id,
+                consent.subject_id,
+                consent.gallery,
+                consent.collected_by,
+                consent.legal_basis,
+                consent.purpose,
+                consent.evidence_ref,
+                consent.given_at,
+                consent.expires_at,
+                consent.withdrawn_at,
+                consent.ended_reason,
+                consent.recorded_at,
+                consent.recorded_by,
+                consent.category,
+            ),
+        ):
+            raise DuplicateError(f"consent {consent.id!r} cannot be recorded: {error}")
 
     def get_consent(self, consent_id: str) -> Consent | None:
         row = self._one(f"SELECT {_CONSENT_COLS} FROM consents WHERE id = ?", (consent_id,))
@@ -233,27 +220,25 @@ class SQLiteTransaction(AccountQueries, EvidenceQueries, SealQueries):
 
     # templates
     def add_template(self, template: TemplateRecord) -> None:
-        try:
-            self._c.execute(
-                f"INSERT INTO templates ({_TEMPLATE_COLS}) VALUES ({', '.join('?' * 11)})",
-                (
-                    template.id,
-                    template.subject_id,
-                    template.key_id,
-                    template.model,
-                    template.dim,
-                    template.nonce,
-                    template.ciphertext,
-                    template.source_sha256,
-                    template.face_index,
-                    template.quality,
-                    template.created_at,
-                ),
-            )
-        except sqlite3.IntegrityError:
+        if self._insert(
+            f"INSERT INTO templates ({_TEMPLATE_COLS}) VALUES ({', '.join('?' * 11)})",
+            (
+                template.id,
+                template.subject_id,
+                template.key_id,
+                template.model,
+                template.dim,
+                template.nonce,
+                template.ciphertext,
+                template.source_sha256,
+                template.face_index,
+                template.quality,
+                template.created_at,
+            ),
+        ):
             raise DuplicateError(
                 f"subject {template.subject_id!r} already has a template from this image (face {template.face_index})"
-            ) from None
+            )
 
     def template_refs(self) -> list[TemplateRef]:
         return [TemplateRef(*r) for r in self._all("SELECT id, subject_id, model FROM templates ORDER BY id")]
@@ -332,24 +317,21 @@ class SQLiteTransaction(AccountQueries, EvidenceQueries, SealQueries):
         return self._c.execute("DELETE FROM candidates WHERE created_at < ?", (cutoff,)).rowcount
 
     def add_review(self, review: ReviewRecord) -> None:
-        try:
-            self._c.execute(
-                "INSERT INTO reviews (id, candidate_id, reviewer, decision, reason, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    review.id,
-                    review.candidate_id,
-                    review.reviewer,
-                    review.decision,
-                    review.reason,
-                    review.created_at,
-                ),
-            )
-        except sqlite3.IntegrityError:
+        if self._insert(
+            "INSERT INTO reviews (id, candidate_id, reviewer, decision, reason, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                review.id,
+                review.candidate_id,
+                review.reviewer,
+                review.decision,
+                review.reason,
+                review.created_at,
+            ),
+        ):
             raise DuplicateError(
                 f"reviewer {review.reviewer!r} already reviewed candidate {review.candidate_id}; "
                 "another reviewer must decide"
-            ) from None
+            )
 
     def reviews_of(self, candidate_id: str) -> list[ReviewRecord]:
         rows = self._all(
@@ -425,21 +407,19 @@ class SQLiteTransaction(AccountQueries, EvidenceQueries, SealQueries):
 
     # api keys
     def add_api_key(self, key: ApiKey) -> None:
-        try:
-            self._c.execute(
-                f"INSERT INTO api_keys ({_API_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key.id,
-                    key.owner,
-                    key.role,
-                    key.secret_sha256,
-                    key.created_at,
-                    key.created_by,
-                    key.revoked_at,
-                ),
-            )
-        except sqlite3.IntegrityError as exc:
-            raise DuplicateError(f"API key {key.id!r} cannot be stored: {exc}") from None
+        if error := self._insert(
+            f"INSERT INTO api_keys ({_API_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                key.id,
+                key.owner,
+                key.role,
+                key.secret_sha256,
+                key.created_at,
+                key.created_by,
+                key.revoked_at,
+            ),
+        ):
+            raise DuplicateError(f"API key {key.id!r} cannot be stored: {error}")
 
     def get_api_key(self, key_id: str) -> ApiKey | None:
         row = self._one(f"SELECT {_API_COLS} FROM api_keys WHERE id = ?", (key_id,))
@@ -457,10 +437,9 @@ class SQLiteTransaction(AccountQueries, EvidenceQueries, SealQueries):
         values[5] = json.dumps(deployment.sources)
         values[11] = int(deployment.show_candidates)
         values[17] = None if deployment.evaluation is None else json.dumps(deployment.evaluation, sort_keys=True)
-        try:
-            self._c.execute(f"INSERT INTO deployments ({_DEPLOYMENT_COLS}) VALUES ({', '.join('?' * 18)})", values)
-        except sqlite3.IntegrityError as exc:
-            raise DuplicateError(f"deployment {deployment.name!r} cannot be recorded: {exc}") from None
+        error = self._insert(f"INSERT INTO deployments ({_DEPLOYMENT_COLS}) VALUES ({', '.join('?' * 18)})", values)
+        if error:
+            raise DuplicateError(f"deployment {deployment.name!r} cannot be recorded: {error}")
 
     def get_deployment(self, name: str) -> DeploymentRecord | None:
         row = self._one(f"SELECT {_DEPLOYMENT_COLS} FROM deployments WHERE name = ?", (name,))

@@ -1,5 +1,6 @@
 """The REST walkthrough of the README runs as written: its shell blocks, in order, against a real server
-(on a free port instead of 8000), from `faceledger init` to the erasure."""
+(on a free port instead of 8000), from `faceledger init` to the erasure; then once more with the gallery on a
+PostgreSQL server (``FACELEDGER_DB`` and ``FACELEDGER_KEY_FILE`` set instead of ``--db walk.db``)."""
 
 from __future__ import annotations
 
@@ -30,18 +31,26 @@ def _walkthrough() -> str:
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("curl") is None or shutil.which("bash") is None, reason="needs curl and bash")
-def test_service_walkthrough_runs_as_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_service_walkthrough_runs_as_written(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     script = _walkthrough().replace("8000", str(port))
+    server_db = {}
+    if backend == "postgresql":
+        assert script.count(" --db walk.db") == 6
+        script = script.replace(" --db walk.db", "")
+        server_db = {"FACELEDGER_DB": request.getfixturevalue("postgres_url"), "FACELEDGER_KEY_FILE": "walk.key"}
     bin_dir = Path(sys.executable).parent
     assert (bin_dir / "faceledger").exists() or shutil.which("faceledger"), "faceledger is not installed"
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "FACELEDGER_THREADS": "1"}
     for name in ("FACELEDGER_DB", "FACELEDGER_KEY_FILE", "FACELEDGER_MASTER_KEY", "FACELEDGER_ACTOR"):
         env.pop(name, None)
+    env.update(server_db)
     shell = subprocess.Popen(
-        ["bash", "-c", "set -euo pipefail\n" + script],
+        # a failing step must not leave the server holding the output pipe open
+        ["bash", "-c", "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\n" + script],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

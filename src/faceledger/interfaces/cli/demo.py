@@ -75,7 +75,8 @@ def _demo_gallery(engine: Any, out: Path, photo: Path, probe: Path) -> None:
     db = out / "demo.db"
     for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}.key"), Path(f"{db}.signing.key")):
         stale.unlink(missing_ok=True)
-    with Gallery.init(db, actor="demo-admin", engine=engine) as gallery:
+    # Its own key file beside its own database, whatever FACELEDGER_KEY_FILE names: the demo touches nothing else.
+    with Gallery.init(db, actor="demo-admin", engine=engine, key_file=Path(f"{db}.key")) as gallery:
         policy = gallery.policy.policy
         place = policy.galleries[0]
         purpose = place.purposes[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -53,3 +55,25 @@ def test_empty_index_and_removal_of_everything() -> None:
     assert len(index) == 0 and index.search(np.ones((1, 4), np.float32), 3) == [[]]
     with pytest.raises(ValueError, match="same length"):
         index.update(remove=(), add_ids=["a", "b"], add_subjects=["x"], add_vectors=np.zeros((2, 4), np.float32))
+
+
+def test_a_large_gallery_loads_in_chunks_to_the_same_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The index is built from the store a chunk at a time (bounded memory at national scale): same result as in
+    one go, and no unwrapped subject key is left cached by the load."""
+    from conftest import load_benchmark
+    from faceledger import Gallery
+    from faceledger.gallery import index_sync
+
+    bench = load_benchmark("bench_search_scale")
+    db, key_file = str(tmp_path / "big.db"), tmp_path / "big.key"
+    bench.fill(db, key_file, 50)
+    probes = np.random.default_rng(3).standard_normal((4, 128)).astype(np.float32)
+    found = []
+    for chunk in (1000, 7):
+        monkeypatch.setattr(index_sync, "SYNC_CHUNK", chunk)
+        with Gallery.open(db, key_file=key_file) as g, g.context.store.read() as tx:
+            index = index_sync.sync_index(g.context, tx)
+            assert len(index) == 50 and len(index.subjects) == 50
+            found.append(index.search(probes, 5))
+            assert g.context.data_keys == {} if chunk == 7 else len(g.context.data_keys) == 50
+    assert found[0] == found[1]

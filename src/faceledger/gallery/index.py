@@ -66,7 +66,8 @@ class SearchIndex:
         self.update(remove=list(self._row_of), add_ids=[], add_subjects=[], add_vectors=np.zeros((0, self.dim)))
         self.version = None
 
-    def _reserve(self, rows: int) -> None:
+    def reserve(self, rows: int) -> None:
+        """Make room for ``rows`` templates in all (one allocation instead of growing while a large gallery loads)."""
         if rows <= len(self._matrix):
             return
         capacity = max(rows, int(len(self._matrix) * 1.5) + 16)
@@ -120,7 +121,7 @@ class SearchIndex:
                 grown = np.zeros(max(len(self._subjects), 2 * len(self._counts)), np.int64)
                 grown[: len(self._counts)] = self._counts
                 self._counts = grown
-            self._reserve(self._n + len(add_ids))
+            self.reserve(self._n + len(add_ids))
             start = self._n
             self._matrix[start : start + len(add_ids)] = add_vectors
             self._codes[start : start + len(add_ids)] = new_codes

@@ -25,6 +25,9 @@ from faceledger.ledger.timeutil import from_text
 
 log = logging.getLogger("faceledger.gallery")
 
+SYNC_CHUNK = 20_000
+"""Templates read and decrypted at a time while the index loads."""
+
 
 @dataclass
 class AllowedSubjects:
@@ -61,16 +64,25 @@ def sync_index(ctx: GalleryContext, tx: Transaction) -> SearchIndex:
     for subject, why in tx.subject_problems(refs).items() if hasattr(tx, "subject_problems") else ():
         log.error("subject %s: %s", subject, why)
     have = index.template_ids
-    remove = have - current.keys()
-    records, vectors = _readable(ctx, tx, tx.get_templates(sorted(current.keys() - have)))
+    missing = sorted(current.keys() - have)
     for template_id in [t for t in ctx.excluded if t not in current]:
         del ctx.excluded[template_id]  # erased or purged since
-    index.update(
-        remove=remove,
-        add_ids=[r.id for r in records],
-        add_subjects=[r.subject_id for r in records],
-        add_vectors=np.stack(vectors) if vectors else np.zeros((0, dim)),
-    )
+    index.update(remove=have - current.keys(), add_ids=[], add_subjects=[], add_vectors=np.zeros((0, dim)))
+    index.reserve(len(index) + len(missing))
+    bulk = len(missing) > SYNC_CHUNK
+    cached = set(ctx.data_keys) if bulk else set()
+    # In chunks: at national scale the ciphertexts of every template at once would take more memory than the index
+    for start in range(0, len(missing), SYNC_CHUNK):
+        records, vectors = _readable(ctx, tx, tx.get_templates(missing[start : start + SYNC_CHUNK]))
+        index.update(
+            remove=(),
+            add_ids=[r.id for r in records],
+            add_subjects=[r.subject_id for r in records],
+            add_vectors=np.stack(vectors) if vectors else np.zeros((0, dim)),
+        )
+        if bulk:  # a whole gallery loading leaves no unwrapped subject key behind in memory
+            for subject in {r.subject_id for r in records} - cached:
+                ctx.data_keys.pop(subject, None)
     index.version = version
     present = set(current.values())
     for subject in list(ctx.data_keys):

@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Exact 1:N search at national scale, from the encrypted store: 1M and 10M templates.
+
+What a search process does when it starts on a gallery of N subjects (one template each), measured in a fresh
+process per size:
+
+* ``fill``: writing N subjects into a gallery database: each with its own data key (wrapped by the master key) and
+  one AES-GCM encrypted template, sealed and on the ledger (one enrollment entry per 20,000 subjects). The
+  vectors are random unit vectors (search does the same arithmetic whatever the values); the per-image work of
+  a real enrollment (detection, embedding) is measured by the other benchmarks and left out here;
+* ``cold start``: opening the gallery and building the search index from the store (read every template,
+  unwrap every subject key, decrypt every template, fill the matrix): what a `serve` or `watch` process pays
+  before its first search;
+* ``RSS``: resident memory of that process after the build, and per template;
+* ``search 1`` / ``search/q @32``: one exact top-5 search (matrix product over all N templates, best template per
+  subject) for one probe, and per probe when 32 probes are searched together (median of 15 runs).
+
+Templates are decrypted only in the memory of the searching process. The database files go to --folder
+(default: a temporary folder, removed at the end; 10M templates take about 10 GB of SQLite).
+
+    python benchmarks/bench_search_scale.py --sizes 1000000,10000000
+    python benchmarks/bench_search_scale.py --sizes 100000 --db postgresql://USER@HOST/DB   # an empty database
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CHUNK = 20_000
+PURPOSE = "access-control"
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_mb() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def fill(db: str, key_file: Path, n: int) -> dict[str, Any]:
+    """A gallery of ``n`` subjects with one encrypted template each (see the module docstring)."""
+    from faceledger import Gallery
+    from faceledger.gallery.keys import encrypt_template, ensure_data_key
+    from faceledger.ledger.actions import AuditAction
+    from faceledger.ledger.records import Subject, TemplateRecord
+    from faceledger.ledger.timeutil import to_text
+
+    rng = np.random.default_rng(0)
+    started = time.perf_counter()
+    with Gallery.init(db, actor="bench", key_file=key_file) as g:
+        ctx = g.context
+        model = ctx.model_id()
+        gallery = ctx.policy.policy.galleries[0].name
+        for start in range(0, n, CHUNK):
+            count = min(CHUNK, n - start)
+            vectors = rng.standard_normal((count, 128), dtype=np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            now = to_text(ctx.now())
+            with ctx.write() as tx:
+                for i in range(count):
+                    subject = f"s{start + i:08d}"
+                    tx.add_subject(Subject(subject, gallery, now, "bench"))
+                    key_id, key = ensure_data_key(ctx, tx, subject, now)
+                    template_id = uuid.uuid4().hex
+                    nonce, ciphertext = encrypt_template(key, vectors[i], subject=subject, template_id=template_id)
+                    tx.add_template(
+                        TemplateRecord(
+                            template_id,
+                            subject,
+                            key_id,
+                            model,
+                            128,
+                            nonce,
+                            ciphertext,
+                            f"{start + i:064x}",
+                            0,
+                            1.0,
+                            now,
+                        )
+                    )
+                ctx.record(
+                    tx,
+                    AuditAction.ENROLL,
+                    actor="bench",
+                    purpose=PURPOSE,
+                    gallery=gallery,
+                    details={"subjects": count, "note": "benchmark fill"},
+                )
+                tx.bump_data_version()
+            ctx.data_keys.clear()
+            done = start + count
+            if done % 500_000 == 0 or done == n:
+                print(f"  filled {done:,} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    return {"fill_s": time.perf_counter() - started}
+
+
+def cold_start(db: str, key_file: Path) -> dict[str, Any]:
+    """Run in a fresh process: open the gallery, build the index from the store, search."""
+    from faceledger import Gallery
+    from faceledger.gallery.index_sync import sync_index
+
+    before = rss_mb()
+    started = time.perf_counter()
+    with Gallery.open(db, key_file=key_file) as g:
+        ctx = g.context
+        opened = time.perf_counter()
+        with ctx.store.read() as tx:
+            index = sync_index(ctx, tx)
+        built = time.perf_counter()
+        rss = rss_mb()
+        n = len(index)
+        rng = np.random.default_rng(1)
+        probes = rng.standard_normal((32, index.dim), dtype=np.float32)
+        probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+
+        def timed(func: Any, repeats: int = 15) -> float:
+            func()
+            runs = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                func()
+                runs.append(time.perf_counter() - t)
+            return statistics.median(runs)
+
+        one = timed(lambda: index.search(probes[:1], 5))
+        batch = timed(lambda: index.search(probes, 5), repeats=5) / len(probes)
+        with ctx.store.read() as tx:
+            check = timed(lambda: sync_index(ctx, tx), repeats=50)  # an index in sync: one data_version read
+    return {
+        "templates": n,
+        "open_s": opened - started,
+        "build_s": built - opened,
+        "rss_mb": rss,
+        "peak_mb": peak_mb(),
+        "rss_before_mb": before,
+        "bytes_per_template": (rss - before) * 2**20 / max(n, 1),
+        "matrix_mb": index.nbytes / 2**20,
+        "search_1_ms": one * 1000,
+        "search_per_probe_at_32_ms": batch * 1000,
+        "sync_check_ms": check * 1000,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000000,10000000")
+    parser.add_argument("--db", help="an empty PostgreSQL database URL (one size only); default: SQLite files")
+    parser.add_argument("--folder", type=Path, help="where the SQLite files go (default: a temporary folder)")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--cold-start", nargs=2, metavar=("DB", "KEY_FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.cold_start:
+        print(json.dumps(cold_start(args.cold_start[0], Path(args.cold_start[1]))))
+        return 0
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.db and len(sizes) != 1:
+        parser.error("--db takes one size")
+    folder = args.folder or Path(tempfile.mkdtemp(prefix="faceledger-scale-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    os.environ.setdefault("FACELEDGER_THREADS", "1")
+    try:
+        for n in sizes:
+            db = args.db or str(folder / f"scale-{n}.db")
+            key_file = folder / f"scale-{n}.key"
+            print(f"{n:,} templates: filling {db}", file=sys.stderr, flush=True)
+            row: dict[str, Any] = {"size": n, **fill(db, key_file, n)}
+            if not args.db:
+                row["db_mb"] = sum(p.stat().st_size for p in folder.glob(f"scale-{n}.db*")) / 2**20
+            out = subprocess.run(
+                [sys.executable, __file__, "--cold-start", db, str(key_file)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            row.update(json.loads(out.stdout.strip().splitlines()[-1]))
+            rows.append(row)
+            if not args.db:
+                for p in folder.glob(f"scale-{n}.*"):
+                    p.unlink()
+    finally:
+        if args.folder is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(
+        f"exact search from the encrypted store, dim 128, 1 template/subject, top-5, {os.cpu_count()} CPUs, "
+        f"{'PostgreSQL' if args.db else 'SQLite'}"
+    )
+    print(
+        f"{'templates':>11} {'fill s':>7} {'cold start s':>12} {'RSS MB':>8} {'B/template':>10} "
+        f"{'search 1 ms':>11} {'search/q @32 ms':>15} {'sync check ms':>13}"
+    )
+    for r in rows:
+        print(
+            f"{r['templates']:>11,} {r['fill_s']:>7.0f} {r['open_s'] + r['build_s']:>12.1f} {r['rss_mb']:>8.0f} "
+            f"{r['bytes_per_template']:>10.0f} {r['search_1_ms']:>11.1f} {r['search_per_probe_at_32_ms']:>15.2f} "
+            f"{r['sync_check_ms']:>13.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

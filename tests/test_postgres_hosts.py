@@ -1,7 +1,8 @@
 """Several hosts on one PostgreSQL gallery: two ``faceledger serve`` processes (standing in for two hosts) share one
 database under concurrent load. No request fails with a 5xx, every image is enrolled exactly once although each
 is sent to both servers at the same time, the audit chain verifies, and an erasure made through one server is
-seen by the other one's very next search. Fails, not skips, in CI without PostgreSQL or the shared photos.
+seen by the other one's very next search; and one key's rate limit holds across both. Fails, not skips, in CI
+without PostgreSQL or the shared photos.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from test_api_serve import _free_port
 
 
 @contextmanager
-def _serve(url: str, key_file: Path) -> Iterator[str]:
+def _serve(url: str, key_file: Path, *extra: str) -> Iterator[str]:
     port = _free_port()
     argv = [sys.executable, "-m", "faceledger.interfaces.api", "--db", url, "--key-file", str(key_file)]
-    argv += ["--port", str(port), "--no-access-log", "--purge-interval", "0", "--log-level", "warning"]
+    argv += ["--port", str(port), "--no-access-log", "--purge-interval", "0", "--log-level", "warning", *extra]
     server = subprocess.Popen(
         argv,
         env={**os.environ, "FACELEDGER_THREADS": "1"},
@@ -146,3 +147,21 @@ def test_two_servers_on_one_postgresql_gallery(postgres_url: str, tmp_path: Path
         searches = g.audit_entries(action="identify")
     assert stored == {s: 1 for s in usable - {erased}}  # no enrollment lost, none duplicated
     assert len(searches) == sum(1 for kind, _, _ in results if kind == "identify") + 3
+
+
+@pytest.mark.slow
+def test_a_rate_limit_holds_across_hosts(postgres_url: str, tmp_path: Path) -> None:
+    key_file = tmp_path / "master.key"
+    with Gallery.init(postgres_url, actor="setup", key_file=key_file) as g:
+        token = g.create_api_key("reviewer-owner", "reviewer", actor="setup")[1]
+    headers = {"Authorization": f"Bearer {token}", "X-Purpose": PURPOSE}
+    with (
+        _serve(postgres_url, key_file, "--rate-limit", "20") as a,
+        _serve(postgres_url, key_file, "--rate-limit", "20") as b,
+    ):
+        started = time.monotonic()
+        codes = [httpx.get(f"{host}/v1/reviews", headers=headers, timeout=30).status_code for host in [a, b] * 20]
+        elapsed = time.monotonic() - started
+    allowed = codes.count(200)
+    # 20 at once, refilled at 20 a minute: each server on its own would have allowed all 40
+    assert set(codes) == {200, 429} and 20 <= allowed <= 20 + int(elapsed / 3) + 1, (codes, elapsed)

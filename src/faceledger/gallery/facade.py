@@ -165,6 +165,11 @@ class Gallery:
         """The database."""
         return self.context.store
 
+    def shared_rate_limit(self) -> Callable[[str, int, float], float | None] | None:
+        """The database's request buckets, which every process on every host shares (PostgreSQL's
+        ``take_request``), or None when each process counts on its own (SQLite)."""
+        return getattr(self.store, "take_request", None)
+
     @property
     def key_file(self) -> Path | None:
         """The master key file (``FACELEDGER_MASTER_KEY`` takes precedence when set)."""

@@ -261,6 +261,27 @@ class PostgresStore:
         """Context manager: a write transaction holding the write lock, committed when the block ends."""
         return self._transaction(writing=True)
 
+    def take_request(self, key: str, per_minute: int, now: float) -> float | None:
+        """Take one request from ``key``'s token bucket, shared by every process on this database: None when
+        allowed, else the seconds to wait. ``per_minute`` requests at once, refilled evenly (``now``: epoch
+        seconds). Its own short transaction, locking the key's row only: not the ledger's write lock."""
+        rate = per_minute / 60.0
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(
+                "INSERT INTO rate_buckets (key, tokens, counted) VALUES (%s, %s, %s) ON CONFLICT (key) DO NOTHING",
+                (key, float(per_minute), now),
+            )
+            tokens, counted = conn.execute(
+                "SELECT tokens, counted FROM rate_buckets WHERE key = %s FOR UPDATE", (key,)
+            ).fetchone()
+            tokens = min(float(per_minute), tokens + max(0.0, now - counted) * rate)
+            allowed = tokens >= 1.0
+            conn.execute(
+                "UPDATE rate_buckets SET tokens = %s, counted = %s WHERE key = %s",
+                (tokens - 1.0 if allowed else tokens, max(now, counted), key),
+            )
+        return None if allowed else (1.0 - tokens) / rate
+
     def reclaim(self) -> bool:
         """``VACUUM`` the tables erasure deletes from: their dead row versions become free space for new rows.
 

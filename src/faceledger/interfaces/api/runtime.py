@@ -51,12 +51,21 @@ class LimitedEngine(Engine):
 class RateLimiter:
     """Requests per key per minute, as a token bucket: ``per_minute`` requests at once, refilled evenly.
 
-    The count is kept in this process: with several workers each allows ``per_minute`` on its own.
+    With ``shared`` (the PostgreSQL store's ``take_request``), the buckets are rows of the database, so every
+    process on every host holds one limit together. Without it (SQLite) the count is kept in this process: with
+    several workers each allows ``per_minute`` on its own.
     """
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        shared: Callable[[str, int, float], float | None] | None = None,
+    ) -> None:
         self.per_minute = per_minute
+        self.shared = shared is not None
         self._clock = clock
+        self._shared = shared
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
@@ -64,6 +73,8 @@ class RateLimiter:
         """Take one request for ``key``: None when allowed, else the seconds to wait before retrying."""
         if self.per_minute <= 0:
             return None
+        if self._shared is not None:
+            return self._shared(key, self.per_minute, time.time())
         rate = self.per_minute / 60.0
         now = self._clock()
         with self._lock:
@@ -114,7 +125,7 @@ class ServiceState:
             settings=settings,
             gallery=gallery,
             metrics=metrics or Metrics(),
-            rate_limiter=RateLimiter(settings.rate_limit),
+            rate_limiter=RateLimiter(settings.rate_limit, shared=gallery.shared_rate_limit()),
             model_limiter=anyio.CapacityLimiter(settings.model_concurrency),
             db_limiter=anyio.CapacityLimiter(8),
         )

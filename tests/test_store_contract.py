@@ -251,3 +251,24 @@ def test_a_database_of_something_else_is_refused(location: str, tmp_path: Path) 
             conn.execute("CREATE TABLE invoices (id INTEGER)")
     with pytest.raises(StoreError, match="something else"):
         open_store(location, create=True)
+
+
+def test_counts_are_made_by_the_database(store: Store) -> None:
+    _enroll_rows(store, "s1")
+    _enroll_rows(store, "s2", n_templates=1)
+    cases = [  # (given, expires, withdrawn): valid at 2024-06-01 or not
+        ("2024-01-01T00:00:00.000000Z", None, None),
+        ("2024-01-01T00:00:00.000000Z", "2025-01-01T00:00:00.000000Z", None),
+        ("2024-01-01T00:00:00.000000Z", "2024-03-01T00:00:00.000000Z", None),  # expired
+        ("2024-01-01T00:00:00.000000Z", None, "2024-02-01T00:00:00.000000Z"),  # withdrawn
+        ("2024-07-01T00:00:00.000000Z", None, None),  # not yet valid
+    ]
+    with store.write() as tx:
+        for i, (given, expires, withdrawn) in enumerate(cases):
+            tx.add_consent(
+                Consent(f"c{i}", "s1", "staff", "desk", "consent", "access-control", "f", given, expires, withdrawn,
+                        None, T0, "test")
+            )  # fmt: skip
+    with store.read() as tx:
+        counts = tx.counts("2024-06-01T00:00:00.000000Z")
+    assert counts == {"subjects": 2, "templates": 3, "valid_consents": 2, "pending_reviews": 0}

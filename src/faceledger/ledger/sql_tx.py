@@ -141,6 +141,17 @@ class SQLTransaction(AccountQueries, EvidenceQueries, SealQueries):
     def template_counts(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self._all("SELECT subject_id, COUNT(*) FROM templates GROUP BY subject_id")}
 
+    def counts(self, now: str) -> dict[str, int]:
+        row = self._one(
+            "SELECT (SELECT COUNT(*) FROM subjects), (SELECT COUNT(*) FROM templates), "
+            "(SELECT COUNT(*) FROM consents WHERE withdrawn_at IS NULL AND given_at <= ? "
+            "AND (expires_at IS NULL OR expires_at > ?)), "
+            "(SELECT COUNT(*) FROM candidates WHERE status = 'pending')",
+            (now, now),
+        )
+        assert row is not None
+        return dict(zip(("subjects", "templates", "valid_consents", "pending_reviews"), map(int, row), strict=True))
+
     def delete_subject(self, subject_id: str) -> None:
         self._c.execute("DELETE FROM templates WHERE subject_id = ?", (subject_id,))
         self._c.execute("DELETE FROM subject_keys WHERE subject_id = ?", (subject_id,))

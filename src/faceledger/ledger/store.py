@@ -103,6 +103,11 @@ class Transaction(Protocol):
         """Number of templates per subject id."""
         ...
 
+    def counts(self, now: str) -> dict[str, int]:
+        """Subjects, templates, consents valid at ``now`` and pending candidates, counted by the database (not by
+        reading the rows: /metrics asks on every scrape, and a national gallery has millions)."""
+        ...
+
     def delete_subject(self, subject_id: str) -> None:
         """Delete a subject, its data key and templates (cascade)."""
         ...

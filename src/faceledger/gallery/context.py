@@ -127,7 +127,7 @@ class GalleryContext:
         from faceledger.models.router import recognizer_for_templates  # here: the models package loads onnxruntime
 
         with self.store.read() as tx:
-            return recognizer_for_templates({ref.model for ref in tx.template_refs()})
+            return recognizer_for_templates(tx.template_models())
 
     def model_id(self) -> str:
         """Identifier of the recognizer templates are made with: card name and the start of its SHA-256."""

@@ -141,6 +141,9 @@ class SQLTransaction(AccountQueries, EvidenceQueries, SealQueries):
     def template_counts(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self._all("SELECT subject_id, COUNT(*) FROM templates GROUP BY subject_id")}
 
+    def template_models(self) -> set[str]:
+        return {str(r[0]) for r in self._all("SELECT DISTINCT model FROM templates")}
+
     def counts(self, now: str) -> dict[str, int]:
         row = self._one(
             "SELECT (SELECT COUNT(*) FROM subjects), (SELECT COUNT(*) FROM templates), "

@@ -103,6 +103,10 @@ class Transaction(Protocol):
         """Number of templates per subject id."""
         ...
 
+    def template_models(self) -> set[str]:
+        """The model ids the templates were made with (one query, whatever the gallery's size)."""
+        ...
+
     def counts(self, now: str) -> dict[str, int]:
         """Subjects, templates, consents valid at ``now`` and pending candidates, counted by the database (not by
         reading the rows: /metrics asks on every scrape, and a national gallery has millions)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -67,13 +68,18 @@ def test_a_large_gallery_loads_in_chunks_to_the_same_index(tmp_path: Path, monke
     bench = load_benchmark("bench_search_scale")
     db, key_file = str(tmp_path / "big.db"), tmp_path / "big.key"
     bench.fill(db, key_file, 50)
+    with sqlite3.connect(db) as raw:  # two bad rows: a changed ciphertext, a key row gone
+        raw.execute("UPDATE templates SET ciphertext = zeroblob(528) WHERE subject_id = 's00000003'")
+        raw.execute("PRAGMA foreign_keys = OFF")
+        raw.execute("DELETE FROM subject_keys WHERE subject_id = 's00000009'")
     probes = np.random.default_rng(3).standard_normal((4, 128)).astype(np.float32)
     found = []
     for chunk in (1000, 7):
         monkeypatch.setattr(index_sync, "SYNC_CHUNK", chunk)
         with Gallery.open(db, key_file=key_file) as g, g.context.store.read() as tx:
             index = index_sync.sync_index(g.context, tx)
-            assert len(index) == 50 and len(index.subjects) == 50
+            assert len(index) == 48 and "s00000003" not in index.subjects and "s00000009" not in index.subjects
+            assert sorted(s for s, _ in g.context.excluded.values()) == ["s00000003", "s00000009"]
             found.append(index.search(probes, 5))
-            assert g.context.data_keys == {} if chunk == 7 else len(g.context.data_keys) == 50
+            assert g.context.data_keys == {} if chunk == 7 else len(g.context.data_keys) == 49  # s00000003: key fine
     assert found[0] == found[1]

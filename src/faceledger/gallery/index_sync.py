@@ -7,8 +7,9 @@ consent cache to its consent version, inside the search's own transaction.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -72,8 +73,8 @@ def sync_index(ctx: GalleryContext, tx: Transaction) -> SearchIndex:
     bulk = len(missing) > SYNC_CHUNK
     cached = set(ctx.data_keys) if bulk else set()
     # In chunks: at national scale the ciphertexts of every template at once would take more memory than the index
-    for start in range(0, len(missing), SYNC_CHUNK):
-        records, vectors = _readable(ctx, tx, tx.get_templates(missing[start : start + SYNC_CHUNK]))
+    for page in _pages(ctx, tx, missing, whole=len(index) == 0 and bulk):
+        records, vectors = _readable(ctx, tx, page)
         index.update(
             remove=(),
             add_ids=[r.id for r in records],
@@ -81,14 +82,34 @@ def sync_index(ctx: GalleryContext, tx: Transaction) -> SearchIndex:
             add_vectors=np.stack(vectors) if vectors else np.zeros((0, dim)),
         )
         if bulk:  # a whole gallery loading leaves no unwrapped subject key behind in memory
-            for subject in {r.subject_id for r in records} - cached:
-                ctx.data_keys.pop(subject, None)
+            for subject in set(ctx.data_keys) - cached:
+                del ctx.data_keys[subject]
     index.version = version
     present = set(current.values())
     for subject in list(ctx.data_keys):
         if subject not in present:
             del ctx.data_keys[subject]
     return index
+
+
+def _pages(ctx: GalleryContext, tx: Transaction, missing: list[str], *, whole: bool) -> Iterator[list[TemplateRecord]]:
+    """The missing templates, :data:`SYNC_CHUNK` at a time. ``whole`` (an empty index loading a large gallery):
+    every template is missing, so the pages are read in id order with their subjects' keys, one query per page,
+    and the keys unwrapped here (a key that does not unwrap is left to :func:`_readable`, which excludes and
+    reports the templates it locks)."""
+    if not whole:
+        for start in range(0, len(missing), SYNC_CHUNK):
+            yield tx.get_templates(missing[start : start + SYNC_CHUNK])
+        return
+    wanted, after = set(missing), ""
+    master = master_key(ctx, tx)
+    while page := tx.templates_page(after, SYNC_CHUNK):
+        after = page[-1][0].id
+        for _, key in page:
+            if key is not None and key.subject_id not in ctx.data_keys:
+                with contextlib.suppress(MasterKeyError):
+                    ctx.data_keys[key.subject_id] = master.unwrap(key.wrapped, subject_id=key.subject_id, key_id=key.id)
+        yield [record for record, _ in page if record.id in wanted]
 
 
 def _readable(

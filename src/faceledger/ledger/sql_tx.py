@@ -257,6 +257,18 @@ class SQLTransaction(AccountQueries, EvidenceQueries, SealQueries):
     def template_refs(self) -> list[TemplateRef]:
         return [TemplateRef(*r) for r in self._all("SELECT id, subject_id, model FROM templates ORDER BY id")]
 
+    def templates_page(self, after_id: str, limit: int) -> list[tuple[TemplateRecord, SubjectKey | None]]:
+        columns = ", ".join(f"t.{c.strip()}" for c in _TEMPLATE_COLS.split(","))
+        rows = self._all(
+            f"SELECT {columns}, k.id, k.subject_id, k.wrapped, k.master_key_id, k.created_at FROM templates t "
+            "LEFT JOIN subject_keys k ON k.id = t.key_id WHERE t.id > ? ORDER BY t.id LIMIT ?",
+            (after_id, limit),
+        )
+        return [
+            (_template(r[:11]), None if r[11] is None else SubjectKey(r[11], r[12], bytes(r[13]), r[14], r[15]))
+            for r in rows
+        ]
+
     def get_templates(self, template_ids: Sequence[str]) -> list[TemplateRecord]:
         out: list[TemplateRecord] = []
         ids = list(template_ids)

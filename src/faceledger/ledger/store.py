@@ -162,6 +162,11 @@ class Transaction(Protocol):
         """Id, subject and model of every template, without ciphertext."""
         ...
 
+    def templates_page(self, after_id: str, limit: int) -> list[tuple[TemplateRecord, SubjectKey | None]]:
+        """Up to ``limit`` templates with ids after ``after_id``, in id order, each with its subject's wrapped key
+        (None when the key row is missing): a whole gallery read page by page, one query per page."""
+        ...
+
     def get_templates(self, template_ids: Sequence[str]) -> list[TemplateRecord]:
         """Templates by id (missing ids are skipped)."""
         ...

@@ -59,9 +59,11 @@ def json_option(help: str = "One JSON object per line on stdout.") -> Callable[[
     return click.option("--json", "as_json", is_flag=True, help=help)
 
 
-def db_option(help: str = f"Database file (default: ${config.DB_ENV} or ./{config.DEFAULT_DB}).") -> Callable[[F], F]:
+def db_option(
+    help: str = f"Database: a file, or a postgresql:// URL (default: ${config.DB_ENV} or ./{config.DEFAULT_DB}).",
+) -> Callable[[F], F]:
     """``--db``: a path or a URL, kept as given (:func:`faceledger.config.database` reads it)."""
-    return click.option("--db", type=click.Path(dir_okay=False), help=help)
+    return click.option("--db", metavar="FILE|URL", type=click.Path(dir_okay=False), help=help)
 
 
 def key_file_option(

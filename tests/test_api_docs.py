@@ -20,13 +20,16 @@ import pytest
 DOC = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def _walkthrough() -> str:
+def _walkthrough() -> tuple[str, str]:
+    """The walkthrough's shell blocks, and the block that sets a PostgreSQL gallery instead ("On several hosts")."""
     text = DOC.read_text(encoding="utf-8")
     start = text.index("## REST service: from `faceledger serve` to an erasure")
     section = text[start : text.index("\n## ", start + 1)]
-    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    walk, hosts = section.split("**On several hosts.**")
+    blocks = re.findall(r"```sh\n(.*?)```", walk, re.S)
     assert len(blocks) >= 6
-    return "\n".join(blocks)
+    [server] = re.findall(r"```sh\n(.*?)```", hosts, re.S)
+    return "\n".join(blocks), server
 
 
 @pytest.mark.slow
@@ -36,18 +39,19 @@ def test_service_walkthrough_runs_as_written(tmp_path: Path, backend: str, reque
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    script = _walkthrough().replace("8000", str(port))
-    server_db = {}
-    if backend == "postgresql":
-        assert script.count(" --db walk.db") == 6
-        script = script.replace(" --db walk.db", "")
-        server_db = {"FACELEDGER_DB": request.getfixturevalue("postgres_url"), "FACELEDGER_KEY_FILE": "walk.key"}
+    script, server = _walkthrough()
+    script = script.replace("8000", str(port))
+    if backend == "postgresql":  # the README's export line, with this test's server and a key file in the folder
+        assert script.count(" --db walk.db") == 6 and server.count("export ") == 1
+        server = server.replace(
+            "postgresql://faceledger@db.internal/faceledger", request.getfixturevalue("postgres_url")
+        )
+        script = server.replace("/etc/faceledger/walk.key", "walk.key") + script.replace(" --db walk.db", "")
     bin_dir = Path(sys.executable).parent
     assert (bin_dir / "faceledger").exists() or shutil.which("faceledger"), "faceledger is not installed"
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "FACELEDGER_THREADS": "1"}
     for name in ("FACELEDGER_DB", "FACELEDGER_KEY_FILE", "FACELEDGER_MASTER_KEY", "FACELEDGER_ACTOR"):
         env.pop(name, None)
-    env.update(server_db)
     shell = subprocess.Popen(
         # a failing step must not leave the server holding the output pipe open
         ["bash", "-c", "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\n" + script],

@@ -31,6 +31,7 @@ Usage::
 
     python benchmarks/bench_service.py [--clients 32] [--duration 60] [--workers 2] [--faces DIR]
                                        [--mix identify=0.6,verify=0.25,enroll=0.15] [--json OUT]
+                                       [--db postgresql://USER@HOST/EMPTY_DATABASE]
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def subject_id(identity: str) -> str:
     return "s-" + hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
-def prepare(db: Path, photos: dict[str, list[Photo]], clients: int, seed: int) -> Plan:
+def prepare(db: str | Path, photos: dict[str, list[Photo]], clients: int, seed: int) -> Plan:
     """Create the deployment, consents, pre-enrollments and keys."""
     rng = random.Random(seed)
     plan = Plan({subject_id(k): v for k, v in photos.items()})
@@ -174,7 +175,7 @@ def free_port() -> int:
         return port
 
 
-def start_server(db: Path, port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(db: str | Path, port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
     """``faceledger serve`` (as ``python -m faceledger.interfaces.api``) in its own process group."""
     command = [
         sys.executable,
@@ -333,7 +334,7 @@ def latency_table(samples: list[Sample], wall: float) -> list[dict[str, Any]]:
     return rows
 
 
-def check_integrity(db: Path, plan: Plan, samples: list[Sample]) -> dict[str, Any]:
+def check_integrity(db: str | Path, plan: Plan, samples: list[Sample]) -> dict[str, Any]:
     """Compare what the answers said with what the database holds."""
     problems: list[str] = []
     reported: dict[str, Counter[str]] = defaultdict(Counter)
@@ -398,6 +399,7 @@ def main() -> int:
     parser.add_argument("--faces", help="shared face set folder")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", dest="json_out", help="also write the results to this JSON file")
+    parser.add_argument("--db", help="an empty PostgreSQL database URL (default: an SQLite file in a temporary folder)")
     args = parser.parse_args()
     if not 1 <= args.clients <= 256 or not 0 < args.duration <= 600 or not 1 <= args.max_requests <= 100_000:
         parser.error("--clients 1..256, --duration 0..600 s, --max-requests 1..100000")
@@ -407,7 +409,10 @@ def main() -> int:
         parser.error(f"face set not found at {faces} (use --faces or FACELEDGER_FACES)")
     photos = load_photos(faces)
     with tempfile.TemporaryDirectory(prefix="faceledger-bench-") as tmp:
-        db = Path(tmp) / "bench.db"
+        db: str | Path = Path(tmp) / "bench.db"
+        if args.db:  # the server and this process find the master key through the environment
+            db = args.db
+            os.environ["FACELEDGER_KEY_FILE"] = str(Path(tmp) / "bench.key")
         t0 = time.monotonic()
         plan = prepare(db, photos, args.clients, args.seed)
         setup = time.monotonic() - t0

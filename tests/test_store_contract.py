@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import socket
 import threading
 from pathlib import Path
 
@@ -272,3 +273,15 @@ def test_counts_are_made_by_the_database(store: Store) -> None:
     with store.read() as tx:
         counts = tx.counts("2024-06-01T00:00:00.000000Z")
     assert counts == {"subjects": 2, "templates": 3, "valid_consents": 2, "pending_reviews": 0}
+
+
+def test_a_server_that_cannot_be_reached_is_named_at_once(postgres_server: str) -> None:
+    base = postgres_server.rsplit("/", 1)[0]
+    with pytest.raises(StoreError, match='database "no_such_db" does not exist'):
+        open_store(f"{base}/no_such_db")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    with pytest.raises(StoreError, match="cannot connect to PostgreSQL") as caught:
+        open_store(f"postgresql://faceledger:s3cret@127.0.0.1:{port}/x", busy_timeout=2)
+    assert "s3cret" not in str(caught.value) and "faceledger:***@" in str(caught.value)

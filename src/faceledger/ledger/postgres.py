@@ -126,6 +126,12 @@ class PostgresStore:
         psycopg = _psycopg()
         from psycopg_pool import ConnectionPool
 
+        try:  # one connection first: a wrong URL, a missing database or a server down is said at once, with the cause
+            psycopg.connect(database.text, connect_timeout=max(1, int(min(busy_timeout, 10.0)))).close()
+        except psycopg.Error as exc:
+            cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreError(f"{database}: cannot connect to PostgreSQL: {cause}") from None
+
         def configure(conn: Any) -> None:
             conn.execute(f"SET lock_timeout = {int(busy_timeout * 1000)}")
 

@@ -428,9 +428,13 @@ def _all_subjects(tx: Any, refs: list[Any] | None = None) -> Iterator[tuple[str,
     templates: dict[str, list[str]] = {}
     for ref in tx.template_refs() if refs is None else refs:
         templates.setdefault(ref.subject_id, []).append(ref.id)
+    names: tuple[str, ...] = ()
     for subject in tx.list_subjects():
+        # the fields of a subject are flat strings: read them as asdict would, without its deep copy (a third of
+        # the time of checking every subject when a gallery of millions loads)
+        names = names or tuple(f.name for f in dataclasses.fields(subject))
         body = {
-            **dataclasses.asdict(subject),
+            **{name: getattr(subject, name) for name in names},
             "key_id": keys.get(subject.id),
             "templates": sorted(templates.get(subject.id, [])),
         }

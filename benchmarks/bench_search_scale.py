@@ -211,12 +211,13 @@ def main() -> int:
         f"{'PostgreSQL' if args.db else 'SQLite'}"
     )
     print(
-        f"{'templates':>11} {'fill s':>7} {'cold start s':>12} {'RSS MB':>8} {'B/template':>10} "
+        f"{'templates':>11} {'fill s':>7} {'cold start s':>12} {'RSS MB':>8} {'peak MB':>8} {'B/template':>10} "
         f"{'search 1 ms':>11} {'search/q @32 ms':>15} {'sync check ms':>13}"
     )
     for r in rows:
         print(
             f"{r['templates']:>11,} {r['fill_s']:>7.0f} {r['open_s'] + r['build_s']:>12.1f} {r['rss_mb']:>8.0f} "
+            f"{r['peak_mb']:>8.0f} "
             f"{r['bytes_per_template']:>10.0f} {r['search_1_ms']:>11.1f} {r['search_per_probe_at_32_ms']:>15.2f} "
             f"{r['sync_check_ms']:>13.3f}"
         )

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import base64
 import functools
+import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -106,3 +109,17 @@ def consent(service: Service, subject: str, purpose: str = PURPOSE) -> dict[str,
     assert response.status_code == 201, response.text
     out: dict[str, Any] = response.json()
     return out
+
+
+def wait_ready(base: str, server: subprocess.Popen[bytes], seconds: float = 90) -> None:
+    """Wait until a server process answers ``/readyz`` with 200; fail with its stderr if it exits first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.3)

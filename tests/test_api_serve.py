@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from click.testing import CliRunner
 
 from faceledger.gallery import Gallery
 from faceledger.interfaces.cli import serve as cli_serve
-from test_api_helpers import PURPOSE, init_deployment, people
+from test_api_helpers import PURPOSE, init_deployment, people, wait_ready
 
 
 def _group() -> click.Group:
@@ -95,16 +94,7 @@ def test_two_uvicorn_workers_share_the_database(tmp_path: Path, faces_dir: Path)
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.3)
+        wait_ready(base, server)
 
         enroller = {"Authorization": f"Bearer {tokens['enroller']}", "X-Purpose": PURPOSE}
         # Every (subject, image) pair twice, concurrently: each image must end up enrolled exactly once.

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from faceledger import Gallery
-from test_api_helpers import PURPOSE, ROLES, people
+from test_api_helpers import PURPOSE, ROLES, people, wait_ready
 from test_api_serve import _free_port
 
 
@@ -41,16 +41,7 @@ def _serve(url: str, key_file: Path, *extra: str) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.3)
+        wait_ready(base, server)
         yield base
     finally:
         os.killpg(server.pid, signal.SIGTERM)

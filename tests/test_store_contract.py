@@ -22,6 +22,8 @@ from faceledger.ledger.sql_base import migrations
 from faceledger.ledger.store import Store, open_store
 
 T0 = "2024-01-01T00:00:00.000000Z"
+CONSENT = Consent("c1", "s1", "staff", "desk", "explicit consent", "access-control", "form.pdf", T0, None, None, None,
+                  T0, "test")  # fmt: skip
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -89,23 +91,7 @@ def test_missing_database_is_named(location: str) -> None:
 def test_committed_values_round_trip_exactly(store: Store) -> None:
     _enroll_rows(store, "s1")
     with store.write() as tx:
-        tx.add_consent(
-            Consent(
-                "c1",
-                "s1",
-                "staff",
-                "desk",
-                "explicit consent",
-                "access-control",
-                "form.pdf",
-                T0,
-                None,
-                None,
-                None,
-                T0,
-                "test",
-            )
-        )
+        tx.add_consent(CONSENT)
     with store.read() as tx:
         [t0, t1] = tx.templates_of("s1")
         assert t0.ciphertext == bytes(range(256)) * 2 and isinstance(t0.ciphertext, bytes)
@@ -113,21 +99,7 @@ def test_committed_values_round_trip_exactly(store: Store) -> None:
         key = tx.get_subject_key("s1")
         assert key is not None and key.wrapped == b"\x00wrapped\xff" * 4
         assert tx.template_counts() == {"s1": 2}
-        assert tx.get_consent("c1") == Consent(
-            "c1",
-            "s1",
-            "staff",
-            "desk",
-            "explicit consent",
-            "access-control",
-            "form.pdf",
-            T0,
-            None,
-            None,
-            None,
-            T0,
-            "test",
-        )
+        assert tx.get_consent("c1") == CONSENT
         assert tx.data_version() == 1
 
 

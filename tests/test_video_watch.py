@@ -63,9 +63,17 @@ def scene(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Scene:
 
 
 def open_gallery(
-    tmp_path: Path, engine: Engine, scene: Scene, clock: Clock, **deployment: object
+    tmp_path: Path, engine: Engine, scene: Scene, clock: Clock, db: str | None = None, **deployment: object
 ) -> tuple[Gallery, dict[str, str]]:
-    g = Gallery.init(tmp_path / "g.db", actor="admin", policy=parse_policy(POLICY), engine=engine, clock=clock)
+    """A watchlist of the scene's people and a deployment; on ``db`` (a PostgreSQL URL), else on an SQLite file."""
+    g = Gallery.init(
+        db or tmp_path / "g.db",
+        actor="admin",
+        policy=parse_policy(POLICY),
+        engine=engine,
+        clock=clock,
+        key_file=tmp_path / "g.db.key",
+    )
     subjects: dict[str, str] = {}
     for i, (person, photo) in enumerate(sorted(scene.enrollment.items())):
         subject = f"w-{i}"
@@ -413,3 +421,25 @@ def test_a_watchlist_that_outgrows_its_authorisation_stops_the_session(
     assert changed and events[-1]["reason"] == "watchlist of 3 is larger than the 2 authorised"
     assert events[-1]["frames"] < scene.frames
     other.close()
+
+
+def test_a_watch_session_on_a_postgresql_gallery(
+    tmp_path: Path, engine: Engine, scene: Scene, postgres_url: str
+) -> None:
+    """`watch` on one host, review on another: the session, its candidates and its entries are in the shared
+    PostgreSQL gallery, and a second process sees the candidates in its review queue."""
+    clock = Clock()
+    g, subjects = open_gallery(tmp_path, engine, scene, clock, db=postgres_url)
+    try:
+        events = list(g.watch(scene.path, actor="operator-7"))
+    finally:
+        g.close()
+    tracks = [e for e in events if e["event"] == "track"]
+    score = score_tracks(scene, tracks, watchlist=subjects)
+    assert score.wrong_subject == 0 and score.bystander_candidates == 0 and score.recall >= 2 / 3, score.summary()
+    raised = {c["candidate_id"] for e in tracks for c in e["candidates"]}
+    with Gallery.open(postgres_url, key_file=tmp_path / "g.db.key", clock=clock) as other:
+        pending = other.pending_reviews(actor="reviewer", purpose="locate")
+        assert {p.candidate.id for p in pending} == raised and raised
+        actions = [e.data["action"] for e in other.audit_entries()]
+        assert "watch.start" in actions and "watch.stop" in actions and other.audit_verify().ok

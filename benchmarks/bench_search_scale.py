@@ -25,10 +25,10 @@ Templates are decrypted only in the memory of the searching process. The databas
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,6 +58,15 @@ def rss_mb() -> float:
 
 def peak_mb() -> float:
     return _status_mb("VmHWM")
+
+
+def _bench_search() -> Any:
+    """benchmarks/bench_search.py (its timing helper), loaded from beside this script."""
+    spec = importlib.util.spec_from_file_location("bench_search", Path(__file__).with_name("bench_search.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def fill(db: str, key_file: Path, n: int) -> dict[str, Any]:
@@ -136,19 +145,11 @@ def cold_start(db: str, key_file: Path) -> dict[str, Any]:
         probes = rng.standard_normal((32, index.dim), dtype=np.float32)
         probes /= np.linalg.norm(probes, axis=1, keepdims=True)
 
-        def timed(func: Any, repeats: int = 15) -> float:
-            func()
-            runs = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                func()
-                runs.append(time.perf_counter() - t)
-            return statistics.median(runs)
-
-        one = timed(lambda: index.search(probes[:1], 5))
-        batch = timed(lambda: index.search(probes, 5), repeats=5) / len(probes)
+        timed = _bench_search().median_time
+        one = timed(lambda: index.search(probes[:1], 5), 15)
+        batch = timed(lambda: index.search(probes, 5), 5) / len(probes)
         with ctx.store.read() as tx:
-            check = timed(lambda: sync_index(ctx, tx), repeats=50)  # an index in sync: one data_version read
+            check = timed(lambda: sync_index(ctx, tx), 50)  # an index in sync: one data_version read
     return {
         "templates": n,
         "open_s": opened - started,

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -22,7 +23,7 @@ import numpy as np
 from faceledger.engine.video import FrameResult, TrackOptions, TrackSummary, track_events
 from faceledger.errors import ModelError, NoFaceError
 from faceledger.imageio import load_image
-from faceledger.models.cards import Calibration, FmrEstimate
+from faceledger.models.cards import Calibration, FmrEstimate, file_sha256
 from faceledger.models.router import load_detector, load_recognizer
 from faceledger.vision.alignment import align_faces
 from faceledger.vision.anonymize import anonymize as _anonymize
@@ -127,6 +128,11 @@ class Engine:
         tile: bool = True,
         upright: str = "auto",
     ) -> None:
+        self._paths = (
+            None if detector is None else os.fspath(detector),
+            None if recognizer is None else os.fspath(recognizer),
+            threads,
+        )
         self.detector = load_detector(detector, threads)
         self.recognizer = load_recognizer(recognizer, threads)
         self.recognizer.flip = flip
@@ -139,6 +145,29 @@ class Engine:
         if upright not in UPRIGHT_MODES:
             raise ValueError(f"upright must be one of {', '.join(UPRIGHT_MODES)}, got {upright!r}")
         self.upright = upright
+
+    # ------------------------------------------------------------------ pickling
+    @property
+    def recipe(self) -> EngineRecipe:
+        """What builds this engine again in another process (see :class:`EngineRecipe`)."""
+        detector, recognizer, threads = self._paths
+        options = {
+            "score_threshold": self.score_threshold,
+            "min_face_size": self.min_face_size,
+            "threads": threads,
+            "flip": self.recognizer.flip,
+            "quality": self.quality_thresholds,
+            "max_pixels": self.max_pixels,
+            "upscale_small": self.upscale_small,
+            "tile": self.tile,
+            "upright": self.upright,
+        }
+        files = {p: file_sha256(Path(p)) for p in (detector, recognizer) if p is not None and Path(p).is_file()}
+        return EngineRecipe(detector, recognizer, options, files)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # onnxruntime sessions cannot be pickled: an engine travels as its recipe and is built again on arrival
+        return (EngineRecipe.build, (self.recipe,))
 
     # ------------------------------------------------------------------ images
     def load(self, image: ImageInput) -> np.ndarray:
@@ -335,6 +364,27 @@ class Engine:
             elif len(keep_arr):
                 mask[keep_arr.astype(int)] = True
         return _anonymize(array, found.boxes, mask, method)
+
+
+@dataclass(frozen=True)
+class EngineRecipe:
+    """A picklable description of an :class:`Engine`: model names or paths, options, and the SHA-256 of each model
+    file given by path. :meth:`build` makes the engine in the process that runs it (a worker of a batch job), and
+    refuses when a path there holds another file than the one the recipe was taken from."""
+
+    detector: str | None
+    recognizer: str | None
+    options: dict[str, Any]
+    files: dict[str, str]
+
+    def build(self) -> Engine:
+        """The engine, with its models loaded in this process."""
+        for path, digest in self.files.items():
+            if not Path(path).is_file():
+                raise ModelError(f"{path}: model file not found in this process (the engine was described with it)")
+            if file_sha256(Path(path)) != digest:
+                raise ModelError(f"{path}: another file than the one the engine was described with (SHA-256 differs)")
+        return Engine(self.detector, self.recognizer, **self.options)
 
 
 def _default_workers() -> int:

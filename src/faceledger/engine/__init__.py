@@ -162,7 +162,9 @@ class Engine:
             "tile": self.tile,
             "upright": self.upright,
         }
-        files = {p: file_sha256(Path(p)) for p in (detector, recognizer) if p is not None and Path(p).is_file()}
+        # each card holds the SHA-256 of the file loaded, checked or computed on load: no second read of the models
+        models = ((detector, self.detector.card), (recognizer, self.recognizer.card))
+        files = {path: card.sha256 for path, card in models if path is not None and Path(path).is_file()}
         return EngineRecipe(detector, recognizer, options, files)
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -50,3 +50,17 @@ def test_a_model_file_changed_under_the_recipe_is_refused(tmp_path: Path) -> Non
     model.unlink()
     with pytest.raises(ModelError, match="model file not found in this process"):
         pickle.loads(data)
+
+
+def test_a_model_given_by_a_relative_path_is_found_from_another_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "models").mkdir()
+    shutil.copyfile(bundled_card("sface_2021dec").path, tmp_path / "models" / "mine.onnx")
+    monkeypatch.chdir(tmp_path)
+    engine = Engine(recognizer="models/mine.onnx")
+    assert engine.recipe.recognizer == str(tmp_path / "models" / "mine.onnx")
+    assert Engine(recognizer="sface_2021dec").recipe.recognizer == "sface_2021dec"  # a bundled name stays a name
+    monkeypatch.chdir(tmp_path / "models")  # where "models/mine.onnx" does not exist
+    copy = pickle.loads(pickle.dumps(engine))
+    assert np.array_equal(copy.embed(EXAMPLE).vectors, engine.embed(EXAMPLE).vectors)

@@ -22,6 +22,10 @@ class ImageError(FaceledgerError, ValueError):
         self.reason = reason
         super().__init__(f"{source}: {reason}")
 
+    def __reduce__(self) -> tuple[type[ImageError], tuple[str, str]]:
+        # pickled with its two fields (a batch worker returns it to the caller), not with the joined message
+        return (type(self), (self.source, self.reason))
+
 
 class VideoError(FaceledgerError, ValueError):
     """A video source or file cannot be opened, read or written; the message names it without credentials."""

@@ -12,8 +12,9 @@ The engine never stores anything and knows nothing about people: enrolling, sear
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -128,11 +129,7 @@ class Engine:
         tile: bool = True,
         upright: str = "auto",
     ) -> None:
-        self._paths = (
-            None if detector is None else os.fspath(detector),
-            None if recognizer is None else os.fspath(recognizer),
-            threads,
-        )
+        self._paths = (_given(detector), _given(recognizer), threads)
         self.detector = load_detector(detector, threads)
         self.recognizer = load_recognizer(recognizer, threads)
         self.recognizer.flip = flip
@@ -239,26 +236,7 @@ class Engine:
         sharing one image's convolutions (see the README's performance section). ``workers`` defaults to
         ``FACELEDGER_WORKERS`` or the CPUs this process may use.
         """
-        count = workers or _default_workers()
-        window = 2 * count
-
-        def safe(image: ImageInput) -> T | BaseException:
-            try:
-                return func(image)
-            except Exception as exc:  # returned to the caller, who names the file
-                return exc
-
-        if count == 1:
-            yield from (safe(image) for image in images)
-            return
-        with ThreadPoolExecutor(max_workers=count, thread_name_prefix="faceledger") as pool:
-            pending = []
-            for image in images:
-                pending.append(pool.submit(safe, image))
-                if len(pending) >= window:
-                    yield pending.pop(0).result()
-            for future in pending:
-                yield future.result()
+        return ordered_map(func, images, workers or _default_workers())
 
     # ------------------------------------------------------------ verification
     @property
@@ -387,6 +365,39 @@ class EngineRecipe:
             if file_sha256(Path(path)) != digest:
                 raise ModelError(f"{path}: another file than the one the engine was described with (SHA-256 differs)")
         return Engine(self.detector, self.recognizer, **self.options)
+
+
+def ordered_map(func: Callable[[Any], T], items: Iterable[Any], workers: int) -> Iterator[T | BaseException]:
+    """``func`` over ``items`` on ``workers`` threads, results in input order, an exception in place of the result
+    of a call that raised; at most twice as many calls queued as workers (a long input is never read all ahead)."""
+    window = 2 * workers
+
+    def safe(item: Any) -> T | BaseException:
+        try:
+            return func(item)
+        except Exception as exc:  # returned to the caller, who names the file
+            return exc
+
+    if workers == 1:
+        yield from (safe(item) for item in items)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="faceledger") as pool:
+        pending: deque[Future[T | BaseException]] = deque()
+        for item in items:
+            pending.append(pool.submit(safe, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        for future in pending:
+            yield future.result()
+
+
+def _given(model: str | os.PathLike[str] | None) -> str | None:
+    """A model as the recipe names it: a bundled name as given, a file by its absolute path (a batch worker may run
+    in another working directory)."""
+    if model is None:
+        return None
+    given = os.fspath(model)
+    return os.path.abspath(given) if Path(given).is_file() else given
 
 
 def _default_workers() -> int:

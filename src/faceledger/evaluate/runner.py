@@ -20,19 +20,17 @@ Choices made here (all also stated in the report):
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from tqdm import tqdm
 
 from faceledger.evaluate import metrics as m
-from faceledger.evaluate.cache import CachedFaces, EmbeddingCache
+from faceledger.evaluate.cache import EmbeddingCache
 from faceledger.evaluate.datasets import Dataset
+from faceledger.evaluate.embedding import ImageOutcome, embed_dataset
 from faceledger.evaluate.fairness import DEFAULT_MAX_RATIO, demographic_differentials
 from faceledger.evaluate.openset import OpenSetOptions, open_set_by_size
 
@@ -54,105 +52,9 @@ DEFAULT_FPIR_TARGETS: tuple[float, ...] = (1e-1, 1e-2, 1e-3)
 MAX_LISTED = 50
 
 
-@dataclass
-class ImageOutcome:
-    """What the engine made of one dataset image.
-
-    ``status`` is ``"ok"`` (at least one face), ``"no_face"`` or ``"unreadable"`` (``reason`` says why);
-    ``vector`` is the embedding of the largest face; ``n_faces`` the number of faces detected.
-    """
-
-    index: int
-    name: str
-    status: str
-    n_faces: int = 0
-    vector: np.ndarray | None = None
-    reason: str | None = None
-    sha256: str | None = None
-    cached: bool = False
-
-
 def is_open_set_held_out(identity: str) -> bool:
     """True for the identities kept out of the open-set gallery (about a quarter, fixed by the name)."""
     return hashlib.sha256(("open-set:" + identity).encode()).hexdigest()[0] in "0123"
-
-
-def _display_name(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def embed_dataset(dataset: Dataset, engine: Any, cache: EmbeddingCache, progress: bool = True) -> list[ImageOutcome]:
-    """Embed every image of ``dataset`` (each distinct file once), using and filling ``cache``.
-
-    A file that cannot be read or decoded becomes an ``"unreadable"`` outcome naming the reason; the rest go
-    on.
-    """
-    root = dataset.source if dataset.source.is_dir() else dataset.source.parent
-    outcomes: list[ImageOutcome] = []
-    seen: dict[Path, ImageOutcome] = {}
-    bar = tqdm(
-        total=len(dataset.samples),
-        desc="embedding",
-        unit="img",
-        file=sys.stderr,
-        disable=None if progress else True,  # None: a bar only when stderr is a terminal, never in a redirected log
-        leave=False,
-    )
-    try:
-        for index, sample in enumerate(dataset.samples):
-            name = _display_name(sample.path, root)
-            previous = seen.get(sample.path)
-            if previous is not None:
-                outcome = ImageOutcome(
-                    index,
-                    name,
-                    previous.status,
-                    previous.n_faces,
-                    previous.vector,
-                    previous.reason,
-                    previous.sha256,
-                    previous.cached,
-                )
-            else:
-                outcome = _embed_one(index, name, sample.path, engine, cache)
-                seen[sample.path] = outcome
-            outcomes.append(outcome)
-            bar.update(1)
-    finally:
-        bar.close()
-    return outcomes
-
-
-def _embed_one(index: int, name: str, path: Path, engine: Any, cache: EmbeddingCache) -> ImageOutcome:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return ImageOutcome(index, name, "unreadable", reason=f"cannot read file: {exc.strerror or exc}")
-    digest = hashlib.sha256(data).hexdigest()
-    faces = cache.get(digest)
-    cached = faces is not None
-    if faces is None:
-        try:
-            result = engine.embed(data)
-        except Exception as exc:  # one bad image never stops the evaluation; it is listed with its reason
-            reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-            return ImageOutcome(index, name, "unreadable", reason=str(reason), sha256=digest)
-        dets = result.detections
-        n = len(dets)
-        vectors = np.asarray(result.vectors, np.float32)
-        faces = CachedFaces(
-            np.asarray(dets.boxes, np.float32).reshape(n, 4),
-            np.asarray(dets.scores, np.float32).reshape(n),
-            np.asarray(dets.quality, np.float32).reshape(n),
-            vectors.reshape(n, -1) if n else np.zeros((0, vectors.shape[-1] if vectors.ndim == 2 else 0), np.float32),
-        )
-        cache.put(digest, faces)
-    if len(faces) == 0:
-        return ImageOutcome(index, name, "no_face", 0, sha256=digest, cached=cached)
-    return ImageOutcome(index, name, "ok", len(faces), faces.vectors[0].copy(), sha256=digest, cached=cached)
 
 
 # --------------------------------------------------------------------------------------------- pair scores
@@ -570,6 +472,7 @@ def evaluate_dataset(
     engine: Any,
     cache: EmbeddingCache,
     *,
+    executor: Any = None,
     threshold: float | None = None,
     target_fmr: float = 1e-3,
     max_group_ratio: float = DEFAULT_MAX_RATIO,
@@ -577,8 +480,9 @@ def evaluate_dataset(
     progress: bool = True,
     open_set: OpenSetOptions | None = None,
 ) -> tuple[Evaluation, list[ImageOutcome]]:
-    """Embed ``dataset`` with ``engine`` (cached) and evaluate it; see :func:`evaluate_outcomes`."""
-    outcomes = embed_dataset(dataset, engine, cache, progress=progress)
+    """Embed ``dataset`` with ``engine`` (cached; on ``executor``, see :func:`embed_dataset`) and evaluate it; see
+    :func:`evaluate_outcomes`."""
+    outcomes = embed_dataset(dataset, engine, cache, progress=progress, executor=executor)
     value, source = operating_threshold(engine, threshold, target_fmr)
     evaluation = evaluate_outcomes(
         dataset,

@@ -323,34 +323,39 @@ class GalleryContext:
 
     # ------------------------------------------------------------------------------------------ images
     def probe(self, image: ImageInput) -> Probe:
-        """Decode an image and hash its bytes."""
-        if isinstance(image, str | os.PathLike):
-            # read once: the hash on the ledger is of the very bytes decoded (a file replaced between two reads, or
-            # a named pipe, which can be read only once, would otherwise break that)
-            source = os.fspath(image)
-            data = read_file(image)  # ImageError names the file and says what is wrong
-            try:
-                array = self.engine.load(io.BytesIO(data))
-            except ImageError as exc:
-                raise ImageError(source, exc.reason) from None
-            return Probe(source, hashlib.sha256(data).hexdigest(), array)
-        if isinstance(image, np.ndarray):
-            array = self.engine.load(image)
-            digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
-            return Probe("<array>", digest, array)
-        if isinstance(image, bytes | bytearray | memoryview):
-            data = bytes(image)
-            source = "<bytes>"
-        elif hasattr(image, "read"):
-            data = image.read()
-            source = str(getattr(image, "name", "<stream>"))
-        else:
-            raise ImageError(repr(type(image).__name__), "not an image: give a path, bytes, a file or an array")
+        """Decode an image with this gallery's engine and hash its bytes (see :func:`probe_image`)."""
+        return probe_image(self.engine, image)
+
+
+def probe_image(engine: Engine, image: ImageInput) -> Probe:
+    """Decode an image with ``engine`` and hash its bytes: the digest on the ledger is of the bytes decoded."""
+    if isinstance(image, str | os.PathLike):
+        # read once: the hash on the ledger is of the very bytes decoded (a file replaced between two reads, or
+        # a named pipe, which can be read only once, would otherwise break that)
+        source = os.fspath(image)
+        data = read_file(image)  # ImageError names the file and says what is wrong
         try:
-            array = self.engine.load(io.BytesIO(data))
+            array = engine.load(io.BytesIO(data))
         except ImageError as exc:
             raise ImageError(source, exc.reason) from None
         return Probe(source, hashlib.sha256(data).hexdigest(), array)
+    if isinstance(image, np.ndarray):
+        array = engine.load(image)
+        digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+        return Probe("<array>", digest, array)
+    if isinstance(image, bytes | bytearray | memoryview):
+        data = bytes(image)
+        source = "<bytes>"
+    elif hasattr(image, "read"):
+        data = image.read()
+        source = str(getattr(image, "name", "<stream>"))
+    else:
+        raise ImageError(repr(type(image).__name__), "not an image: give a path, bytes, a file or an array")
+    try:
+        array = engine.load(io.BytesIO(data))
+    except ImageError as exc:
+        raise ImageError(source, exc.reason) from None
+    return Probe(source, hashlib.sha256(data).hexdigest(), array)
 
 
 # ---------------------------------------------------------------------------------------------- argument checks

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from faceledger.errors import FaceledgerError, ImageError
 from faceledger.gallery.consent import check_one_gallery, valid_consent
-from faceledger.gallery.context import GalleryContext, ImageInput, accountable, check_subject_id
+from faceledger.gallery.context import GalleryContext, ImageInput, accountable, check_subject_id, probe_image
 from faceledger.gallery.index_sync import index_applied, sync_index
 from faceledger.gallery.keys import encrypt_reference_face, encrypt_template, ensure_data_key
 from faceledger.gallery.results import DuplicateWarning, EnrollmentResult, ImageOutcome, SubjectInfo
@@ -30,7 +31,12 @@ from faceledger.ledger.store import Transaction
 from faceledger.ledger.timeutil import to_text
 from faceledger.vision.alignment import align_faces
 
+if TYPE_CHECKING:
+    from faceledger.engine import Engine
+    from faceledger.engine.executors import Executor
+
 Prepared = tuple[int, ImageOutcome, np.ndarray, bytes]  # position in the request, outcome so far, embedding, face JPEG
+PreparedImage = tuple[ImageOutcome, np.ndarray | None, bytes | None]  # an image's outcome, embedding and face JPEG
 
 
 def enroll(
@@ -50,24 +56,43 @@ def enroll(
     image_list = list(images) if isinstance(images, list | tuple) else [images]
     if not image_list:
         raise ValueError("enroll needs at least one image")
-    # Refuse early, before any model runs, then check again in the write transaction.
+    gallery_name, done = _check(ctx, subject, purpose, gallery, consent_id)
+    prepared = [prepare_image(ctx.engine, image, done, face_index) for image in image_list]
+    return _commit(ctx, subject, gallery_name, prepared, actor=actor, purpose=purpose, consent_id=consent_id)
+
+
+def _check(
+    ctx: GalleryContext, subject: str, purpose: str, gallery: str | None, consent_id: str | None
+) -> tuple[str, frozenset[str]]:
+    """Refuse early, before any model runs (the write transaction checks again): the gallery's name and the
+    digests of the images already enrolled for ``subject``."""
     with ctx.store.read() as tx:
         policy = ctx.refresh_policy(tx)
         gallery_name = ctx.gallery_name(policy, gallery)
         ctx.check_purpose(policy, gallery_name, purpose)
         valid_consent(tx, subject, gallery_name, purpose, consent_id, ctx.now())
-        done = {t.source_sha256 for t in tx.templates_of(subject)}
+        done = frozenset(t.source_sha256 for t in tx.templates_of(subject))
+    ctx.threshold()  # a policy the calibration cannot hold is refused before any model runs
+    return gallery_name, done
+
+
+def _commit(
+    ctx: GalleryContext,
+    subject: str,
+    gallery_name: str,
+    images: Sequence[PreparedImage],
+    *,
+    actor: str,
+    purpose: str,
+    consent_id: str | None,
+) -> EnrollmentResult:
+    """The write transaction of one subject's enrollment: the prepared images' templates and the audit entry."""
     threshold = ctx.threshold()
     model = ctx.model_id()
-
-    outcomes: list[ImageOutcome] = []
-    prepared: list[Prepared] = []
-    for image in image_list:
-        outcome, vector, face = prepare_image(ctx, image, done, face_index)
-        outcomes.append(outcome)
-        if vector is not None and face is not None:
-            prepared.append((len(outcomes) - 1, outcome, vector, face))
-
+    outcomes = [outcome for outcome, _, _ in images]
+    prepared: list[Prepared] = [
+        (i, outcome, vector, face) for i, (outcome, vector, face) in enumerate(images) if vector is not None and face
+    ]
     now = to_text(ctx.now())
     with ctx.write() as tx:
         policy = ctx.refresh_policy(tx)
@@ -198,14 +223,12 @@ def _store_templates(
     return key_id
 
 
-def prepare_image(
-    ctx: GalleryContext, image: ImageInput, done: set[str], face_index: int | None
-) -> tuple[ImageOutcome, np.ndarray | None, bytes | None]:
-    """Decode, detect, check and embed one enrollment image (no transaction: models run outside it); with the
-    embedding, the JPEG of the aligned face it was made from."""
+def prepare_image(engine: Engine, image: ImageInput, done: frozenset[str], face_index: int | None) -> PreparedImage:
+    """Decode, detect, check and embed one enrollment image (no transaction: models run outside it, in this
+    process or a batch worker); with the embedding, the JPEG of the aligned face it was made from."""
     source = os.fspath(image) if isinstance(image, str | os.PathLike) else "<image>"
     try:
-        probe = ctx.probe(image)
+        probe = probe_image(engine, image)
     except ImageError as exc:
         return ImageOutcome(source, "rejected", reason=exc.reason), None, None
     except OSError as exc:
@@ -213,7 +236,7 @@ def prepare_image(
     source, digest = probe.source, probe.sha256
     if digest in done:
         return ImageOutcome(source, "skipped", reason="already enrolled", sha256=digest), None, None
-    dets = ctx.engine.detect(probe.array)
+    dets = engine.detect(probe.array)
     if len(dets) == 0:
         return ImageOutcome(source, "rejected", reason="no face found", sha256=digest), None, None
     if face_index is not None:
@@ -241,9 +264,26 @@ def prepare_image(
         return replace(outcome, reason="face unfit for enrollment: " + ", ".join(face.reasons)), None, None
     from faceledger.engine.evidence import encode_jpeg  # here: importing the engine loads onnxruntime
 
-    vector = ctx.engine.embed_faces(probe.array, dets[chosen : chosen + 1])[0]
+    vector = engine.embed_faces(probe.array, dets[chosen : chosen + 1])[0]
     face_jpeg = encode_jpeg(align_faces(probe.array, dets.landmarks[chosen : chosen + 1])[0])
     return replace(outcome, status="enrolled"), np.asarray(vector, np.float32), face_jpeg
+
+
+def prepare_job(engine: Engine, job: tuple[ImageInput, frozenset[str]]) -> PreparedImage:
+    """One image of a batch, as an executor runs it: :func:`prepare_image` with the subject's enrolled digests."""
+    image, done = job
+    return prepare_image(engine, image, done, None)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A subject of a batch, checked before its images go to the executor: ``images`` results to wait for, or the
+    refusal to report in its place."""
+
+    subject: str
+    gallery: str = ""
+    images: int = 0
+    refused: FaceledgerError | None = None
 
 
 def enroll_batch(
@@ -253,17 +293,74 @@ def enroll_batch(
     actor: str,
     purpose: str,
     gallery: str | None = None,
+    executor: Executor | None = None,
 ) -> Iterator[tuple[str, EnrollmentResult | FaceledgerError]]:
-    """Enroll many subjects, one transaction each; yields ``(subject, result or error)`` as it goes.
+    """Enroll many subjects, one transaction each; yields ``(subject, result or error)`` in input order as it goes.
 
-    An interruption (even ``kill -9``) leaves every subject either fully enrolled or untouched; running the same
-    batch again skips what was done and continues.
+    The image work (decode, detect, embed) runs on ``executor``: threads of this process by default, or Ray workers
+    (:class:`~faceledger.engine.executors.RayExecutor`), which take image paths only and return embeddings, never
+    storing them; this process checks consent, encrypts and commits. An interruption (even ``kill -9``) leaves every
+    subject either fully enrolled or untouched; running the same batch again skips what was done and continues.
     """
-    for subject, images in items:
-        try:
-            yield subject, enroll(ctx, subject, images, actor=actor, purpose=purpose, gallery=gallery)
-        except (FaceledgerError, ValueError) as exc:
-            yield subject, exc if isinstance(exc, FaceledgerError) else LedgerError(str(exc))
+    from faceledger.engine.executors import LocalExecutor  # here: importing the engine loads onnxruntime
+
+    actor, purpose = accountable(actor, purpose)
+    run = executor or LocalExecutor(ctx.engine)
+    plans: deque[_Planned] = deque()
+
+    def jobs() -> Iterator[tuple[ImageInput, frozenset[str]]]:
+        for subject, images in items:  # read as the executor asks for work: a long manifest is never all in memory
+            image_list = list(images)
+            try:
+                subject = check_subject_id(subject)
+                if not image_list:
+                    raise ValueError("enroll needs at least one image")
+                if run.remote and not all(isinstance(i, str | os.PathLike) for i in image_list):
+                    raise ValueError("batch workers take image paths: pixels would pass through their object store")
+                gallery_name, done = _check(ctx, subject, purpose, gallery, None)
+            except (FaceledgerError, ValueError) as exc:
+                plans.append(_Planned(subject, refused=_as_error(exc)))
+                continue
+            plans.append(_Planned(subject, gallery_name, len(image_list)))
+            yield from ((image, done) for image in image_list)
+
+    def refusals() -> Iterator[tuple[str, FaceledgerError]]:
+        while plans and plans[0].refused is not None:
+            plan = plans.popleft()
+            yield plan.subject, plan.refused  # type: ignore[misc]
+
+    current: _Planned | None = None
+    results: list[PreparedImage | BaseException] = []
+    try:
+        for result in run.map(prepare_job, jobs()):
+            if current is None:
+                yield from refusals()
+                current, results = plans.popleft(), []
+            results.append(result)
+            if len(results) == current.images:
+                yield current.subject, _commit_planned(ctx, current, results, actor=actor, purpose=purpose)
+                current = None
+        yield from refusals()
+    finally:
+        if executor is None:
+            run.close()
+
+
+def _commit_planned(
+    ctx: GalleryContext, plan: _Planned, results: list[PreparedImage | BaseException], *, actor: str, purpose: str
+) -> EnrollmentResult | FaceledgerError:
+    failed = next((r for r in results if isinstance(r, BaseException)), None)
+    if failed is not None:  # a worker failed, not the image: nothing of this subject is committed; a rerun resumes
+        return _as_error(failed)
+    prepared = [r for r in results if not isinstance(r, BaseException)]
+    try:
+        return _commit(ctx, plan.subject, plan.gallery, prepared, actor=actor, purpose=purpose, consent_id=None)
+    except (FaceledgerError, ValueError) as exc:
+        return _as_error(exc)
+
+
+def _as_error(exc: BaseException) -> FaceledgerError:
+    return exc if isinstance(exc, FaceledgerError) else LedgerError(str(exc))
 
 
 def subjects(ctx: GalleryContext, *, actor: str, purpose: str, gallery: str | None = None) -> list[SubjectInfo]:

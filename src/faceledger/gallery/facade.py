@@ -64,6 +64,7 @@ from faceledger.ledger.store import Store, Transaction, open_store
 
 if TYPE_CHECKING:
     from faceledger.engine import Engine
+    from faceledger.engine.executors import Executor
     from faceledger.gallery.accounts import SignIn, WebPrincipal
     from faceledger.gallery.index import SearchIndex
     from faceledger.gallery.results import CandidateEvidence, ReferenceImage
@@ -286,15 +287,14 @@ class Gallery:
         )  # fmt: skip
 
     def enroll_batch(
-        self,
-        items: Iterable[tuple[str, Sequence[ImageInput]]],
-        *,
-        actor: str,
-        purpose: str,
-        gallery: str | None = None,
-    ) -> Iterator[tuple[str, EnrollmentResult | FaceledgerError]]:
-        """Enroll many subjects, one transaction each; yields ``(subject, result or error)`` as it goes."""
-        return enrollment.enroll_batch(self.context, items, actor=actor, purpose=purpose, gallery=gallery)
+        self, items: Iterable[tuple[str, Sequence[ImageInput]]], *, actor: str, purpose: str,
+        gallery: str | None = None, executor: Executor | None = None,
+    ) -> Iterator[tuple[str, EnrollmentResult | FaceledgerError]]:  # fmt: skip
+        """Enroll many subjects, one transaction each, the image work on ``executor``; yields ``(subject, result
+        or error)`` as it goes."""
+        return enrollment.enroll_batch(
+            self.context, items, actor=actor, purpose=purpose, gallery=gallery, executor=executor
+        )  # fmt: skip
 
     def subjects(self, *, actor: str, purpose: str, gallery: str | None = None) -> list[SubjectInfo]:
         """Enrolled subjects with their template count and consent state; the look-up is an audit entry."""
@@ -312,6 +312,15 @@ class Gallery:
         the audit entry (which records the SHA-256 of the image bytes, never pixels or templates).
         """
         return identification.identify(self.context, image, actor=actor, purpose=purpose, gallery=gallery, top_k=top_k)
+
+    def identify_batch(
+        self, images: Iterable[ImageInput], *, actor: str, purpose: str, gallery: str | None = None,
+        top_k: int | None = None, executor: Executor | None = None,
+    ) -> Iterator[tuple[str, Identification | FaceledgerError]]:  # fmt: skip
+        """:meth:`identify` for many images in input order, their image work on ``executor`` (threads here, or Ray)."""
+        return identification.identify_batch(
+            self.context, images, actor=actor, purpose=purpose, gallery=gallery, top_k=top_k, executor=executor
+        )  # fmt: skip
 
     def verify_subject(
         self, subject: str, image: ImageInput, *, actor: str, purpose: str, gallery: str | None = None

@@ -8,12 +8,18 @@ kept, encrypted, for the reviewer (:mod:`faceledger.gallery.evidence`).
 
 from __future__ import annotations
 
+import functools
+import os
 import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from faceledger.errors import NoFaceError
-from faceledger.gallery.context import GalleryContext, ImageInput, accountable
+from faceledger.errors import FaceledgerError, ImageError, NoFaceError
+from faceledger.gallery.context import GalleryContext, ImageInput, accountable, probe_image
 from faceledger.gallery.evidence import store_evidence
 from faceledger.gallery.index_sync import allowed_subjects, search_mask, sync_index
 from faceledger.gallery.results import (
@@ -29,6 +35,11 @@ from faceledger.ledger.errors import ConsentError, PurposeError, UnknownSubjectE
 from faceledger.ledger.policy import LoadedPolicy
 from faceledger.ledger.records import CandidateRecord
 from faceledger.ledger.timeutil import to_text
+
+if TYPE_CHECKING:
+    from faceledger.engine import Embeddings, Engine
+    from faceledger.engine.executors import Executor
+    from faceledger.vision.detection import Detections
 
 
 def _search_policy(ctx: GalleryContext, gallery: str | None) -> tuple[LoadedPolicy, str]:
@@ -50,6 +61,97 @@ def identify(
     recorded as a candidate, with the face's evidence (its aligned and context crops, other faces blurred). A
     purpose the policy does not allow is refused, and the refusal is on the ledger."""
     actor, purpose = accountable(actor, purpose)
+    gallery_name, k = _allowed_search(ctx, actor, purpose, gallery, top_k)
+    probe = ctx.probe(image)
+    found = ProbeFaces.of(probe.source, probe.sha256, ctx.engine.embed(probe.array))
+    return _search(ctx, found, lambda: probe.array, actor=actor, purpose=purpose, gallery_name=gallery_name, k=k)
+
+
+def identify_batch(
+    ctx: GalleryContext,
+    images: Iterable[ImageInput],
+    *,
+    actor: str,
+    purpose: str,
+    gallery: str | None = None,
+    top_k: int | None = None,
+    executor: Executor | None = None,
+) -> Iterator[tuple[str, Identification | FaceledgerError]]:
+    """:func:`identify` for many images, yielding ``(source, result or error)`` in input order.
+
+    The purpose is checked once, before any image is read. Decoding, detection and embedding run on ``executor``
+    (threads here by default, or Ray workers, which take paths and return only boxes and embeddings); each search,
+    its audit entry and its candidates are written here, one transaction per image, and the evidence of a face that
+    raised candidates is cut here from the image read again (and checked against the SHA-256 searched).
+    """
+    from faceledger.engine.executors import LocalExecutor  # here: importing the engine loads onnxruntime
+
+    actor, purpose = accountable(actor, purpose)
+    gallery_name, k = _allowed_search(ctx, actor, purpose, gallery, top_k)
+    run = executor or LocalExecutor(ctx.engine)
+    sources: deque[ImageInput] = deque()
+
+    def jobs() -> Iterator[ImageInput]:
+        for image in images:
+            if run.remote and not isinstance(image, str | os.PathLike):
+                raise ValueError("batch workers take image paths: pixels would pass through their object store")
+            sources.append(image)
+            yield image
+
+    try:
+        for found in run.map(embed_probe, jobs()):
+            image = sources.popleft()
+            name = os.fspath(image) if isinstance(image, str | os.PathLike) else "<image>"
+            if isinstance(found, BaseException):
+                yield name, found if isinstance(found, FaceledgerError) else ImageError(name, f"{found}")
+                continue
+            pixels = functools.partial(_read_again, ctx, image, found.sha256)
+            try:
+                result = _search(ctx, found, pixels, actor=actor, purpose=purpose, gallery_name=gallery_name, k=k)
+            except FaceledgerError as exc:  # this image failed (read again for its evidence, say); the rest go on
+                yield name, exc
+                continue
+            yield name, result
+    finally:
+        if executor is None:
+            run.close()
+
+
+@dataclass(frozen=True)
+class ProbeFaces:
+    """What a search needs of an image: its name, the SHA-256 of its bytes, and its faces' boxes and embeddings
+    (never its pixels: a batch worker returns this)."""
+
+    source: str
+    sha256: str
+    detections: Detections
+    vectors: np.ndarray
+
+    @classmethod
+    def of(cls, source: str, sha256: str, embeddings: Embeddings) -> ProbeFaces:
+        return cls(source, sha256, embeddings.detections, np.asarray(embeddings.vectors, np.float32))
+
+
+def embed_probe(engine: Engine, image: ImageInput) -> ProbeFaces:
+    """The faces of one image of a batch search, as an executor runs it."""
+    probe = probe_image(engine, image)
+    return ProbeFaces.of(probe.source, probe.sha256, engine.embed(probe.array))
+
+
+def _read_again(ctx: GalleryContext, image: ImageInput, sha256: str) -> np.ndarray:
+    if hasattr(image, "seek"):
+        image.seek(0)  # a stream was read to its end by the search
+    probe = ctx.probe(image)
+    if probe.sha256 != sha256:
+        raise ImageError(probe.source, "the file changed after it was searched; its evidence cannot be cut")
+    return probe.array
+
+
+def _allowed_search(
+    ctx: GalleryContext, actor: str, purpose: str, gallery: str | None, top_k: int | None
+) -> tuple[str, int]:
+    """The gallery and top-k of a search the policy allows, before any image is read; a refused purpose is on
+    the ledger."""
     policy, gallery_name = _search_policy(ctx, gallery)
     try:
         ctx.check_purpose(policy, gallery_name, purpose)
@@ -65,14 +167,25 @@ def identify(
                 details={"reason": str(exc)},
             )
         raise
+    ctx.threshold()  # a policy the calibration cannot hold is refused before any image is read
+    return gallery_name, top_k or policy.policy.identification.top_k
+
+
+def _search(
+    ctx: GalleryContext,
+    found: ProbeFaces,
+    pixels: Callable[[], np.ndarray],
+    *,
+    actor: str,
+    purpose: str,
+    gallery_name: str,
+    k: int,
+) -> Identification:
+    """The search of one image's faces, its audit entry and its candidates, in one transaction; ``pixels`` gives
+    the image only when a face raised candidates and its evidence must be cut."""
     from faceledger.engine.evidence import face_crops  # here: importing the engine loads onnxruntime
 
-    k = top_k or policy.policy.identification.top_k
-    ctx.threshold()  # a policy the calibration cannot hold is refused before any image is read
-    probe = ctx.probe(image)
-    embeddings = ctx.engine.embed(probe.array)
-    dets = embeddings.detections
-    vectors = np.asarray(embeddings.vectors, np.float32)
+    probe, dets, vectors = found, found.detections, found.vectors
     search_id = uuid.uuid4().hex
     now_dt = ctx.now()
     now = to_text(now_dt)
@@ -142,7 +255,7 @@ def identify(
                 )
                 matches.append(CandidateMatch(hit.subject, hit.similarity, rank, cid))
             if face:  # only a face that raised candidates is kept, for their reviewers
-                crops = face_crops(probe.array, dets.boxes, dets.landmarks, i)
+                crops = face_crops(pixels(), dets.boxes, dets.landmarks, i)
                 store_evidence(ctx, tx, [cid for _, cid in face], crops, quality=float(dets.quality[i]), now=now)
             faces.append(FaceResult(i, box, float(dets.quality[i]), list(dets.quality_reasons[i]), matches))
     return Identification(

@@ -10,7 +10,16 @@ import click
 from faceledger.errors import FaceledgerError
 from faceledger.gallery import Gallery
 from faceledger.interfaces.cli.inputs import expand, recursive_option
-from faceledger.interfaces.cli.options import PEOPLE, Call, describe, gallery_command, recognizer_option, registrar
+from faceledger.interfaces.cli.options import (
+    PEOPLE,
+    Call,
+    describe,
+    executor_options,
+    gallery_command,
+    open_executor,
+    recognizer_option,
+    registrar,
+)
 from faceledger.interfaces.cli.render import progress
 
 __all__ = ["enroll_batch_command", "enroll_command", "erase_command", "register", "subjects_command"]
@@ -83,26 +92,39 @@ def _manifest(ctx: click.Context, param: click.Parameter, manifest: Path) -> dic
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), callback=_manifest)
 @click.option("--gallery", help="Gallery (default: the policy's only gallery).")
 @recognizer_option
+@executor_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @gallery_command(who=PEOPLE)
 def enroll_batch_command(
-    g: Gallery, call: Call, manifest: dict[str, list[Path]], gallery: str | None, quiet: bool
+    g: Gallery,
+    call: Call,
+    manifest: dict[str, list[Path]],
+    gallery: str | None,
+    executor: str,
+    ray_address: str | None,
+    workers: int | None,
+    quiet: bool,
 ) -> None:
     """Enroll many subjects from a CSV with columns ``subject,image`` (paths relative to the CSV).
 
     One transaction per subject: an interruption leaves no half-enrolled subject, and running the same
-    command again resumes where it stopped.
+    command again resumes where it stopped. The image work runs on --workers threads, or with --executor ray
+    on Ray workers, which must see the same image paths; they return embeddings, and this process encrypts
+    and commits them.
     """
     failed = False
-    bar = progress(list(manifest.items()), "enrolling", quiet)
-    for subject, outcome in g.enroll_batch(bar, actor=call.actor, purpose=call.purpose, gallery=gallery):
-        if isinstance(outcome, FaceledgerError):
-            failed = True
-            message = describe(outcome)
-            call.out.failed(f"{subject}: {message}", {"subject": subject, "error": message})
-            continue
-        failed = failed or bool(outcome.rejected)
-        call.out.show(outcome)
+    with open_executor(executor, g.engine, workers, ray_address) as run:
+        results = g.enroll_batch(
+            manifest.items(), actor=call.actor, purpose=call.purpose, gallery=gallery, executor=run
+        )
+        for subject, outcome in progress(results, "enrolling", quiet, total=len(manifest), unit="subject"):
+            if isinstance(outcome, FaceledgerError):
+                failed = True
+                message = describe(outcome)
+                call.out.failed(f"{subject}: {message}", {"subject": subject, "error": message})
+                continue
+            failed = failed or bool(outcome.rejected)
+            call.out.show(outcome)
     if failed:
         raise SystemExit(1)
 

@@ -21,7 +21,7 @@ import click
 from faceledger.evaluate.cache import EmbeddingCache, default_cache_dir, pipeline_id
 from faceledger.evaluate.datasets import Dataset, DatasetError, load_dataset
 from faceledger.evaluate.splits import split_indices
-from faceledger.interfaces.cli.options import json_option, registrar
+from faceledger.interfaces.cli.options import executor_options, json_option, open_executor, registrar
 from faceledger.interfaces.cli.render import Output, fail, warn
 from faceledger.interfaces.cli.views import Calibrated, Evaluated
 
@@ -58,6 +58,9 @@ class DatasetOptions:
     no_cache: bool
     quiet: bool
     as_json: bool
+    executor: str
+    ray_address: str | None
+    workers: int | None
 
     def load(self, path: Path) -> Dataset:
         """The dataset at ``path`` (the chosen half of it with ``--split``), or a usage error."""
@@ -67,6 +70,10 @@ class DatasetOptions:
         """The engine to evaluate and the cache of its embeddings."""
         engine = _engine(self.recognizer)
         return engine, _cache(engine, self.cache_dir, self.no_cache, self.use_cache)
+
+    def executor_for(self, engine: Any) -> Any:
+        """Where the images are embedded: ``--executor`` with ``--workers`` and ``--ray-address``."""
+        return open_executor(self.executor, engine, self.workers, self.ray_address)
 
     @property
     def out(self) -> Output:
@@ -120,7 +127,7 @@ def _dataset_options(func: Callable[..., None]) -> Callable[..., None]:
     ]
     for option in reversed(options):
         command = option(command)
-    return command
+    return executor_options(command)
 
 
 def _load(path: Path, group_column: str | None, images: Path | None, split: str) -> Dataset:
@@ -244,16 +251,18 @@ def evaluate_command(
 
     samples = data.load(dataset)
     engine, cache = data.engine_and_cache()
-    evaluation, outcomes = evaluate_dataset(
-        samples,
-        engine,
-        cache,
-        threshold=threshold,
-        target_fmr=target_fmr,
-        max_group_ratio=max_group_ratio,
-        progress=not data.quiet,
-        open_set=OpenSetOptions(target_fpir=target_fpir, sizes=gallery_sizes, draws=draws),
-    )
+    with data.executor_for(engine) as run:
+        evaluation, outcomes = evaluate_dataset(
+            samples,
+            engine,
+            cache,
+            executor=run,
+            threshold=threshold,
+            target_fmr=target_fmr,
+            max_group_ratio=max_group_ratio,
+            progress=not data.quiet,
+            open_set=OpenSetOptions(target_fpir=target_fpir, sizes=gallery_sizes, draws=draws),
+        )
     evaluation.report["dataset"]["source"] = str(dataset)
     evaluation.report["dataset"]["split"] = data.split
     try:
@@ -322,7 +331,8 @@ def calibrate_command(
 
     samples = data.load(dataset)
     engine, cache = data.engine_and_cache()
-    outcomes = embed_dataset(samples, engine, cache, progress=not data.quiet)
+    with data.executor_for(engine) as run:
+        outcomes = embed_dataset(samples, engine, cache, progress=not data.quiet, executor=run)
     failed = _report_unreadable(outcomes)
     pairs, pair_rule, _ = dataset_pair_scores(samples, outcomes)
     if pairs.impostor.size == 0 or pairs.genuine.size == 0:

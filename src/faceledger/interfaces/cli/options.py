@@ -87,6 +87,43 @@ recognizer_option = click.option(
 """``--recognizer`` of the gallery commands that embed faces; :func:`gallery_command` builds the engine from it."""
 
 
+def executor_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--executor``, ``--ray-address`` and ``--workers`` of the batch commands (see :func:`open_executor`)."""
+    command = click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        envvar="FACELEDGER_WORKERS",
+        help="Image workers: threads here, or Ray actors (default: the CPUs of this process or of the cluster).",
+    )(command)
+    command = click.option(
+        "--ray-address",
+        envvar="FACELEDGER_RAY_ADDRESS",
+        help="Ray cluster to run on (ray://host:10001, or host:6379 on a node of it); default: start a local one.",
+    )(command)
+    return click.option(
+        "--executor",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="Where the image work runs: threads of this process, or Ray workers (pip install 'faceledger[ray]'), "
+        "which read the images by path and return their embeddings to this process, storing nothing.",
+    )(command)
+
+
+@contextmanager
+def open_executor(kind: str, engine: Any, workers: int | None, address: str | None) -> Iterator[Any]:
+    """The executor the options name, closed (its local Ray cluster stopped) when the command ends."""
+    from faceledger.engine.executors import make_executor  # here: importing the engine loads onnxruntime
+
+    if address and kind != "ray":
+        raise click.UsageError("--ray-address needs --executor ray")
+    executor = make_executor(kind, engine, workers=workers, address=address)
+    try:
+        yield executor
+    finally:
+        executor.close()
+
+
 @dataclass(frozen=True)
 class Who:
     """The ``--actor`` and ``--purpose`` a command needs.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
@@ -137,9 +137,15 @@ def reason_of(exc: BaseException, name: str) -> str:
     return text
 
 
-def progress(items: Sequence[T], label: str, quiet: bool = False) -> Iterator[T]:
-    """Iterate with a progress bar on stderr, shown for several items when stderr is a terminal."""
-    return iter(tqdm(items, desc=label, unit="img", disable=True if quiet or len(items) < 2 else None, file=sys.stderr))
+def progress(
+    items: Iterable[T], label: str, quiet: bool = False, *, total: int | None = None, unit: str = "img"
+) -> Iterator[T]:
+    """Iterate with a progress bar on stderr, shown for several items when stderr is a terminal. ``total`` is the
+    count when ``items`` has no length (results coming back from workers)."""
+    count = total if total is not None else len(items)  # type: ignore[arg-type]
+    return iter(
+        tqdm(items, desc=label, unit=unit, total=count, disable=True if quiet or count < 2 else None, file=sys.stderr)
+    )
 
 
 # ---------------------------------------------------------------------------------------------- dispatch

@@ -257,3 +257,36 @@ def test_a_server_that_cannot_be_reached_is_named_at_once(postgres_server: str) 
     with pytest.raises(StoreError, match="cannot connect to PostgreSQL") as caught:
         open_store(f"postgresql://faceledger:s3cret@127.0.0.1:{port}/x", busy_timeout=2)
     assert "s3cret" not in str(caught.value) and "faceledger:***@" in str(caught.value)
+
+
+def test_audit_activity_is_counted_by_the_database(store: Store) -> None:
+    entries = [  # (ts, action, gallery, details)
+        ("2024-01-01T08:00:00.000000Z", "enroll", "staff", {"templates_added": 2}),
+        ("2024-01-01T09:00:00.000000Z", "enroll", "staff", {"templates_added": 0}),
+        ("2024-01-01T10:00:00.000000Z", "identify", "staff", {"faces": 3, "matched_faces": 1, "candidates": [{}, {}]}),
+        ("2024-01-01T11:00:00.000000Z", "identify", "staff", {"faces": 2, "matched_faces": 0, "candidates": []}),
+        ("2024-01-02T08:00:00.000000Z", "review.confirm", "staff", {"status_after": "confirmed"}),
+        ("2024-01-02T09:00:00.000000Z", "review.reject", "staff", {"status_after": "pending"}),
+        ("2024-01-02T10:00:00.000000Z", "consent.withdraw", "staff", {"consent_ids": ["a", "b", "c"]}),
+        ("2024-01-02T11:00:00.000000Z", "ledger.init", None, {}),
+        ("2024-01-03T08:00:00.000000Z", "identify", "staff", {"faces": 7}),
+    ]
+    with store.write() as tx:
+        for ts, action, gallery, details in entries:
+            tx.append_audit(AuditDraft(action, "ops", "access-control", gallery, details=details), ts)
+    with store.read() as tx:
+        rows, first, last = tx.audit_activity("2024-01-01T09:30:00.000000Z", "2024-01-03T00:00:00.000000Z")
+        everything = tx.audit_activity()
+    assert (first, last) == ("2024-01-01T10:00:00.000000Z", "2024-01-02T11:00:00.000000Z")
+    by_key = {(r.day, r.gallery, r.action): r for r in rows}
+    assert len(rows) == 5 and by_key[("2024-01-02", "-", "ledger.init")].entries == 1
+    searches = by_key[("2024-01-01", "staff", "identify")]
+    assert (searches.entries, searches.faces, searches.matched_faces, searches.candidates) == (2, 5, 1, 2)
+    assert (
+        by_key[("2024-01-02", "staff", "review.confirm")].confirmed,
+        by_key[("2024-01-02", "staff", "review.reject")].rejected,
+    ) == (1, 0)
+    assert by_key[("2024-01-02", "staff", "consent.withdraw")].consent_ids == 3
+    enrolled = next(r for r in everything[0] if r.action == "enroll")
+    assert (enrolled.entries, enrolled.with_templates, enrolled.templates_added) == (2, 1, 2)
+    assert sum(r.entries for r in everything[0]) == len(entries) and everything[1:] == (entries[0][0], entries[-1][0])

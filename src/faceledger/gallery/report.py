@@ -2,7 +2,8 @@
 
 Counts per period (day, week, month or year), gallery and purpose: enrollments, searches, faces searched,
 candidates, confirmed and rejected matches, erasures, consents recorded and withdrawn, refused searches.
-Only entries still on the ledger are counted: the report states the period its entries cover.
+Only entries still on the ledger are counted: the report states the period its entries cover. The database does
+the counting (``Transaction.audit_activity``, per day); this module gathers days into periods.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 from faceledger.gallery.admin import current_counts
 from faceledger.gallery.context import GalleryContext, accountable, moment
 from faceledger.ledger.actions import AuditAction
-from faceledger.ledger.audit import AuditEntry
 from faceledger.ledger.policy import LoadedPolicy
+from faceledger.ledger.records import ActivityRow
 from faceledger.ledger.timeutil import from_text, to_text
 
 PERIODS = ("day", "week", "month", "year")
@@ -165,34 +166,24 @@ class TransparencyReport:
 
 
 def build_report(
-    entries: list[AuditEntry],
+    activity: tuple[list[ActivityRow], str | None, str | None],
     *,
     period: str,
-    since: datetime | None,
-    until: datetime | None,
     generated_at: str,
     policy: LoadedPolicy,
     current: dict[str, int],
     deployments: list[dict[str, Any]] | None = None,
 ) -> TransparencyReport:
-    """Count audit ``entries`` into a :class:`TransparencyReport`."""
+    """A :class:`TransparencyReport` of the ``activity`` the database counted (``Transaction.audit_activity``):
+    its days are gathered here into periods, its actions into the report's counters."""
     period_of(from_text(generated_at), period)  # validates the period name
+    groups, first, last = activity
     rows: dict[tuple[str, str, str], ReportRow] = {}
-    first: str | None = None
-    last: str | None = None
-    for entry in entries:
-        data = entry.data
-        moment = from_text(data["ts"])
-        if (since is not None and moment < since) or (until is not None and moment >= until):
-            continue
-        first = first or data["ts"]
-        last = data["ts"]
-        action = data["action"]
-        details = data.get("details") or {}
-        key = (period_of(moment, period), data.get("gallery") or "-", data.get("purpose") or "-")
-        counted = _count(action, details)
+    for group in groups:
+        counted = _count(group)
         if not counted:
             continue
+        key = (period_of(from_text(group.day), period), group.gallery, group.purpose)
         row = rows.get(key)
         if row is None:
             row = rows[key] = ReportRow(*key)
@@ -247,33 +238,32 @@ def _deployment_lines(deployments: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _count(action: str, details: dict[str, Any]) -> dict[str, int]:
+def _count(group: ActivityRow) -> dict[str, int]:
+    """The report's counters for one group of entries of one action."""
+    action = group.action
     if action == AuditAction.ENROLL:
-        added = int(details.get("templates_added", 0))
-        return {"enrollments": int(added > 0), "templates_added": added}
+        return {"enrollments": group.with_templates, "templates_added": group.templates_added}
     if action == AuditAction.IDENTIFY:
-        candidates = details.get("candidates", [])
         return {
-            "searches": 1,
-            "faces_searched": int(details.get("faces", 0)),
-            "faces_matched": int(details.get("matched_faces", 0)),
-            "candidates": len(candidates),
+            "searches": group.entries,
+            "faces_searched": group.faces,
+            "faces_matched": group.matched_faces,
+            "candidates": group.candidates,
         }
     if action == AuditAction.VERIFY:
-        return {"verifications": 1}
+        return {"verifications": group.entries}
     if action in (AuditAction.REVIEW_CONFIRM, AuditAction.REVIEW_REJECT):
-        status = details.get("status_after")
-        return {"confirmed": int(status == "confirmed"), "rejected": int(status == "rejected")}
+        return {"confirmed": group.confirmed, "rejected": group.rejected}
     if action == AuditAction.SUBJECT_ERASE:
-        return {"erasures": 1}
+        return {"erasures": group.entries}
     if action == AuditAction.CONSENT_ADD:
-        return {"consents_added": 1}
+        return {"consents_added": group.entries}
     if action == AuditAction.CONSENT_WITHDRAW:
-        return {"consents_withdrawn": len(details.get("consent_ids", []))}
+        return {"consents_withdrawn": group.consent_ids}
     if action == AuditAction.CONSENT_EXPIRE:
-        return {"consents_expired": len(details.get("consent_ids", []))}
+        return {"consents_expired": group.consent_ids}
     if action == AuditAction.IDENTIFY_REFUSED:
-        return {"refused_searches": 1}
+        return {"refused_searches": group.entries}
     return {}
 
 
@@ -294,11 +284,10 @@ def transparency_report(
         policy = ctx.refresh_policy(tx)
         ctx.check_administrative_purpose(policy, purpose, "generate the transparency report", gallery=None)
         counts = current_counts(tx, now)
+        start, end = moment(since, "since"), moment(until, "until")
         report = build_report(
-            tx.audit_entries(),
+            tx.audit_activity(None if start is None else to_text(start), None if end is None else to_text(end)),
             period=period,
-            since=moment(since, "since"),
-            until=moment(until, "until"),
             generated_at=to_text(now),
             policy=policy,
             current={k: counts[k] for k in CURRENT},

@@ -91,6 +91,15 @@ class PostgresTransaction(SQLTransaction):
         self._c.execute("RELEASE SAVEPOINT faceledger_insert")
         return None
 
+    def _json_int(self, key: str) -> str:
+        return f"COALESCE((body::jsonb #>> '{{details,{key}}}')::bigint, 0)"
+
+    def _json_text(self, key: str) -> str:
+        return f"(body::jsonb #>> '{{details,{key}}}')"
+
+    def _json_length(self, key: str) -> str:
+        return f"COALESCE(jsonb_array_length(body::jsonb #> '{{details,{key}}}'), 0)"
+
 
 class _Local(threading.local):
     conn: Any = None

@@ -350,3 +350,23 @@ class SessionWithState(Wire):
 
     session: VideoSessionRecord
     state: SessionState
+
+
+@dataclass(frozen=True)
+class ActivityRow:
+    """Audit entries of one day, gallery (``-`` for none), purpose and action, counted by the database: how many,
+    and the sums of the figures their details carry (what the transparency report counts)."""
+
+    day: str  # YYYY-MM-DD, UTC
+    gallery: str
+    purpose: str
+    action: str
+    entries: int
+    templates_added: int = 0
+    with_templates: int = 0  # entries that added at least one template
+    faces: int = 0
+    matched_faces: int = 0
+    candidates: int = 0
+    confirmed: int = 0
+    rejected: int = 0
+    consent_ids: int = 0

@@ -19,6 +19,7 @@ from faceledger.ledger.audit import (
 )
 from faceledger.ledger.errors import DuplicateError
 from faceledger.ledger.records import (
+    ActivityRow,
     ApiKey,
     CandidateRecord,
     CandidateStatus,
@@ -420,6 +421,35 @@ class SQLTransaction(AccountQueries, EvidenceQueries, SealQueries):
             sql += " LIMIT ?"
             params.append(limit)
         return [AuditEntry(int(r[0]), r[1], r[2], r[3]) for r in self._all(sql, params)]
+
+    def audit_activity(
+        self, since: str | None = None, until: str | None = None
+    ) -> tuple[list[ActivityRow], str | None, str | None]:
+        where, params = "ts >= ? AND ts < ?", [since or "", until or "\uffff"]
+        first, last = self._one(f"SELECT MIN(ts), MAX(ts) FROM audit WHERE {where}", params) or (None, None)
+        added, status = self._json_int("templates_added"), self._json_text("status_after")
+        rows = self._all(
+            f"SELECT substr(ts, 1, 10) AS day, COALESCE(NULLIF(gallery, ''), '-') AS g, "
+            "COALESCE(NULLIF(purpose, ''), '-') AS p, action, COUNT(*), "
+            f"SUM({added}), SUM(CASE WHEN {added} > 0 THEN 1 ELSE 0 END), "
+            f"SUM({self._json_int('faces')}), SUM({self._json_int('matched_faces')}), "
+            f"SUM({self._json_length('candidates')}), "
+            f"SUM(CASE WHEN {status} = 'confirmed' THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN {status} = 'rejected' THEN 1 ELSE 0 END), SUM({self._json_length('consent_ids')}) "
+            f"FROM audit WHERE {where} GROUP BY day, g, p, action ORDER BY day, g, p, action",
+            params,
+        )
+        return [ActivityRow(*r[:4], *(int(v or 0) for v in r[4:])) for r in rows], first, last
+
+    # the figures of an entry's details, read by the database (SQLite's JSON functions; PostgreSQL overrides)
+    def _json_int(self, key: str) -> str:
+        return f"COALESCE(CAST(json_extract(body, '$.details.{key}') AS INTEGER), 0)"
+
+    def _json_text(self, key: str) -> str:
+        return f"json_extract(body, '$.details.{key}')"
+
+    def _json_length(self, key: str) -> str:
+        return f"COALESCE(json_array_length(body, '$.details.{key}'), 0)"
 
     def purge_audit_before(self, cutoff: str) -> tuple[int, int, str] | None:
         last = self._one("SELECT MAX(seq) FROM audit WHERE ts < ?", (cutoff,))

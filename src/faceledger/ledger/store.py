@@ -24,6 +24,7 @@ from faceledger.config import Database, database
 from faceledger.ledger.audit import AuditDraft, AuditEntry, AuditHead, StoredAuditRow, VerifyResult, verify_chain
 from faceledger.ledger.errors import StoreError
 from faceledger.ledger.records import (
+    ActivityRow,
     ApiKey,
     CandidateRecord,
     CandidateStatus,
@@ -243,6 +244,13 @@ class Transaction(Protocol):
         self, after_seq: int = 0, limit: int | None = None, action: str | None = None
     ) -> list[AuditEntry]:
         """Entries with ``seq > after_seq``, optionally of one action."""
+        ...
+
+    def audit_activity(
+        self, since: str | None = None, until: str | None = None
+    ) -> tuple[list[ActivityRow], str | None, str | None]:
+        """The entries with ``since <= ts < until`` counted by the database per day, gallery, purpose and action,
+        with the first and last ``ts`` among them (the transparency report, without loading the entries)."""
         ...
 
     def purge_audit_before(self, cutoff: str) -> tuple[int, int, str] | None:

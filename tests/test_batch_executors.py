@@ -334,3 +334,17 @@ def test_evaluate_on_ray_gives_the_local_report(
         del reports[kind]["outputs"]  # the folder written to
     assert reports["ray"]["images"]["total"] == len(rows) + 1 and reports["ray"]["images"]["several_faces"] == 1
     assert reports["ray"] == reports["local"]
+
+
+def test_a_ray_cluster_that_is_not_there_is_named_at_once(cli: click.Group, tmp_path: Path) -> None:
+    manifest = tmp_path / "people.csv"
+    manifest.write_text("subject,image\namy,amy.png\n")
+    _init(tmp_path / "g.db")
+    env = {"FACELEDGER_DB": str(tmp_path / "g.db"), "FACELEDGER_ACTOR": "ops"}
+    common = ["enroll-batch", str(manifest), "--purpose", PURPOSE]
+    nowhere = f"ray://127.0.0.1:{_free_port()}"
+    result = CliRunner().invoke(cli, [*common, "--executor", "ray", "--ray-address", nowhere], env=env)
+    assert result.exit_code == 1 and f"cannot reach the Ray cluster at {nowhere}" in result.stderr
+    assert "Ray Client port" in result.stderr
+    result = CliRunner().invoke(cli, [*common, "--ray-address", nowhere], env=env)
+    assert result.exit_code == 2 and "--ray-address needs --executor ray" in result.stderr

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
@@ -87,7 +88,11 @@ class RayExecutor:
         self._temp: str | None = None
         if not ray.is_initialized():
             if address:
-                ray.init(address=address, log_to_driver=False, configure_logging=False)
+                _check_reachable(address)
+                try:
+                    ray.init(address=address, log_to_driver=False, configure_logging=False)
+                except (ConnectionError, RuntimeError, ValueError) as exc:
+                    raise FaceledgerError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
             else:
                 ray.init(
                     num_cpus=workers or _default_workers(),
@@ -204,6 +209,24 @@ def make_executor(
     if kind == "ray":
         return RayExecutor(engine.recipe, address=address, workers=workers)
     raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse at once an address where nothing listens: Ray itself retries for minutes, then exits the process."""
+    if address == "auto":
+        return
+    client = address.startswith("ray://")
+    where = address.removeprefix("ray://")
+    host, _, port = where.rpartition(":") if ":" in where else (where, "", "")
+    number = int(port) if port.isdigit() else (10001 if client else 6379)
+    try:
+        socket.create_connection((host or where, number), timeout).close()
+    except OSError as exc:
+        raise FaceledgerError(
+            f"cannot reach the Ray cluster at {address} ({host or where}:{number}: {exc.strerror or exc}); "
+            "is it running, and is this the head's "
+            + ("Ray Client port (ray://host:10001)?" if client else "GCS port (host:6379)?")
+        ) from None
 
 
 def _import_ray() -> Any:

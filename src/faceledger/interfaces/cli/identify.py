@@ -21,7 +21,6 @@ from faceledger.interfaces.cli.options import (
     registrar,
 )
 from faceledger.interfaces.cli.render import progress, reason_of
-from faceledger.ledger.errors import AccountabilityError, PurposeError
 
 __all__ = ["identify_command", "register", "verify_subject_command"]
 
@@ -70,9 +69,7 @@ def identify_command(
                 failed = True
                 call.out.failed_image(item.name, item.problem, video_hint(item.name), faces=[])
                 continue
-            _, result = next(results)
-            if isinstance(result, AccountabilityError | PurposeError):
-                raise result  # the same for every image: a usage error
+            _, result = next(results)  # a purpose the policy refuses raises here, before any image is read
             if isinstance(result, FaceledgerError):
                 failed = True
                 about_image = isinstance(result, ImageError | NoFaceError)

@@ -348,3 +348,8 @@ def test_a_ray_cluster_that_is_not_there_is_named_at_once(cli: click.Group, tmp_
     assert "Ray Client port" in result.stderr
     result = CliRunner().invoke(cli, [*common, "--ray-address", nowhere], env=env)
     assert result.exit_code == 2 and "--ray-address needs --executor ray" in result.stderr
+
+
+def test_more_workers_than_the_cluster_has_cpus_is_refused(ray_head: tuple[str, Path]) -> None:
+    with pytest.raises(FaceledgerError, match=r"has 2 CPU\(s\): ask for at most 2 workers"):
+        RayExecutor(Engine().recipe, address=ray_head[0], workers=3)

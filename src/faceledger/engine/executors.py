@@ -103,7 +103,11 @@ class RayExecutor:
                     _system_config={"max_direct_call_object_size": INLINE_LIMIT},
                 )
             self._owned = True
-        self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if workers and workers > cpus:  # an actor takes one CPU: the ones beyond would wait for ever
+            self.close()
+            raise FaceledgerError(f"the Ray cluster has {cpus} CPU(s): ask for at most {cpus} workers")
+        self.workers = workers or max(1, cpus)
         actor = ray.remote(num_cpus=1, max_restarts=retries, max_task_retries=retries)(_Worker)
         self._actors = [actor.remote(recipe) for _ in range(self.workers)]
         try:

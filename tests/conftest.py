@@ -106,3 +106,19 @@ def postgres_url(postgres_server: str) -> str:
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return postgres_server.rsplit("/", 1)[0] + "/" + name
+
+
+@dataclass(frozen=True)
+class GalleryLocation:
+    """Where a test's gallery lives (an SQLite file, or a new database on the PostgreSQL server) and its master key."""
+
+    location: str
+    key_file: Path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def gallery_location(request: pytest.FixtureRequest, tmp_path: Path) -> GalleryLocation:
+    """Each test that takes it runs twice: on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return GalleryLocation(str(tmp_path / "g.db"), tmp_path / "g.db.key")
+    return GalleryLocation(str(request.getfixturevalue("postgres_url")), tmp_path / "master.key")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import GalleryLocation
 from faceledger import Engine
 from faceledger.evaluate.splits import is_calibration_identity
 from faceledger.gallery import Gallery
@@ -66,9 +67,10 @@ def sid(identity: str) -> str:
 
 
 @pytest.fixture
-def gallery(tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gallery]:
+def gallery(gallery_location: GalleryLocation, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gallery]:
+    """A new gallery, on SQLite and on PostgreSQL in turn."""
     monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
-    g = Gallery.init(tmp_path / "g.db", actor="admin", engine=engine)
+    g = Gallery.init(gallery_location.location, actor="admin", engine=engine, key_file=gallery_location.key_file)
     yield g
     g.close()
 

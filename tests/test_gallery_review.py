@@ -1,4 +1,5 @@
-"""Human review with distinct reviewers, retention (expired consent, old audit entries), report, API keys."""
+"""Human review with distinct reviewers, retention (expired consent, old audit entries), report, API keys: each on
+SQLite and on PostgreSQL (a real server; see tests/postgres.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import GalleryLocation
 from faceledger import Engine
 from faceledger.gallery import Gallery
 from faceledger.ledger import (
@@ -49,8 +51,10 @@ def clock() -> Clock:
     return Clock()
 
 
-def make(tmp_path: Path, engine: Engine, clock: Clock, policy: str) -> Gallery:
-    return Gallery.init(tmp_path / "g.db", actor="admin", engine=engine, clock=clock, policy=parse_policy(policy))
+def make(where: GalleryLocation, engine: Engine, clock: Clock, policy: str) -> Gallery:
+    return Gallery.init(
+        where.location, actor="admin", engine=engine, clock=clock, policy=parse_policy(policy), key_file=where.key_file
+    )
 
 
 @pytest.fixture
@@ -78,8 +82,12 @@ def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def test_two_distinct_reviewers_are_needed(tmp_path: Path, engine: Engine, clock: Clock, photos: dict) -> None:  # type: ignore[type-arg]
-    g = make(tmp_path, engine, clock, EXAMPLE_POLICY.replace("reviewers_required = 1", "reviewers_required = 2"))
+def test_two_distinct_reviewers_are_needed(
+    gallery_location: GalleryLocation, engine: Engine, clock: Clock, photos: dict
+) -> None:  # type: ignore[type-arg]
+    g = make(
+        gallery_location, engine, clock, EXAMPLE_POLICY.replace("reviewers_required = 1", "reviewers_required = 2")
+    )
     consent_and_enroll(g, "amy", photos["amy"][:1])
     consent_and_enroll(g, "sheldon", photos["sheldon"][:1])
     first = g.identify(photos["amy"][1], actor="door", purpose=PURPOSE).faces[0].candidates[0]
@@ -132,8 +140,10 @@ def test_two_distinct_reviewers_are_needed(tmp_path: Path, engine: Engine, clock
     assert g.audit_verify().ok
 
 
-def test_with_one_reviewer_the_searcher_may_review(tmp_path: Path, engine: Engine, clock: Clock, photos: dict) -> None:  # type: ignore[type-arg]
-    g = make(tmp_path, engine, clock, EXAMPLE_POLICY)  # reviewers_required = 1
+def test_with_one_reviewer_the_searcher_may_review(
+    gallery_location: GalleryLocation, engine: Engine, clock: Clock, photos: dict
+) -> None:  # type: ignore[type-arg]
+    g = make(gallery_location, engine, clock, EXAMPLE_POLICY)  # reviewers_required = 1
     consent_and_enroll(g, "amy", photos["amy"][:1])
     found = g.identify(photos["amy"][1], actor="door", purpose=PURPOSE).faces[0].candidates[0]
     outcome = g.review(found.candidate_id, reviewer="door", decision="confirm", reason="same face")
@@ -141,9 +151,9 @@ def test_with_one_reviewer_the_searcher_may_review(tmp_path: Path, engine: Engin
 
 
 def test_reads_shown_to_a_person_are_records_read_entries(
-    tmp_path: Path, engine: Engine, clock: Clock, photos: dict
+    gallery_location: GalleryLocation, engine: Engine, clock: Clock, photos: dict
 ) -> None:  # type: ignore[type-arg]
-    g = make(tmp_path, engine, clock, EXAMPLE_POLICY)
+    g = make(gallery_location, engine, clock, EXAMPLE_POLICY)
     consent_and_enroll(g, "amy", photos["amy"][:1])
     found = g.identify(photos["amy"][1], actor="door", purpose=PURPOSE).faces[0].candidates[0]
     g.review(found.candidate_id, reviewer="rev", decision="confirm", reason="same face")
@@ -192,7 +202,7 @@ def test_reads_shown_to_a_person_are_records_read_entries(
 
 
 def test_expired_consent_stops_search_and_purge_erases(
-    tmp_path: Path,
+    gallery_location: GalleryLocation,
     engine: Engine,
     clock: Clock,
     photos: dict,  # type: ignore[type-arg]
@@ -200,7 +210,7 @@ def test_expired_consent_stops_search_and_purge_erases(
     policy = EXAMPLE_POLICY.replace("consents_days = 1095", "consents_days = 30").replace(
         "# audit_days = 2190", "audit_days = 60"
     )
-    g = make(tmp_path, engine, clock, policy)
+    g = make(gallery_location, engine, clock, policy)
     consent_and_enroll(g, "amy", photos["amy"][:1], expires_at=clock.now + timedelta(days=7))
     consent_and_enroll(g, "stuart", photos["stuart"][:1])
     assert g.identify(photos["amy"][2], actor="door", purpose=PURPOSE).faces[0].candidates
@@ -231,8 +241,8 @@ def test_expired_consent_stops_search_and_purge_erases(
     assert checkpoint["purged_to_seq"] == result.first_seq - 1
 
 
-def test_api_keys_are_on_the_ledger(tmp_path: Path, engine: Engine, clock: Clock) -> None:
-    g = make(tmp_path, engine, clock, EXAMPLE_POLICY)
+def test_api_keys_are_on_the_ledger(gallery_location: GalleryLocation, engine: Engine, clock: Clock) -> None:
+    g = make(gallery_location, engine, clock, EXAMPLE_POLICY)
     record, token = g.create_api_key("svc-door", "operator", actor="admin")
     assert g.authenticate(token).role == "operator"
     g.revoke_api_key(record.id, actor="admin")
@@ -244,12 +254,12 @@ def test_api_keys_are_on_the_ledger(tmp_path: Path, engine: Engine, clock: Clock
 
 
 def test_verify_subject_and_changes_seen_by_another_process_view(
-    tmp_path: Path,
+    gallery_location: GalleryLocation,
     engine: Engine,
     clock: Clock,
     photos: dict,  # type: ignore[type-arg]
 ) -> None:
-    g = make(tmp_path, engine, clock, EXAMPLE_POLICY)
+    g = make(gallery_location, engine, clock, EXAMPLE_POLICY)
     consent_and_enroll(g, "amy", photos["amy"][:1])
     check = g.verify_subject("amy", photos["amy"][1], actor="door", purpose=PURPOSE)
     assert check.match and check.similarity >= check.threshold
@@ -260,7 +270,7 @@ def test_verify_subject_and_changes_seen_by_another_process_view(
     assert [e.data["details"]["match"] for e in g.audit_entries(action="verify")] == [True, False]
 
     # a second Gallery on the same file (its own connection and index, as another process would have)
-    other_view = Gallery.open(tmp_path / "g.db", engine=engine, clock=clock)
+    other_view = Gallery.open(gallery_location.location, key_file=gallery_location.key_file, engine=engine, clock=clock)
     assert other_view.identify(photos["amy"][2], actor="door", purpose=PURPOSE).faces[0].candidates
     consent_and_enroll(g, "stuart", photos["stuart"][:1])
     g.erase("amy", actor="dpo", purpose="erasure request")
@@ -271,7 +281,7 @@ def test_verify_subject_and_changes_seen_by_another_process_view(
 
 
 def test_own_changes_update_the_index_without_a_full_reload(
-    tmp_path: Path,
+    gallery_location: GalleryLocation,
     engine: Engine,
     clock: Clock,
     photos: dict,
@@ -279,7 +289,7 @@ def test_own_changes_update_the_index_without_a_full_reload(
 ) -> None:
     from faceledger.ledger import sql_tx as store_module
 
-    g = make(tmp_path, engine, clock, EXAMPLE_POLICY)
+    g = make(gallery_location, engine, clock, EXAMPLE_POLICY)
     consent_and_enroll(g, "amy", photos["amy"][:1])
     assert g.identify(photos["amy"][1], actor="door", purpose=PURPOSE).faces[0].candidates  # index loaded once
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import GalleryLocation
 from faceledger.evaluate.fairness import demographic_differentials
 from faceledger.gallery import Gallery
 from faceledger.ledger import EXAMPLE_POLICY, parse_policy
@@ -44,8 +45,10 @@ def _report(tmp_path: Path, g: Gallery, *, threshold: float, fnmr_b: float, name
 
 
 @pytest.fixture
-def gallery(tmp_path: Path) -> Gallery:
-    g = Gallery.init(tmp_path / "g.db", actor="admin", policy=parse_policy(LIMITED))
+def gallery(gallery_location: GalleryLocation) -> Gallery:
+    """A gallery whose policy limits the spread of error rates, on SQLite and on PostgreSQL in turn."""
+    where = gallery_location
+    g = Gallery.init(where.location, actor="admin", policy=parse_policy(LIMITED), key_file=where.key_file)
     yield g
     g.close()
 

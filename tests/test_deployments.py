@@ -4,10 +4,10 @@ time-limited entries. Nothing here decodes video: these are the records and the 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
+from conftest import GalleryLocation
 from faceledger.gallery import Gallery
 from faceledger.gallery.deployments import authorise, source_allowed
 from faceledger.ledger import EXAMPLE_POLICY, parse_policy
@@ -40,9 +40,13 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def gallery(tmp_path: Path, clock: Clock) -> Gallery:
+def gallery(gallery_location: GalleryLocation, clock: Clock) -> Gallery:
+    """A watchlist gallery, on SQLite and on PostgreSQL in turn."""
     assert "[galleries.watchlist]\nlegal_bases" in WATCHLIST_POLICY  # the example policy still has the block
-    g = Gallery.init(tmp_path / "g.db", actor="admin", clock=clock, policy=parse_policy(WATCHLIST_POLICY))
+    where = gallery_location
+    g = Gallery.init(
+        where.location, actor="admin", clock=clock, policy=parse_policy(WATCHLIST_POLICY), key_file=where.key_file
+    )
     yield g
     g.close()
 

@@ -29,16 +29,25 @@ def _readme_example() -> str:
     return match.group(1)
 
 
-def test_readme_gallery_example_runs_as_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_readme_gallery_example_runs_as_written(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """As written on SQLite; on PostgreSQL the same code with the server's URL for "staff.db" and the master key
+    file named by FACELEDGER_KEY_FILE (as docs/deployment.md sets it up)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACELEDGER_")}
+    code, location, key_file = _readme_example(), str(tmp_path / "staff.db"), tmp_path / "staff.db.key"
+    if backend == "postgresql":
+        location, key_file = request.getfixturevalue("postgres_url"), tmp_path / "master.key"
+        assert code.count('"staff.db"') == 2
+        code = code.replace('"staff.db"', repr(location))
+        env["FACELEDGER_KEY_FILE"] = str(key_file)
     done = subprocess.run(
-        [sys.executable, "-c", _readme_example()], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     first, second = done.stdout.splitlines()
     subject, similarity, status = first.split()
     assert subject == "emp-001" and float(similarity) >= 0.5 and status == "pending"
-    with Gallery.open(tmp_path / "staff.db") as g:
+    with Gallery.open(location, key_file=key_file) as g:
         entries = [e.data for e in g.audit_entries()]
         assert g.audit_verify().ok and int(second) == entries[-1]["seq"]
         assert [(e["action"], e["actor"]) for e in entries] == [

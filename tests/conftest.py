@@ -97,15 +97,20 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         postgres.stop(folder)
 
 
-@pytest.fixture
-def postgres_url(postgres_server: str) -> str:
-    """A new, empty database on the session's PostgreSQL server, for one test."""
+def new_database(server: str) -> str:
+    """The URL of a new, empty database on the PostgreSQL ``server``."""
     import psycopg
 
     name = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
+    with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    return postgres_server.rsplit("/", 1)[0] + "/" + name
+    return server.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A new, empty database on the session's PostgreSQL server, for one test."""
+    return new_database(postgres_server)
 
 
 @dataclass(frozen=True)

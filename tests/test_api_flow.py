@@ -1,5 +1,6 @@
 """The REST service end to end on real photos: consent, enrollment, identification with boxes and candidates,
-human review, withdrawal and erasure, audit, report; each request attributed to its key's owner and purpose."""
+human review, withdrawal and erasure, audit, report; each request attributed to its key's owner and purpose. On
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,15 +12,30 @@ from typing import Any
 
 import pytest
 
+from conftest import new_database
 from faceledger.gallery import Gallery
 from test_api_helpers import PURPOSE, Service, b64, consent, group_photo, people, running_service
 
 pytestmark = pytest.mark.shared_data
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The service on an SQLite file, then on a PostgreSQL database."""
+    folder = tmp_path_factory.mktemp("flow")
+    if request.param == "sqlite":
+        with running_service(folder) as svc:
+            yield svc
+        return
+    url = new_database(request.getfixturevalue("postgres_server"))
+    with running_service(folder, db=url, key_file=folder / "master.key") as svc:
+        yield svc
+
+
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    with running_service(tmp_path_factory.mktemp("flow")) as svc:
+def sqlite_service(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The service on an SQLite file, for the test that looks at the files the database is made of."""
+    with running_service(tmp_path_factory.mktemp("files")) as svc:
         yield svc
 
 
@@ -174,7 +190,7 @@ def test_consent_enroll_identify_review_erase(service: Service, faces_dir: Path)
     markdown = client.get("/v1/report", headers=service.headers("auditor", "audit", Accept="text/markdown"))
     assert markdown.headers["content-type"].startswith("text/markdown")
     assert markdown.text.startswith("# Transparency report")
-    with Gallery.open(service.db) as g:
+    with Gallery.open(service.db, key_file=service.key_file) as g:
         assert g.audit_verify().ok
 
 
@@ -244,7 +260,10 @@ def test_purpose_is_required_checked_by_policy_and_refusals_recorded(service: Se
     assert consent_purpose.status_code == 403
 
 
-def test_nothing_uploaded_touches_the_disk(service: Service, faces_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nothing_uploaded_touches_the_disk(
+    sqlite_service: Service, faces_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = sqlite_service
     """Multipart parts stay in memory even when large (Starlette would spool parts over 1 MiB to a temporary
     file); unmatched probes leave nothing in the database."""
     import numpy as np
@@ -276,6 +295,11 @@ def test_nothing_uploaded_touches_the_disk(service: Service, faces_dir: Path, mo
     stored = b"".join(p.read_bytes() for p in service.db.parent.iterdir() if p.name.startswith(service.db.name))
     assert probe[200:264] not in stored and data[5000:5064] not in stored
     assert sorted(p.name for p in service.db.parent.iterdir()) <= sorted(
-        [service.db.name, f"{service.db.name}.key", f"{service.db.name}.signing.key", f"{service.db.name}-wal",
-         f"{service.db.name}-shm"]
+        [
+            service.db.name,
+            f"{service.db.name}.key",
+            f"{service.db.name}.signing.key",
+            f"{service.db.name}-wal",
+            f"{service.db.name}-shm",
+        ]
     )

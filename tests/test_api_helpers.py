@@ -37,9 +37,10 @@ class Service:
 
     client: TestClient
     app: FastAPI
-    db: Path
+    db: Path | str  # an SQLite file, or a PostgreSQL URL
     tokens: dict[str, str]
     key_ids: dict[str, str]
+    key_file: Path | None = None  # None: beside the SQLite file
 
     def headers(self, role: str | None, purpose: str | None = PURPOSE, **extra: str) -> dict[str, str]:
         """Authorization (when ``role``) and X-Purpose (when ``purpose``) headers."""
@@ -56,10 +57,10 @@ class Service:
         return self.app.state.service
 
 
-def init_deployment(db: Path) -> tuple[dict[str, str], dict[str, str]]:
+def init_deployment(db: Path | str, key_file: Path | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """A new database with the example policy and one key per role, owned by ``<role>-owner``."""
     tokens, ids = {}, {}
-    with Gallery.init(db, actor="setup") as g:
+    with Gallery.init(db, actor="setup", key_file=key_file) as g:
         for role in ROLES:
             record, token = g.create_api_key(f"{role}-owner", role, actor="setup")
             tokens[role], ids[role] = token, record.id
@@ -67,14 +68,17 @@ def init_deployment(db: Path) -> tuple[dict[str, str], dict[str, str]]:
 
 
 @contextmanager
-def running_service(tmp_path: Path, **overrides: Any) -> Iterator[Service]:
-    """A fresh deployment served in-process by FastAPI's TestClient (lifespan included)."""
-    db = tmp_path / "service.db"
-    tokens, ids = init_deployment(db)
-    settings = ServiceSettings(db=db, **{"purge_interval": 0, **overrides})
+def running_service(
+    tmp_path: Path, *, db: str | None = None, key_file: Path | None = None, **overrides: Any
+) -> Iterator[Service]:
+    """A fresh deployment served in-process by FastAPI's TestClient (lifespan included): an SQLite file in
+    ``tmp_path``, or the empty PostgreSQL database ``db`` with its master key in ``key_file``."""
+    location: Path | str = db or tmp_path / "service.db"
+    tokens, ids = init_deployment(location, key_file)
+    settings = ServiceSettings(db=location, key_file=key_file, **{"purge_interval": 0, **overrides})
     app = create_app(settings, engine=shared_engine())
     with TestClient(app, raise_server_exceptions=False) as client:
-        yield Service(client, app, db, tokens, ids)
+        yield Service(client, app, location, tokens, ids, key_file)
 
 
 def b64(path: Path) -> str:

@@ -26,7 +26,7 @@ from faceledger.engine.executors import INLINE_LIMIT, LocalExecutor, RayExecutor
 from faceledger.errors import FaceledgerError, ImageError
 from faceledger.gallery import Gallery
 from faceledger.gallery.keys import decrypt_reference_face, decrypt_template
-from faceledger.interfaces.cli import register
+from faceledger.interfaces.cli import main
 from faceledger.models.router import bundled_card
 
 pytestmark = pytest.mark.shared_data
@@ -178,11 +178,6 @@ def ray_head(ray_token: None) -> Iterator[tuple[str, Path]]:
 
 @pytest.fixture(scope="module")
 def cli() -> click.Group:
-    @click.group()
-    def main() -> None:
-        """faceledger"""
-
-    register(main)
     return main
 
 

@@ -28,6 +28,7 @@ from faceledger.gallery import Gallery
 from faceledger.gallery.keys import decrypt_reference_face, decrypt_template
 from faceledger.interfaces.cli import main
 from faceledger.models.router import bundled_card
+from postgres import free_port
 
 pytestmark = pytest.mark.shared_data
 
@@ -123,12 +124,6 @@ def test_threads_give_the_sequential_results_in_input_order(faces_dir: Path, tmp
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module", autouse=True)
 def ray_token() -> Iterator[None]:
     """Token authentication on, with a token made for this module, for every cluster and client here (a Ray driver
@@ -146,12 +141,12 @@ def ray_head(ray_token: None) -> Iterator[tuple[str, Path]]:
     Client port is the ``ray://`` address."""
     temp = Path(f"/tmp/fl-ray-head-{secrets.token_hex(3)}")  # short: Ray's socket paths must stay under 107 bytes
     temp.mkdir()
-    client_port = _free_port()
+    client_port = free_port()
     # grpcio's fork handlers crash the client server's proxy when it forks a session (observed with grpcio 1.85)
     env = {**os.environ, "GRPC_ENABLE_FORK_SUPPORT": "0"}
     ray = Path(sys.executable).with_name("ray")
     command = [
-        str(ray), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(_free_port()),
+        str(ray), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(free_port()),
         "--ray-client-server-port", str(client_port), "--num-cpus", "2", "--temp-dir", str(temp),
         "--include-dashboard=false", "--disable-usage-stats",
     ]  # fmt: skip
@@ -337,7 +332,7 @@ def test_a_ray_cluster_that_is_not_there_is_named_at_once(cli: click.Group, tmp_
     _init(tmp_path / "g.db")
     env = {"FACELEDGER_DB": str(tmp_path / "g.db"), "FACELEDGER_ACTOR": "ops"}
     common = ["enroll-batch", str(manifest), "--purpose", PURPOSE]
-    nowhere = f"ray://127.0.0.1:{_free_port()}"
+    nowhere = f"ray://127.0.0.1:{free_port()}"
     result = CliRunner().invoke(cli, [*common, "--executor", "ray", "--ray-address", nowhere], env=env)
     assert result.exit_code == 1 and f"cannot reach the Ray cluster at {nowhere}" in result.stderr
     assert "Ray Client port" in result.stderr

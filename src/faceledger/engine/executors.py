@@ -202,6 +202,13 @@ def _picklable(exc: Exception) -> Exception:
     return exc
 
 
+def require_path(executor: Executor, item: Any) -> None:
+    """Refuse an item a remote executor cannot take: anything but a path would travel as pixels through Ray's
+    object store."""
+    if executor.remote and not isinstance(item, str | os.PathLike):
+        raise ValueError("batch workers take image paths: pixels would pass through their object store")
+
+
 def make_executor(
     kind: str, engine: Engine, *, workers: int | None = None, address: str | None = None
 ) -> LocalExecutor | RayExecutor:

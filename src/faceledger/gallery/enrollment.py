@@ -302,7 +302,7 @@ def enroll_batch(
     storing them; this process checks consent, encrypts and commits. An interruption (even ``kill -9``) leaves every
     subject either fully enrolled or untouched; running the same batch again skips what was done and continues.
     """
-    from faceledger.engine.executors import LocalExecutor  # here: importing the engine loads onnxruntime
+    from faceledger.engine.executors import LocalExecutor, require_path  # here: importing the engine loads onnxruntime
 
     actor, purpose = accountable(actor, purpose)
     run = executor or LocalExecutor(ctx.engine)
@@ -315,8 +315,8 @@ def enroll_batch(
                 subject = check_subject_id(subject)
                 if not image_list:
                     raise ValueError("enroll needs at least one image")
-                if run.remote and not all(isinstance(i, str | os.PathLike) for i in image_list):
-                    raise ValueError("batch workers take image paths: pixels would pass through their object store")
+                for image in image_list:
+                    require_path(run, image)
                 gallery_name, done = _check(ctx, subject, purpose, gallery, None)
             except (FaceledgerError, ValueError) as exc:
                 plans.append(_Planned(subject, refused=_as_error(exc)))

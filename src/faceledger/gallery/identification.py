@@ -13,7 +13,7 @@ import os
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -81,10 +81,11 @@ def identify_batch(
 
     The purpose is checked once, before any image is read. Decoding, detection and embedding run on ``executor``
     (threads here by default, or Ray workers, which take paths and return only boxes and embeddings); each search,
-    its audit entry and its candidates are written here, one transaction per image, and the evidence of a face that
-    raised candidates is cut here from the image read again (and checked against the SHA-256 searched).
+    its audit entry and its candidates are written here, one transaction per image. The evidence of a face that
+    raised candidates is cut here: from the image a thread of this process decoded, or from the image a Ray worker
+    searched, read again and checked against the SHA-256 searched.
     """
-    from faceledger.engine.executors import LocalExecutor  # here: importing the engine loads onnxruntime
+    from faceledger.engine.executors import LocalExecutor, require_path  # here: importing the engine loads onnxruntime
 
     actor, purpose = accountable(actor, purpose)
     gallery_name, k = _allowed_search(ctx, actor, purpose, gallery, top_k)
@@ -93,19 +94,18 @@ def identify_batch(
 
     def jobs() -> Iterator[ImageInput]:
         for image in images:
-            if run.remote and not isinstance(image, str | os.PathLike):
-                raise ValueError("batch workers take image paths: pixels would pass through their object store")
+            require_path(run, image)
             sources.append(image)
             yield image
 
     try:
-        for found in run.map(embed_probe, jobs()):
+        for found in run.map(embed_probe if run.remote else _embed_probe_keeping_pixels, jobs()):
             image = sources.popleft()
             name = os.fspath(image) if isinstance(image, str | os.PathLike) else "<image>"
             if isinstance(found, BaseException):
                 yield name, found if isinstance(found, FaceledgerError) else ImageError(name, f"{found}")
                 continue
-            pixels = functools.partial(_read_again, ctx, image, found.sha256)
+            pixels = functools.partial(_pixels, ctx, image, found)
             try:
                 result = _search(ctx, found, pixels, actor=actor, purpose=purpose, gallery_name=gallery_name, k=k)
             except FaceledgerError as exc:  # this image failed (read again for its evidence, say); the rest go on
@@ -119,30 +119,38 @@ def identify_batch(
 
 @dataclass(frozen=True)
 class ProbeFaces:
-    """What a search needs of an image: its name, the SHA-256 of its bytes, and its faces' boxes and embeddings
-    (never its pixels: a batch worker returns this)."""
+    """What a search needs of an image: its name, the SHA-256 of its bytes, and its faces' boxes and embeddings.
+    A Ray worker returns it without pixels; a thread of this process keeps the decoded image for the evidence."""
 
     source: str
     sha256: str
     detections: Detections
     vectors: np.ndarray
+    pixels: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, source: str, sha256: str, embeddings: Embeddings) -> ProbeFaces:
-        return cls(source, sha256, embeddings.detections, np.asarray(embeddings.vectors, np.float32))
+    def of(cls, source: str, sha256: str, embeddings: Embeddings, pixels: np.ndarray | None = None) -> ProbeFaces:
+        return cls(source, sha256, embeddings.detections, np.asarray(embeddings.vectors, np.float32), pixels)
 
 
 def embed_probe(engine: Engine, image: ImageInput) -> ProbeFaces:
-    """The faces of one image of a batch search, as an executor runs it."""
+    """The faces of one image of a batch search, as a Ray worker runs it: no pixels in what it returns."""
     probe = probe_image(engine, image)
     return ProbeFaces.of(probe.source, probe.sha256, engine.embed(probe.array))
 
 
-def _read_again(ctx: GalleryContext, image: ImageInput, sha256: str) -> np.ndarray:
-    if hasattr(image, "seek"):
-        image.seek(0)  # a stream was read to its end by the search
+def _embed_probe_keeping_pixels(engine: Engine, image: ImageInput) -> ProbeFaces:
+    probe = probe_image(engine, image)
+    return ProbeFaces.of(probe.source, probe.sha256, engine.embed(probe.array), probe.array)
+
+
+def _pixels(ctx: GalleryContext, image: ImageInput, found: ProbeFaces) -> np.ndarray:
+    """The image ``found`` was searched in: kept by a thread of this process, else read again by path (a Ray
+    worker's) and checked to be the same bytes."""
+    if found.pixels is not None:
+        return found.pixels
     probe = ctx.probe(image)
-    if probe.sha256 != sha256:
+    if probe.sha256 != found.sha256:
         raise ImageError(probe.source, "the file changed after it was searched; its evidence cannot be cut")
     return probe.array
 

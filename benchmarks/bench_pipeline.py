@@ -23,7 +23,7 @@ Both subprocesses get the same thread budget (``--threads``, default 2): they ar
 Usage::
 
     python benchmarks/bench_pipeline.py [--faces DIR] [--limit N] [--skip-baseline | --only SYSTEM]
-                                        [--threads N] [--json OUT]
+                                        [--threads N] [--recognizer NAME] [--json OUT]
 
 The face set defaults to ``<project root>/../shared/data/faces`` or the folder named by ``FACELEDGER_FACES``.
 """
@@ -52,6 +52,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = ("faceledger", "face_recognition")
+RECOGNIZER_VARIABLE = "FACELEDGER_BENCH_RECOGNIZER"
 FACE_RECOGNITION_TOLERANCE = 0.6  # face_recognition.compare_faces' default tolerance
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
@@ -345,8 +346,12 @@ def _setup_faceledger(threads: int) -> tuple[RunImage, Finish, float]:
     import faceledger
     from faceledger import Engine, load_image
 
-    # The thread budget reaches onnxruntime through Engine(threads=...) and FACELEDGER_THREADS.
-    engine = Engine(threads=threads) if "threads" in inspect.signature(Engine).parameters else Engine()
+    # The thread budget reaches onnxruntime through Engine(threads=...) and FACELEDGER_THREADS; --recognizer reaches
+    # the worker through RECOGNIZER_VARIABLE (unset: the engine's default)
+    options: dict[str, Any] = {"threads": threads} if "threads" in inspect.signature(Engine).parameters else {}
+    if os.environ.get(RECOGNIZER_VARIABLE):
+        options["recognizer"] = os.environ[RECOGNIZER_VARIABLE]
+    engine = Engine(**options)
     load_s = time.perf_counter() - start
 
     def run(path: str, stage: _Stage | None) -> None:
@@ -812,6 +817,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="CPUs (threads) given to each system (default 2)")
     parser.add_argument("--chunk", type=int, default=20, help="images per turn when the systems alternate (default 20)")
     parser.add_argument("--json", type=Path, default=None, dest="json_out", help="also write the full report here")
+    parser.add_argument(
+        "--recognizer", default=None, help="faceledger's recognizer, a bundled name or a file (default: the engine's)"
+    )
     parser.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--worker-list", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -820,6 +828,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker:
         worker_main(args.worker, args.worker_list, args.threads)
         return 0
+    if args.recognizer:
+        os.environ[RECOGNIZER_VARIABLE] = args.recognizer  # the workers inherit it
 
     faces = args.faces if args.faces is not None else default_faces_dir()
     rows = select_rows(read_manifest(faces), args.limit)

@@ -175,6 +175,8 @@ class ModelCard:
 
     ``kind`` is ``"detector"`` or ``"recognizer"``; ``input`` is the input specification (channels, mean, std, ...);
     ``calibration`` is present when the recognizer's scores have been mapped to error rates on real data.
+    ``runtime`` is what runs the file (``"onnxruntime"``, or ``"openvino"`` at ``precision``, see
+    :mod:`faceledger.models.openvino_session`); the calibration holds for that runtime and precision.
     """
 
     name: str
@@ -187,6 +189,8 @@ class ModelCard:
     input: dict[str, Any] = field(default_factory=dict)
     published: dict[str, Any] = field(default_factory=dict)
     calibration: Calibration | None = None
+    runtime: str = "onnxruntime"
+    precision: str = ""
 
     @classmethod
     def from_toml(cls, card_path: Path, model_path: Path | None = None, verify: bool = True) -> ModelCard:
@@ -217,6 +221,8 @@ class ModelCard:
             input=dict(data.get("input", {})),
             published=dict(data.get("published", {})),
             calibration=Calibration.from_table(calibration, str(card_path)) if calibration else None,
+            runtime=str(data.get("runtime", "onnxruntime")),
+            precision=str(data.get("precision", "")),
         )
 
     @classmethod

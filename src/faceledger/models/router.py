@@ -20,12 +20,15 @@ from faceledger.models.cards import ModelCard, bundled_card
 from faceledger.vision.detection import STRIDES, YuNetDetector
 from faceledger.vision.embedding import ArcFaceRecognizer
 
+RUNTIMES = ("onnxruntime", "openvino")
 DEFAULT_DETECTOR = "yunet_2023mar"
 DEFAULT_RECOGNIZER = "sface_2021dec_int8"
-BUNDLED_RECOGNIZERS = ("sface_2021dec_int8", "sface_2021dec")
+BUNDLED_RECOGNIZERS = ("sface_2021dec_int8", "sface_2021dec", "sface_2021dec_bf16")
 """Bundled recognizers, loadable by name: ``Engine(recognizer="sface_2021dec")`` (int8 weights, float32
-computation: bit-stable with earlier releases) or ``"sface_2021dec_int8"`` (int8 computation, about twice as fast on
-one thread; its own calibration). A file of that name in the working directory takes precedence."""
+computation: bit-stable with earlier releases), ``"sface_2021dec_int8"`` (int8 computation, about twice as fast on
+one thread; its own calibration) or ``"sface_2021dec_bf16"`` (the float32 graph run by OpenVINO in bfloat16 on CPUs
+with bf16 matrix units, about twice as fast again; needs ``faceledger[openvino]``; its own calibration). A file of
+that name in the working directory takes precedence."""
 
 
 def default_threads() -> int:
@@ -143,32 +146,44 @@ def quantized_activations(model: Any) -> bool:
     return any(node.op_type == "QuantizeLinear" or node.op_type.startswith("QLinear") for node in model.graph.node)
 
 
-def prepare_for_cpu(data: bytes) -> bytes:
+def prepare_for_cpu(data: bytes, runtime: str = "onnxruntime") -> bytes:
     """The model as onnxruntime's CPU kernels run it fastest, computing the same function.
 
     Weights stored quantized are dequantized once (SFace and YuNet run about twice as fast) and PRelu is rewritten
     with Min/Mul/Add (SFace's activations; another third off). Outputs are unchanged within 1e-5
     (``tests/test_models.py`` compares them).
-    Graphs that need neither are returned unchanged.
+    Graphs that need neither are returned unchanged. For ``runtime="openvino"`` only the weights are dequantized
+    (OpenVINO reads no per-block scales, and runs PRelu natively: faster there than the rewrite).
     """
     import onnx
 
     model = onnx.load_from_string(data)
     if quantized_activations(model):
         return data  # made for onnxruntime's int8 kernels: dequantizing its weights would undo that
-    changed = _fold_dequantization(model) + _rewrite_prelu(model)
+    changed = _fold_dequantization(model)
+    if runtime == "onnxruntime":
+        changed += _rewrite_prelu(model)
     return bytes(model.SerializeToString()) if changed else data
 
 
-def make_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+def make_session(path: Path, threads: int | None = None, card: ModelCard | None = None) -> Any:
     """An onnxruntime CPU session with full graph optimisation, a fixed thread count and the graph prepared by
-    :func:`prepare_for_cpu`."""
+    :func:`prepare_for_cpu`; an :class:`~faceledger.models.openvino_session.OpenVINOSession` when ``card`` names
+    the OpenVINO runtime."""
+    runtime = card.runtime if card is not None else "onnxruntime"
+    if runtime not in RUNTIMES:
+        raise ModelError(f"{path}: its card names runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
     try:
-        data = prepare_for_cpu(path.read_bytes())
+        data = prepare_for_cpu(path.read_bytes(), runtime)
     except OSError as exc:
         raise ModelError(f"{path}: cannot read model file ({exc})") from exc
     except Exception:  # not parseable by onnx: let onnxruntime report what is wrong with it
         data = path.read_bytes()
+    if card is not None and runtime == "openvino":
+        from faceledger.models.openvino_session import OpenVINOSession  # optional dependency, imported on demand
+
+        return OpenVINOSession(data, threads=threads or default_threads(), precision=card.precision or "f32",
+                               where=card.name)  # fmt: skip
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or default_threads()
@@ -242,7 +257,7 @@ def load_model(
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found; give the path to an .onnx file")
-    session = make_session(path, threads)
+    session = make_session(path, threads, card)
     kind = classify(session)
     if kind == "detector":
         return YuNetDetector(session, card=card or ModelCard.for_user_file(path, "detector"))

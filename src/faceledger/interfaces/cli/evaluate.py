@@ -105,8 +105,9 @@ def _dataset_options(func: Callable[..., None]) -> Callable[..., None]:
         ),
         click.option(
             "--recognizer",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="ArcFace-family ONNX recognizer to evaluate instead of the bundled SFace.",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="ArcFace-family ONNX recognizer file, or a bundled one by name (sface_2021dec, sface_2021dec_bf16), "
+            "to evaluate instead of the default sface_2021dec_int8.",
         ),
         click.option(
             "--cache",

@@ -31,7 +31,12 @@ Usage::
 
     python benchmarks/bench_service.py [--clients 32] [--duration 60] [--workers 2] [--faces DIR]
                                        [--mix identify=0.6,verify=0.25,enroll=0.15] [--json OUT]
-                                       [--db postgresql://USER@HOST/EMPTY_DATABASE]
+                                       [--db postgresql://USER@HOST/EMPTY_DATABASE] [--recognizer NAME]
+
+It also prints where the CPU went: the server's CPU time per answered request (its process tree, from /proc), the
+load generator's, the CPU bound (CPUs / server CPU per request), the share of it reached, and the queueing minimum
+of the mean latency for that many clients. ``bench_service_wrk.py`` runs the identify-only case with wrk, a load
+generator that costs far less CPU than this one.
 """
 
 from __future__ import annotations
@@ -131,11 +136,14 @@ def subject_id(identity: str) -> str:
     return "s-" + hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
-def prepare(db: str | Path, photos: dict[str, list[Photo]], clients: int, seed: int) -> Plan:
-    """Create the deployment, consents, pre-enrollments and keys."""
+def prepare(
+    db: str | Path, photos: dict[str, list[Photo]], clients: int, seed: int, recognizer: str | None = None
+) -> Plan:
+    """Create the deployment, consents, pre-enrollments and keys (templates made with ``recognizer``, which the
+    server then follows: a gallery runs the recognizer its templates were made with)."""
     rng = random.Random(seed)
     plan = Plan({subject_id(k): v for k, v in photos.items()})
-    engine = Engine(threads=2)
+    engine = Engine(threads=2, recognizer=recognizer)
     with Gallery.init(db, actor="bench-setup", engine=engine) as g:
         for subject in plan.subjects:
             g.add_consent(
@@ -334,6 +342,59 @@ def latency_table(samples: list[Sample], wall: float) -> list[dict[str, Any]]:
     return rows
 
 
+def process_tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) used so far by process ``root`` and every process under it (uvicorn's workers are
+    its children), read from /proc (Linux). Processes that already exited are not counted: the server's stay up for
+    the whole run."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        fields = text[text.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / ticks
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        for child, parent in parents.items():
+            if parent == pid and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(times.get(pid, 0.0) for pid in tree)
+
+
+def cpu_accounting(server_s: float, client_s: float, requests: int, wall: float, clients: int) -> dict[str, Any]:
+    """Where the machine's CPU went, per answered request, and the bounds it sets on throughput and latency.
+
+    The CPU bound is the machine's CPUs divided by the server's CPU per request (what the service could answer if
+    nothing else ran); the load generator runs on the same CPUs, so the bound with it counts its CPU too. The
+    queueing minimum is the mean latency a closed loop of ``clients`` would see at the CPU bound (Little's law:
+    every client always has one request waiting, so each waits for the others' service)."""
+    cpus = len(os.sched_getaffinity(0))
+    server_ms = 1000 * server_s / max(requests, 1)
+    client_ms = 1000 * client_s / max(requests, 1)
+    bound = cpus / (server_ms / 1000) if server_ms else 0.0
+    bound_with_client = cpus / ((server_ms + client_ms) / 1000) if server_ms else 0.0
+    achieved = requests / wall if wall else 0.0
+    return {
+        "cpus": cpus,
+        "server_cpu_ms_per_request": round(server_ms, 2),
+        "load_generator_cpu_ms_per_request": round(client_ms, 2),
+        "cpu_bound_rps": round(bound, 1),
+        "cpu_bound_with_load_generator_rps": round(bound_with_client, 1),
+        "fraction_of_cpu_bound": round(achieved / bound, 3) if bound else None,
+        "fraction_of_bound_with_load_generator": round(achieved / bound_with_client, 3) if bound_with_client else None,
+        "queueing_minimum_mean_ms": round(clients * server_ms / cpus, 1),
+        "busy_fraction": round((server_s + client_s) / (cpus * wall), 3) if wall else None,
+    }
+
+
 def check_integrity(db: str | Path, plan: Plan, samples: list[Sample]) -> dict[str, Any]:
     """Compare what the answers said with what the database holds."""
     problems: list[str] = []
@@ -400,6 +461,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", dest="json_out", help="also write the results to this JSON file")
     parser.add_argument("--db", help="an empty PostgreSQL database URL (default: an SQLite file in a temporary folder)")
+    parser.add_argument("--recognizer", help="bundled recognizer of the gallery (default: the engine's)")
     args = parser.parse_args()
     if not 1 <= args.clients <= 256 or not 0 < args.duration <= 600 or not 1 <= args.max_requests <= 100_000:
         parser.error("--clients 1..256, --duration 0..600 s, --max-requests 1..100000")
@@ -414,7 +476,7 @@ def main() -> int:
             db = args.db
             os.environ["FACELEDGER_KEY_FILE"] = str(Path(tmp) / "bench.key")
         t0 = time.monotonic()
-        plan = prepare(db, photos, args.clients, args.seed)
+        plan = prepare(db, photos, args.clients, args.seed, args.recognizer)
         setup = time.monotonic() - t0
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -422,7 +484,15 @@ def main() -> int:
         server = start_server(db, port, args.workers, log)
         try:
             ready = wait_ready(base, server, log)
+            server_before, client_before = process_tree_cpu(server.pid), time.process_time()
             samples, wall = asyncio.run(run_load(base, plan, args))
+            cpu = cpu_accounting(
+                process_tree_cpu(server.pid) - server_before,
+                time.process_time() - client_before,
+                len(samples),
+                wall,
+                args.clients,
+            )
             served_verify = httpx.get(
                 f"{base}/v1/audit/verify", headers={"Authorization": f"Bearer {plan.auditor}"}, timeout=120
             ).json()
@@ -457,6 +527,7 @@ def main() -> int:
         "server_ready_s": round(ready, 1),
         "throughput_rps": round(len(samples) / wall, 2),
         "latency": table,
+        "cpu": cpu,
         "five_xx": five_xx,
         "no_answer": len(failed),
         "client_errors_by_code": dict(unexpected_4xx.most_common()),
@@ -482,6 +553,15 @@ def main() -> int:
             f"{row['p99_ms']:>8} {row['max_ms']:>8}  {row['status']}"
         )
     print(f"throughput {results['throughput_rps']} requests/s; 5xx: {five_xx}; no answer: {len(failed)}")
+    mean_ms = 1000 * sum(s.seconds for s in samples) / max(len(samples), 1)
+    print(
+        f"CPU per request: server {cpu['server_cpu_ms_per_request']} ms, load generator "
+        f"{cpu['load_generator_cpu_ms_per_request']} ms ({cpu['cpus']} CPUs {100 * cpu['busy_fraction']:.0f} % busy); "
+        f"CPU bound {cpu['cpu_bound_rps']} requests/s (reached {100 * cpu['fraction_of_cpu_bound']:.1f} %), "
+        f"{cpu['cpu_bound_with_load_generator_rps']} counting the load generator's CPU (reached "
+        f"{100 * cpu['fraction_of_bound_with_load_generator']:.1f} %); mean latency {mean_ms:.0f} ms against a "
+        f"queueing minimum of {cpu['queueing_minimum_mean_ms']} ms for {args.clients} clients at the CPU bound"
+    )
     if unexpected_4xx:
         print(f"4xx by cause: {dict(unexpected_4xx.most_common())}")
     print(

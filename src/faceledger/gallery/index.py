@@ -170,10 +170,16 @@ class SearchIndex:
         allowed: Collection[str] | np.ndarray | None = None,
         min_similarity: float = -np.inf,
     ) -> list[list[Hit]]:
-        """Top ``k`` subjects per query with similarity at least ``min_similarity``, best first.
+        """Top ``k`` subjects per query with similarity at least ``min_similarity``, best first; exact ties in
+        subject id order.
 
         Exact: a subject's score is its best template. Only the best ``k * m`` templates (``m``: most templates
-        any subject has) need sorting, since the k-th best subject's best template ranks at most that low.
+        any subject has) need sorting, since the k-th best subject's best template ranks at most that low. The
+        float32 matrix product rounds each similarity by up to ``dim * 2**-24`` depending on where its row is in the
+        matrix (BLAS sums in blocks), so the templates within twice that of the k-th best subject (or of
+        ``min_similarity``) are scored again in float64, rounded to float32: a template's similarity to a probe
+        does not depend on which rows are beside it, and the result is the same over one index or over shards of
+        it (:mod:`.shards`).
         """
         queries = np.asarray(queries, np.float32).reshape(-1, self.dim)
         if not self._n or k < 1:
@@ -189,17 +195,39 @@ class SearchIndex:
         order = np.argsort(-values, axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)
         values = np.take_along_axis(values, order, axis=1)
-        codes = self._codes
+        codes = self._codes[:n]
+        # |float32 BLAS - float64 rounded| <= dim * 2**-24 * |q| (unit templates) + half an ulp; twice that apart
+        slack = (2 * self.dim * 2.0**-24 + 2e-7) * np.maximum(1.0, np.linalg.norm(queries, axis=1))
         out: list[list[Hit]] = []
-        for row_top, row_values in zip(top.tolist(), values.tolist(), strict=True):
-            hits: list[Hit] = []
-            seen: set[int] = set()
+        for q, (row_top, row_values) in enumerate(zip(top.tolist(), values.tolist(), strict=True)):
+            kth, seen = -np.inf, set()
             for column, value in zip(row_top, row_values, strict=True):
-                if len(hits) == k or not (np.isfinite(value) and value >= min_similarity):
+                if not np.isfinite(value):
                     break
-                code = int(codes[column])
-                if code not in seen:
-                    seen.add(code)
-                    hits.append(Hit(self._subjects[code], float(value)))
-            out.append(hits)
+                seen.add(int(codes[column]))
+                if len(seen) == k:
+                    kth = value
+                    break
+            floor = max(kth, min_similarity) - float(slack[q])
+            rows = np.flatnonzero(sims[q] >= floor if np.isfinite(floor) else np.isfinite(sims[q]))
+            out.append(self._rescored(queries[q], rows, k, min_similarity))
         return out
+
+    def _rescored(self, query: np.ndarray, rows: np.ndarray, k: int, min_similarity: float) -> list[Hit]:
+        """The top ``k`` subjects among the templates at ``rows``, scored in float64 and rounded to float32."""
+        if not len(rows):
+            return []
+        exact = (self._matrix[rows].astype(np.float64) @ query.astype(np.float64)).astype(np.float32)
+        codes = self._codes[rows]
+        order = np.lexsort((-exact, codes))  # each subject's best template first
+        codes, exact = codes[order], exact[order]
+        first = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        codes, exact = codes[first], exact[first]
+        keep = exact >= min_similarity
+        if np.count_nonzero(keep) > k:
+            keep &= exact >= np.partition(exact[keep], -k)[-k]
+        ranked = sorted(
+            ((float(v), self._subjects[c]) for c, v in zip(codes[keep].tolist(), exact[keep].tolist(), strict=True)),
+            key=lambda hit: (-hit[0], hit[1]),
+        )
+        return [Hit(subject, value) for value, subject in ranked[:k]]

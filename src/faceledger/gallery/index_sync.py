@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -41,8 +41,14 @@ class AllowedSubjects:
     generation: int = -1
 
 
-def sync_index(ctx: GalleryContext, tx: Transaction) -> SearchIndex:
-    """Bring the in-memory index to the store's data version (adds and erasures by any process)."""
+def sync_index(ctx: GalleryContext, tx: Transaction, *, owns: Callable[[str], bool] | None = None) -> SearchIndex:
+    """Bring the in-memory index to the store's data version (adds and erasures by any process). ``owns``: only the
+    templates of the subjects it accepts (a shard's, :mod:`.shards`); with ``FACELEDGER_SHARDS`` set, ``ctx.index``
+    is a shard set, which its shard processes sync themselves before each search."""
+    from faceledger.gallery.shards import shard_set  # shards builds on this module
+
+    if owns is None and (shards := shard_set(ctx)) is not None:
+        return shards.synced(tx)
     version = tx.data_version()
     model = ctx.model_id()
     dim = int(getattr(ctx.engine.recognizer.card, "dim", 0) or 128)
@@ -51,7 +57,7 @@ def sync_index(ctx: GalleryContext, tx: Transaction) -> SearchIndex:
     index = ctx.index
     if index.version == version:
         return index
-    refs = tx.template_refs()
+    refs = tx.template_refs() if owns is None else [r for r in tx.template_refs() if owns(r.subject_id)]
     foreign = sorted({r.model for r in refs if r.model != model})
     if foreign:
         raise ModelError(
@@ -62,7 +68,7 @@ def sync_index(ctx: GalleryContext, tx: Transaction) -> SearchIndex:
     # a subject whose set of templates, key or gallery does not match its seal (a template deleted outside
     # faceledger) is reported (readiness, metrics); its templates that decrypt are its own (AES-GCM binds each to
     # its subject and id) and stay searched: one bad row stays one bad row
-    for subject, why in tx.subject_problems(refs).items() if hasattr(tx, "subject_problems") else ():
+    for subject, why in tx.subject_problems(refs, owns).items() if hasattr(tx, "subject_problems") else ():
         log.error("subject %s: %s", subject, why)
     have = index.template_ids
     missing = sorted(current.keys() - have)
@@ -105,8 +111,8 @@ def _pages(ctx: GalleryContext, tx: Transaction, missing: list[str], *, whole: b
     master = master_key(ctx, tx)
     while page := tx.templates_page(after, SYNC_CHUNK):
         after = page[-1][0].id
-        for _, key in page:
-            if key is not None and key.subject_id not in ctx.data_keys:
+        for record, key in page:  # only the keys of the templates wanted (a shard's subjects, when sharded)
+            if key is not None and key.subject_id not in ctx.data_keys and record.id in wanted:
                 with contextlib.suppress(MasterKeyError):
                     ctx.data_keys[key.subject_id] = master.unwrap(key.wrapped, subject_id=key.subject_id, key_id=key.id)
         yield [record for record, _ in page if record.id in wanted]

@@ -397,14 +397,17 @@ class SealedTransaction:
     def list_deployments(self) -> list[Any]:
         return self._filtered("deployment", self._tx.list_deployments())
 
-    def subject_problems(self, refs: list[Any] | None = None) -> dict[str, str]:
+    def subject_problems(
+        self, refs: list[Any] | None = None, owns: Callable[[str], bool] | None = None
+    ) -> dict[str, str]:
         """Subjects whose gallery, data key or set of templates does not match their seal, with why (also remembered
-        in the store's problems). ``refs`` are the template refs the caller read already (the index sync)."""
+        in the store's problems). ``refs`` are the template refs the caller read already (the index sync); ``owns``:
+        only the subjects it accepts are checked (a search shard's; then ``refs`` need hold only theirs)."""
         if not self.sealed():
             return {}
         seals = self._tx.seals_of("subject")
         bad = {}
-        for subject_id, record in _all_subjects(self._tx, refs):
+        for subject_id, record in _all_subjects(self._tx, refs, owns):
             why = self._problem("subject", subject_id, record, seals)
             if why is None:
                 self._problems.pop(f"subject:{subject_id}", None)
@@ -423,13 +426,17 @@ def subject_content(tx: Any, subject_id: str) -> dict[str, Any] | None:
     return {**dataclasses.asdict(subject), "key_id": None if key is None else key.id, "templates": templates}
 
 
-def _all_subjects(tx: Any, refs: list[Any] | None = None) -> Iterator[tuple[str, Any]]:
-    keys = {k.subject_id: k.id for k in tx.list_subject_keys()}
+def _all_subjects(
+    tx: Any, refs: list[Any] | None = None, owns: Callable[[str], bool] | None = None
+) -> Iterator[tuple[str, Any]]:
+    keys = {k.subject_id: k.id for k in tx.list_subject_keys() if owns is None or owns(k.subject_id)}
     templates: dict[str, list[str]] = {}
     for ref in tx.template_refs() if refs is None else refs:
         templates.setdefault(ref.subject_id, []).append(ref.id)
     names: tuple[str, ...] = ()
     for subject in tx.list_subjects():
+        if owns is not None and not owns(subject.id):
+            continue
         # the fields of a subject are flat strings: read them as asdict would, without its deep copy (a third of
         # the time of checking every subject when a gallery of millions loads)
         names = names or tuple(f.name for f in dataclasses.fields(subject))

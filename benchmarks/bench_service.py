@@ -131,6 +131,14 @@ def load_photos(faces: Path) -> dict[str, list[Photo]]:
     return {k: v for k, v in sorted(by_identity.items()) if len(v) >= 3}
 
 
+def face_set_photos(parser: argparse.ArgumentParser, arg: str | None) -> dict[str, list[Photo]]:
+    """The photos of the face set named by ``--faces`` (see :func:`faces_folder`); a usage error when it is missing."""
+    faces = faces_folder(arg)
+    if not (faces / "manifest.csv").is_file():
+        parser.error(f"face set not found at {faces} (use --faces or FACELEDGER_FACES)")
+    return load_photos(faces)
+
+
 def subject_id(identity: str) -> str:
     """A subject id for an identity label (ids may not hold spaces)."""
     return "s-" + hashlib.sha256(identity.encode()).hexdigest()[:12]
@@ -466,10 +474,7 @@ def main() -> int:
     if not 1 <= args.clients <= 256 or not 0 < args.duration <= 600 or not 1 <= args.max_requests <= 100_000:
         parser.error("--clients 1..256, --duration 0..600 s, --max-requests 1..100000")
 
-    faces = faces_folder(args.faces)
-    if not (faces / "manifest.csv").is_file():
-        parser.error(f"face set not found at {faces} (use --faces or FACELEDGER_FACES)")
-    photos = load_photos(faces)
+    photos = face_set_photos(parser, args.faces)
     with tempfile.TemporaryDirectory(prefix="faceledger-bench-") as tmp:
         db: str | Path = Path(tmp) / "bench.db"
         if args.db:  # the server and this process find the master key through the environment

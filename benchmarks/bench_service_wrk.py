@@ -38,9 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_service import (  # the sibling benchmark's deployment and server helpers
     PURPOSE,
     cpu_accounting,
-    faces_folder,
+    face_set_photos,
     free_port,
-    load_photos,
     prepare,
     process_tree_cpu,
     start_server,
@@ -101,10 +100,7 @@ def main() -> int:
     wrk = shutil.which("wrk")
     if wrk is None:
         parser.error("wrk not found: apt-get install wrk")
-    faces = faces_folder(args.faces)
-    if not (faces / "manifest.csv").is_file():
-        parser.error(f"face set not found at {faces} (use --faces or FACELEDGER_FACES)")
-    photos = load_photos(faces)
+    photos = face_set_photos(parser, args.faces)
     with tempfile.TemporaryDirectory(prefix="faceledger-bench-") as tmp:
         db = Path(tmp) / "bench.db"
         plan = prepare(db, photos, args.clients, args.seed, args.recognizer)

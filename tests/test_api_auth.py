@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from faceledger.gallery import Gallery
+from faceledger.interfaces.api.settings import ServiceSettings
 from faceledger.ledger import ROLES
 from test_api_helpers import PURPOSE, Service, running_service
 
@@ -164,3 +165,25 @@ def test_rate_limit_answers_429_with_retry_after_per_key(tmp_path: Path) -> None
         assert all(svc.client.get("/healthz").status_code == 200 for _ in range(5))
         metrics = svc.client.get("/metrics").text
         assert 'faceledger_rate_limited_total{pid="' in metrics
+
+
+def test_operator_keys_have_their_own_rate_limit(tmp_path: Path) -> None:
+    """Identify clients (camera gateways) get ``operator_rate_limit``, every other role ``rate_limit``."""
+    with running_service(tmp_path, rate_limit=2, operator_rate_limit=5) as svc:
+        codes = [svc.client.get("/v1/whoami", headers=svc.headers("operator")).status_code for _ in range(6)]
+        assert codes == [200] * 5 + [429]
+        reviewer = [svc.client.get("/v1/whoami", headers=svc.headers("reviewer")).status_code for _ in range(3)]
+        assert reviewer == [200, 200, 429]
+        refused = svc.client.get("/v1/whoami", headers=svc.headers("operator")).json()["error"]["message"]
+        assert "(operator) made more than 5 requests" in refused
+    (tmp_path / "off").mkdir()
+    with running_service(tmp_path / "off", rate_limit=0, operator_rate_limit=5) as svc:  # 0 turns every limit off
+        assert all(
+            svc.client.get("/v1/whoami", headers=svc.headers("operator")).status_code == 200 for _ in range(8)
+        )
+
+
+def test_the_default_operator_limit_is_higher_than_the_default_limit() -> None:
+    settings = ServiceSettings(db="x.db")
+    assert settings.operator_rate_limit > settings.rate_limit > 0
+    assert ServiceSettings.from_env({"FACELEDGER_API_OPERATOR_RATE_LIMIT": "120"}).operator_rate_limit == 120

@@ -51,9 +51,13 @@ class LimitedEngine(Engine):
 class RateLimiter:
     """Requests per key per minute, as a token bucket: ``per_minute`` requests at once, refilled evenly.
 
+    Operator keys (identify and verify: the camera gateways and door clients of a deployment) have their own limit,
+    ``operator_per_minute``; every other role has ``per_minute``. ``per_minute`` 0 turns every limit off,
+    ``operator_per_minute`` 0 only the operators'.
+
     With ``shared`` (the PostgreSQL store's ``take_request``), the buckets are rows of the database, so every
     process on every host holds one limit together. Without it (SQLite) the count is kept in this process: with
-    several workers each allows ``per_minute`` on its own.
+    several workers each allows the limit on its own.
     """
 
     def __init__(
@@ -61,25 +65,34 @@ class RateLimiter:
         per_minute: int,
         clock: Callable[[], float] = time.monotonic,
         shared: Callable[[str, int, float], float | None] | None = None,
+        operator_per_minute: int | None = None,
     ) -> None:
         self.per_minute = per_minute
+        self.operator_per_minute = per_minute if operator_per_minute is None else operator_per_minute
         self.shared = shared is not None
         self._clock = clock
         self._shared = shared
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def acquire(self, key: str) -> float | None:
-        """Take one request for ``key``: None when allowed, else the seconds to wait before retrying."""
+    def limit(self, role: str | None = None) -> int:
+        """Requests a minute allowed to a key of ``role`` (0: no limit)."""
         if self.per_minute <= 0:
+            return 0
+        return self.operator_per_minute if role == "operator" else self.per_minute
+
+    def acquire(self, key: str, role: str | None = None) -> float | None:
+        """Take one request for ``key`` (of ``role``): None when allowed, else the seconds to wait before retrying."""
+        per_minute = self.limit(role)
+        if per_minute <= 0:
             return None
         if self._shared is not None:
-            return self._shared(key, self.per_minute, time.time())
-        rate = self.per_minute / 60.0
+            return self._shared(key, per_minute, time.time())
+        rate = per_minute / 60.0
         now = self._clock()
         with self._lock:
-            tokens, last = self._buckets.get(key, (float(self.per_minute), now))
-            tokens = min(float(self.per_minute), tokens + (now - last) * rate)
+            tokens, last = self._buckets.get(key, (float(per_minute), now))
+            tokens = min(float(per_minute), tokens + (now - last) * rate)
             if tokens >= 1.0:
                 self._buckets[key] = (tokens - 1.0, now)
                 return None
@@ -125,7 +138,11 @@ class ServiceState:
             settings=settings,
             gallery=gallery,
             metrics=metrics or Metrics(),
-            rate_limiter=RateLimiter(settings.rate_limit, shared=gallery.shared_rate_limit()),
+            rate_limiter=RateLimiter(
+                settings.rate_limit,
+                shared=gallery.shared_rate_limit(),
+                operator_per_minute=settings.operator_rate_limit,
+            ),
             model_limiter=anyio.CapacityLimiter(settings.model_concurrency),
             db_limiter=anyio.CapacityLimiter(8),
         )

@@ -85,13 +85,14 @@ async def authorize(
             state.metrics.count("auth_failures", reason="invalid")
             exc.message = f"{exc.message}: check the token, or ask an administrator for a new key"
         raise
-    wait = state.rate_limiter.acquire(key.id)
+    wait = state.rate_limiter.acquire(key.id, key.role)
     if wait is not None:
         state.metrics.count("rate_limited")
         raise ApiError(
             429,
             "rate_limited",
-            f"API key {key.id} made more than {state.rate_limiter.per_minute} requests in a minute; "
+            f"API key {key.id} ({key.role}) made more than {state.rate_limiter.limit(key.role)} requests in a "
+            "minute; "
             f"retry in {retry_after(wait)} s",
             {"Retry-After": retry_after(wait)},
         )

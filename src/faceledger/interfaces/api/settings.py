@@ -47,7 +47,14 @@ class ServiceSettings:
         max_pixels: largest image accepted, in pixels (checked from the header, before decoding).
         max_faces: most faces an image may contain (422 above it).
         max_images: most images one enrollment request may carry.
-        rate_limit: requests per API key per minute (429 with ``Retry-After`` above it; 0 disables).
+        rate_limit: requests per API key per minute (429 with ``Retry-After`` above it; 0 disables every limit),
+            for every role but operator: a person at the web UI or a script of an administrator, enroller,
+            reviewer or auditor.
+        operator_rate_limit: requests per operator key per minute (0: no limit for operators). Operator keys are
+            the automated clients of a deployment (a door camera's gateway sends an identify for each new face
+            it tracks, a busy entrance a few a second, several cameras behind one gateway ten times that);
+            the default, 50 a second, is about half of what 2 CPUs serve (BENCHMARKS.md), so one key can
+            neither be stopped by a crowd at its door nor take the whole service.
         timeout: seconds a request may take before it is answered 504.
         model_concurrency: images processed by the models at once in one process (others queue).
         threads: onnxruntime threads per model and request.
@@ -65,6 +72,7 @@ class ServiceSettings:
     max_faces: int = 32
     max_images: int = 10
     rate_limit: int = 600
+    operator_rate_limit: int = 3000
     timeout: float = 30.0
     model_concurrency: int = max(1, os.cpu_count() or 1)
     threads: int = 1
@@ -81,7 +89,7 @@ class ServiceSettings:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        for name in ("rate_limit", "purge_interval"):
+        for name in ("rate_limit", "operator_rate_limit", "purge_interval"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (off) or more, not {getattr(self, name)}")
         if self.timeout <= 0:

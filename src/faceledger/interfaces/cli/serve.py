@@ -81,7 +81,17 @@ def _is_loopback(host: str) -> bool:
 @_setting("max_pixels", click.IntRange(min=1), "Largest image in pixels, checked before decoding (422 above).")
 @_setting("max_faces", click.IntRange(min=1), "Most faces per image (422 above).")
 @_setting("max_images", click.IntRange(min=1), "Most images per enrollment request.")
-@_setting("rate_limit", click.IntRange(min=0), "Requests per API key per minute and worker (429 above; 0: no limit).")
+@_setting(
+    "rate_limit",
+    click.IntRange(min=0),
+    "Requests per API key per minute, for every role but operator (429 above; 0: no limit for any key); "
+    "per worker on SQLite, shared on PostgreSQL.",
+)
+@_setting(
+    "operator_rate_limit",
+    click.IntRange(min=0),
+    "Requests per operator key per minute (the identify clients: camera gateways; 0: no limit).",
+)
 @_setting("timeout", click.FloatRange(min=0.1), "Seconds before a request is answered 504.")
 @click.option(
     "--model-concurrency",

@@ -249,6 +249,37 @@ def test_map_keeps_order_returns_errors_and_matches_sequential_results(
             np.testing.assert_allclose(result.boxes, engine.detect(path).boxes, atol=1e-4)
 
 
+def test_embed_each_embeds_groups_of_images_as_embed_does_one_by_one(
+    engine: Engine, manifest: list[ManifestRow], tmp_path: Path
+) -> None:
+    """Groups of 3 over 8 inputs (the last group shorter), group photos and portraits mixed, a broken file and a
+    photo without a face among them: each result is the image's own, in input order, as ``engine.embed`` gives."""
+    paths: list[object] = [row.path for row in manifest if row.n_faces >= 2][:3]
+    paths += [row.path for row in manifest if row.n_faces == 1][:2]
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 128, np.uint8))
+    paths.append(blank)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff" + b"\x00" * 20)
+    paths.insert(1, bad)
+    paths.append(paths[0])
+    results = list(engine.embed_each(paths, workers=2, group=3))
+    assert len(results) == len(paths) == 8
+    assert isinstance(results[1], ImageError) and "broken.jpg" in str(results[1])
+    for path, result in zip(paths, results, strict=True):
+        if path is bad:
+            continue
+        assert not isinstance(result, BaseException)
+        alone = engine.embed(path)
+        assert len(result.detections) == len(alone.detections) == len(result.vectors)
+        np.testing.assert_allclose(result.detections.boxes, alone.detections.boxes, atol=1e-4)
+        np.testing.assert_allclose(result.vectors, alone.vectors, atol=1e-5)
+    assert len(results[6].vectors) == 0  # the image without a face
+    assert sum(len(r.vectors) for r in results if not isinstance(r, BaseException)) >= 3 * 2 + 2 + 3
+    with pytest.raises(ValueError, match="group"):
+        list(engine.embed_each(paths, group=0))
+
+
 def test_a_low_quality_score_always_names_its_reason() -> None:
     from faceledger.vision.quality import assess_quality
 

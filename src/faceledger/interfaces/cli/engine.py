@@ -105,8 +105,12 @@ def make_engine(
         fail(str(exc), EXIT_USAGE)
 
 
-def run_many(engine: Any, func: Any, items: Sequence[ImageArg], label: str) -> Iterator[tuple[ImageArg, Any]]:
+def run_many(
+    engine: Any, func: Any, items: Sequence[ImageArg], label: str, *, grouped: bool = False
+) -> Iterator[tuple[ImageArg, Any]]:
     """``(item, result)`` for each image, ``func`` computed on the engine's worker threads, with a progress bar.
+    ``grouped`` (``func`` is ``engine.embed``): :meth:`Engine.embed_each`, the faces of consecutive images embedded
+    in one recognizer pass.
 
     A :class:`FaceledgerError` (bad image, no face, an argument that is not usable) is returned as the result,
     for the caller to report; any other exception is a bug and is raised.
@@ -117,7 +121,11 @@ def run_many(engine: Any, func: Any, items: Sequence[ImageArg], label: str) -> I
             raise ImageError(item.name, item.problem)
         return func(item.source())
 
-    results = engine.map(call, items)
+    if grouped:
+        embedded = engine.embed_each(item.source() for item in items if not item.problem)
+        results = (ImageError(item.name, item.problem) if item.problem else next(embedded) for item in items)
+    else:
+        results = engine.map(call, items)
     for item in progress(items, label):
         result = next(results)
         if isinstance(result, BaseException) and not isinstance(result, FaceledgerError):
@@ -236,7 +244,7 @@ def embed(images: tuple[str, ...], recursive: bool, as_json: bool, **engine_kw: 
     items = expand(images, recursive=recursive)
     out = Output(as_json=True)
     failed = 0
-    for item, result in run_many(engine, engine.embed, items, "embed"):
+    for item, result in run_many(engine, engine.embed, items, "embed", grouped=True):
         if isinstance(result, FaceledgerError):
             failed += 1
             _failed(out, item, result, faces=[])

@@ -136,3 +136,59 @@ def test_two_uvicorn_workers_share_the_database(tmp_path: Path, faces_dir: Path)
     assert sum(stored.values()) >= len(subjects)  # most crops are usable
     assert len(enroll_entries) == sum(1 for r in results if r[2] in (200, 422))
     assert len(pids) == 2, pids  # both workers answered
+
+
+def _listening_sockets(port: int) -> int:
+    """TCP sockets listening on ``port`` on this host (Linux's /proc/net/tcp: state 0A)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "0A")
+
+
+def _pid_of(metrics: str) -> str:
+    return next(line.split('pid="')[1].split('"')[0] for line in metrics.splitlines() if 'pid="' in line)
+
+
+def test_keep_alive_connections_opened_at_once_are_spread_over_the_workers(tmp_path: Path) -> None:
+    """32 connections opened together, as a load generator or a gateway's pool does, each kept for several
+    requests: with one socket shared by the workers the kernel often handed all of them to one worker; each
+    worker now listens on its own SO_REUSEPORT socket, so both get a share (each fewer than 5 of 32 has a
+    probability of about 1e-5 when connections are hashed evenly)."""
+    db = tmp_path / "spread.db"
+    init_deployment(db)
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "faceledger.interfaces.api", "--db", str(db), "--port", str(port), "--workers", "2",
+         "--no-access-log", "--purge-interval", "0", "--log-level", "warning"],
+        env={**os.environ, "FACELEDGER_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, server)
+        for _ in range(50):  # both workers ready: each answers on its own
+            pids = {_pid_of(httpx.get(f"{base}/metrics", timeout=10).text) for _ in range(8)}
+            if len(pids) == 2:
+                break
+        listening = _listening_sockets(port)
+        clients = [httpx.Client(base_url=base, timeout=30) for _ in range(32)]
+        try:
+
+            def pids_of(client: httpx.Client) -> set[str]:
+                return {_pid_of(client.get("/metrics").text) for _ in range(3)}
+
+            with ThreadPoolExecutor(32) as pool:
+                answered = list(pool.map(pids_of, clients))
+        finally:
+            for client in clients:
+                client.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    assert listening == 2, "each worker listens on its own socket (one shared socket: 1)"
+    assert all(len(p) == 1 for p in answered), "a keep-alive connection stays with its worker"
+    counts: dict[str, int] = {}
+    for (pid,) in answered:
+        counts[pid] = counts.get(pid, 0) + 1
+    assert len(counts) == 2 and min(counts.values()) >= 5, counts

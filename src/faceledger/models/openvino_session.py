@@ -23,6 +23,7 @@ import numpy as np
 from faceledger.errors import ModelError
 
 PRECISIONS = ("bf16", "f32")
+WORKERS_ENV = "FACELEDGER_WORKERS"
 _CAPABILITY = {"bf16": "BF16", "f32": "FP32"}
 
 
@@ -51,12 +52,21 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _streams() -> int:
+    """Execution streams: as many as inferences run at once in this process, which is the threads
+    :meth:`faceledger.Engine.map` uses (``FACELEDGER_WORKERS``, else the CPUs; a service worker sets it to its
+    ``--model-concurrency``). An idle stream's threads still wake and spin: with 2 streams in each of 2 service
+    workers on 2 CPUs, 80.6 requests/s against 96.2 with one each."""
+    given = os.environ.get(WORKERS_ENV, "")
+    return int(given) if given.isdigit() and int(given) > 0 else max(1, _cpus())
+
+
 class OpenVINOSession:
     """A model compiled by OpenVINO for the CPU at ``precision`` (``"bf16"`` or ``"f32"``), ``threads`` per inference.
 
-    One execution stream per CPU this process may use, so that several threads (:meth:`faceledger.Engine.map`) run
-    inferences side by side as they do on an onnxruntime session; each thread has its own infer request (OpenVINO's
-    requests are not shared between threads).
+    One execution stream per concurrent caller (:func:`_streams`), so that several threads
+    (:meth:`faceledger.Engine.map`) run inferences side by side as they do on an onnxruntime session; each thread
+    has its own infer request (OpenVINO's requests are not shared between threads).
     """
 
     def __init__(self, data: bytes, *, threads: int, precision: str, where: str) -> None:
@@ -77,13 +87,17 @@ class OpenVINOSession:
                 f"{', '.join(sorted(capabilities))}: its calibration was measured at {precision}, so it is not run at "
                 "another precision. Use the default recognizer, sface_2021dec_int8"
             )
-        streams = max(1, _cpus())
+        streams = _streams()
         config = {
             "INFERENCE_PRECISION_HINT": precision,
             "NUM_STREAMS": streams,
             "INFERENCE_NUM_THREADS": streams * max(1, threads),
             "PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT",
+            # OpenVINO pins its stream threads to cores as if it owned the machine; two service workers then
+            # pinned theirs to the same cores and left the CPUs 80 % busy (BENCHMARKS.md). The OS places them.
+            "ENABLE_CPU_PINNING": False,
         }
+
         try:
             model = core.read_model(data, b"")
             self._compiled = core.compile_model(model, "CPU", config)

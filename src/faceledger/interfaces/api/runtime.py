@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -122,6 +123,9 @@ class ServiceState:
             if recognizer is None:  # a gallery keeps the bundled recognizer its templates were made with
                 with Gallery.open(settings.db, key_file=settings.resolved_key_file) as existing:
                     recognizer = existing.templates_recognizer()
+            # This process runs at most model_concurrency images at once: Engine.map and the OpenVINO runtime's
+            # streams are sized by it (an unset variable means the CPUs, too many for a worker among several)
+            os.environ.setdefault("FACELEDGER_WORKERS", str(settings.model_concurrency))
             engine = LimitedEngine(
                 settings.detector,
                 recognizer,

@@ -70,9 +70,10 @@ def _bench_search() -> Any:
 
 
 def fill(db: str, key_file: Path, n: int) -> dict[str, Any]:
-    """A gallery of ``n`` subjects with one encrypted template each (see the module docstring)."""
+    """A gallery of ``n`` subjects with one encrypted template each (see the module docstring), written with the
+    store's bulk insert (``tx.add_subjects``)."""
     from faceledger import Gallery
-    from faceledger.gallery.keys import encrypt_template, ensure_data_key
+    from faceledger.gallery.keys import encrypt_template, new_data_key
     from faceledger.ledger.actions import AuditAction
     from faceledger.ledger.records import Subject, TemplateRecord
     from faceledger.ledger.timeutil import to_text
@@ -89,17 +90,19 @@ def fill(db: str, key_file: Path, n: int) -> dict[str, Any]:
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             now = to_text(ctx.now())
             with ctx.write() as tx:
+                subjects, keys, templates = [], [], []
                 for i in range(count):
                     subject = f"s{start + i:08d}"
-                    tx.add_subject(Subject(subject, gallery, now, "bench"))
-                    key_id, key = ensure_data_key(ctx, tx, subject, now)
+                    subjects.append(Subject(subject, gallery, now, "bench"))
+                    record, key = new_data_key(ctx, tx, subject, now)
+                    keys.append(record)
                     template_id = uuid.uuid4().hex
                     nonce, ciphertext = encrypt_template(key, vectors[i], subject=subject, template_id=template_id)
-                    tx.add_template(
+                    templates.append(
                         TemplateRecord(
                             template_id,
                             subject,
-                            key_id,
+                            record.id,
                             model,
                             128,
                             nonce,
@@ -110,6 +113,7 @@ def fill(db: str, key_file: Path, n: int) -> dict[str, Any]:
                             now,
                         )
                     )
+                tx.add_subjects(subjects, keys, templates)  # in bulk: a few round trips per chunk
                 ctx.record(
                     tx,
                     AuditAction.ENROLL,

@@ -76,12 +76,18 @@ def ensure_data_key(ctx: GalleryContext, tx: Transaction, subject: str, now: str
     record = tx.get_subject_key(subject)
     if record is not None:
         return record.id, data_key(ctx, tx, subject)
-    key = crypto.new_data_key()
-    key_id = uuid.uuid4().hex
-    master = master_key(ctx, tx)
-    tx.add_subject_key(SubjectKey(key_id, subject, master.wrap(key, subject_id=subject, key_id=key_id), master.id, now))
+    record, key = new_data_key(ctx, tx, subject, now)
+    tx.add_subject_key(record)
     ctx.data_keys[subject] = key
-    return key_id, key
+    return record.id, key
+
+
+def new_data_key(ctx: GalleryContext, tx: Transaction, subject: str, now: str) -> tuple[SubjectKey, bytes]:
+    """A fresh data key for a new subject: ``(its record, wrapped by the master key; the key)``. Not stored: the
+    caller passes the record to ``tx.add_subject_key``, or many of them to ``tx.add_subjects``."""
+    key, key_id = crypto.new_data_key(), uuid.uuid4().hex
+    master = master_key(ctx, tx)
+    return SubjectKey(key_id, subject, master.wrap(key, subject_id=subject, key_id=key_id), master.id, now), key
 
 
 def encrypt_template(key: bytes, vector: np.ndarray, *, subject: str, template_id: str) -> tuple[bytes, bytes]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -75,6 +75,11 @@ class _Connection:
             return cast("Cursor", self.raw.execute(sql))
         return cast("Cursor", self.raw.execute(_placeholders(sql), parameters))
 
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> None:
+        """One statement for many rows: psycopg sends them in pipeline mode, one round trip for all."""
+        with self.raw.cursor() as cursor:
+            cursor.executemany(_placeholders(sql), seq_of_parameters)
+
 
 class PostgresTransaction(SQLTransaction):
     """:class:`SQLTransaction` on PostgreSQL: an INSERT that breaks a constraint runs in a savepoint, since a failed
@@ -89,6 +94,20 @@ class PostgresTransaction(SQLTransaction):
             self._c.execute("ROLLBACK TO SAVEPOINT faceledger_insert")
             return str(exc).strip()
         self._c.execute("RELEASE SAVEPOINT faceledger_insert")
+        return None
+
+    def _insert_many(self, batches: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> str | None:
+        psycopg = _psycopg()
+        self._c.execute("SAVEPOINT faceledger_bulk")
+        try:
+            for sql, rows in batches:
+                if rows:
+                    self._c.executemany(sql, rows)
+        except psycopg.errors.IntegrityError as exc:
+            self._c.execute("ROLLBACK TO SAVEPOINT faceledger_bulk")
+            self._c.execute("RELEASE SAVEPOINT faceledger_bulk")
+            return str(exc).strip()
+        self._c.execute("RELEASE SAVEPOINT faceledger_bulk")
         return None
 
     def _json_int(self, key: str) -> str:

@@ -30,7 +30,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -206,13 +206,22 @@ class SealedTransaction:
         if self._touched and self._last_seq is None:
             names = ", ".join(f"{k} {v!r}" for k, v in sorted(self._touched)[:5])
             raise StoreError(f"records changed without an audit entry ({names}); nothing was written")
+        writes: dict[str, list[tuple[str, int, Any]]] = {}
         for (kind, record_key), (record, before) in self._touched.items():
             current = record if record is not None else self._read_raw(kind, record_key)
             if current is None:
                 self._delete_seal(kind, record_key)
             else:
                 seq = self._appended[min(before, len(self._appended) - 1)]
-                self._put_seal(kind, record_key, seq, current, self._sealing_key())
+                writes.setdefault(kind, []).append((record_key, seq, current))
+        for kind, records in writes.items():  # the old seals read, and the new ones written, in bulk
+            old, rows = self._tx.seals_among(kind, [k for k, _, _ in records]), []
+            for record_key, seq, current in records:
+                if record_key in old:
+                    self._set_delta ^= _digest(kind, record_key, *old[record_key])
+                rows.append((kind, record_key, seq, mac(self._sealing_key(), kind, record_key, seq, current)))
+                self._set_delta ^= _digest(*rows[-1])
+            self._tx.put_seals(rows)
         self._touched.clear()
         if (self._last_seq is not None or self._set_delta) and self.sealed():
             stored = self._tx.get_meta(SET_META[0])
@@ -332,6 +341,17 @@ class SealedTransaction:
     def add_subject(self, subject: Subject) -> None:
         self._tx.add_subject(subject)
         self._touch("subject", subject.id)
+
+    def add_subjects(self, subjects: Sequence[Subject], keys: Sequence[Any], templates: Sequence[Any]) -> None:
+        """New subjects in bulk (the store's ``add_subjects``), sealed with what was written, not read back."""
+        self._tx.add_subjects(subjects, keys, templates)
+        key_ids = {k.subject_id: k.id for k in keys}
+        ids: dict[str, list[str]] = {s.id: [] for s in subjects}
+        for template in templates:
+            ids[template.subject_id].append(template.id)
+        for s in subjects:  # = subject_content(): nothing else of a new subject exists
+            body = {**dataclasses.asdict(s), "key_id": key_ids.get(s.id), "templates": sorted(ids[s.id])}
+            self._touch("subject", s.id, body)
 
     def add_subject_key(self, key: Any) -> None:
         self._tx.add_subject_key(key)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
 from typing import Any, Protocol, cast
 
@@ -54,6 +54,8 @@ class Connection(Protocol):
 
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
 
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Any: ...
+
 
 class SQLQueries:
     """The connection of an open transaction, and the few helpers every query uses."""
@@ -75,4 +77,19 @@ class SQLQueries:
             self._c.execute(sql, params)
         except sqlite3.IntegrityError as exc:
             return str(exc)
+        return None
+
+    def _insert_many(self, batches: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> str | None:
+        """Run INSERTs of many rows each (``(sql, rows)`` in order), all of them or none: None when every row went
+        in, else the database's message, and none of them is left (the transaction stays usable either way)."""
+        self._c.execute("SAVEPOINT faceledger_bulk")
+        try:
+            for sql, rows in batches:
+                if rows:
+                    self._c.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            self._c.execute("ROLLBACK TO SAVEPOINT faceledger_bulk")
+            self._c.execute("RELEASE SAVEPOINT faceledger_bulk")
+            return str(exc)
+        self._c.execute("RELEASE SAVEPOINT faceledger_bulk")
         return None

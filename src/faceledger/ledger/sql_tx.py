@@ -167,6 +167,33 @@ class SQLTransaction(AccountQueries, EvidenceQueries, SealQueries):
             (key.id, key.subject_id, key.wrapped, key.master_key_id, key.created_at),
         )
 
+    def add_subjects(
+        self, subjects: Sequence[Subject], keys: Sequence[SubjectKey], templates: Sequence[TemplateRecord]
+    ) -> None:
+        ids = {s.id for s in subjects}
+        if len(ids) != len(subjects) or len({k.subject_id for k in keys}) != len(keys):
+            raise ValueError("add_subjects: a subject, or a subject's key, is given twice")
+        if stray := ({k.subject_id for k in keys} | {t.subject_id for t in templates}) - ids:
+            raise ValueError(f"add_subjects: keys or templates of subjects not given: {sorted(stray)[:3]}")
+        if error := self._insert_many(
+            [
+                (
+                    "INSERT INTO subjects (id, gallery, created_at, created_by) VALUES (?, ?, ?, ?)",
+                    [(s.id, s.gallery, s.created_at, s.created_by) for s in subjects],
+                ),
+                (
+                    "INSERT INTO subject_keys (id, subject_id, wrapped, master_key_id, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(k.id, k.subject_id, k.wrapped, k.master_key_id, k.created_at) for k in keys],
+                ),
+                (
+                    f"INSERT INTO templates ({_TEMPLATE_COLS}) VALUES ({', '.join('?' * 11)})",
+                    [_row(t) for t in templates],
+                ),
+            ]
+        ):
+            raise DuplicateError(f"none of {len(subjects)} subjects added: {error}")
+
     def get_subject_key(self, subject_id: str) -> SubjectKey | None:
         row = self._one(
             "SELECT id, subject_id, wrapped, master_key_id, created_at FROM subject_keys WHERE subject_id = ?",
@@ -235,22 +262,7 @@ class SQLTransaction(AccountQueries, EvidenceQueries, SealQueries):
 
     # templates
     def add_template(self, template: TemplateRecord) -> None:
-        if self._insert(
-            f"INSERT INTO templates ({_TEMPLATE_COLS}) VALUES ({', '.join('?' * 11)})",
-            (
-                template.id,
-                template.subject_id,
-                template.key_id,
-                template.model,
-                template.dim,
-                template.nonce,
-                template.ciphertext,
-                template.source_sha256,
-                template.face_index,
-                template.quality,
-                template.created_at,
-            ),
-        ):
+        if self._insert(f"INSERT INTO templates ({_TEMPLATE_COLS}) VALUES ({', '.join('?' * 11)})", _row(template)):
             raise DuplicateError(
                 f"subject {template.subject_id!r} already has a template from this image (face {template.face_index})"
             )
@@ -532,6 +544,14 @@ class SQLTransaction(AccountQueries, EvidenceQueries, SealQueries):
         where = " WHERE stopped_at IS NULL" if running_only else ""
         rows = self._all(f"SELECT {_SESSION_COLS} FROM video_sessions{where} ORDER BY started_at, id")
         return [VideoSessionRecord(*r) for r in rows]
+
+
+def _row(t: TemplateRecord) -> tuple[Any, ...]:
+    """A template's values in the order of ``_TEMPLATE_COLS``."""
+    return (
+        t.id, t.subject_id, t.key_id, t.model, t.dim, t.nonce, t.ciphertext, t.source_sha256, t.face_index,
+        t.quality, t.created_at,
+    )  # fmt: skip
 
 
 def _template(row: tuple[Any, ...]) -> TemplateRecord:

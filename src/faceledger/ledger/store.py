@@ -92,6 +92,14 @@ class Transaction(Protocol):
         """Insert a subject; raises DuplicateError if the id exists."""
         ...
 
+    def add_subjects(
+        self, subjects: Sequence[Subject], keys: Sequence[SubjectKey], templates: Sequence[TemplateRecord]
+    ) -> None:
+        """Insert new subjects with their data keys and templates in bulk (a few round trips for all, not a few
+        per row): all of them, or none and DuplicateError when one exists already (the transaction stays usable).
+        Every key and template must be of one of ``subjects`` (ValueError otherwise), at most one key each."""
+        ...
+
     def get_subject(self, subject_id: str) -> Subject | None:
         """A subject by id."""
         ...
@@ -347,6 +355,14 @@ class Transaction(Protocol):
 
     def put_seal(self, kind: str, key: str, seq: int, mac: str) -> None:
         """Insert or replace a record's seal."""
+        ...
+
+    def seals_among(self, kind: str, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """The seals of the given records of one kind that exist, by key."""
+        ...
+
+    def put_seals(self, rows: Sequence[tuple[str, str, int, str]]) -> None:
+        """Insert or replace many seals, ``(kind, key, seq, mac)`` each, in one go."""
         ...
 
     def delete_seal(self, kind: str, key: str) -> None:

@@ -97,13 +97,15 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         postgres.stop(folder)
 
 
-def new_database(server: str) -> str:
-    """The URL of a new, empty database on the PostgreSQL ``server``."""
+def new_database(server: str, template: str | None = None) -> str:
+    """The URL of a new, empty database on the PostgreSQL ``server``; with ``template`` (the URL of a database on it
+    that nobody is connected to), a copy of that database."""
     import psycopg
 
     name = f"t_{uuid.uuid4().hex[:16]}"
+    copy = "" if template is None else f" TEMPLATE {template.rsplit('/', 1)[1]}"
     with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
+        conn.execute(f"CREATE DATABASE {name}{copy}")
     return server.rsplit("/", 1)[0] + "/" + name
 
 
@@ -113,12 +115,68 @@ def postgres_url(postgres_server: str) -> str:
     return new_database(postgres_server)
 
 
+def is_postgres(location: str | os.PathLike[str]) -> bool:
+    """Whether ``location`` names a PostgreSQL database (else it is an SQLite file)."""
+    return str(location).startswith(("postgresql://", "postgres://"))
+
+
+def raw_sql(location: str | os.PathLike[str], statement: str, *params: object) -> list[tuple[object, ...]]:
+    """Run one statement on the database at ``location`` outside faceledger, as an administrator or a tamperer
+    would, in autocommit; ``?`` placeholders on both backends. Returns the rows (none for a statement without)."""
+    if is_postgres(location):
+        import psycopg
+
+        with psycopg.connect(str(location), autocommit=True) as conn:
+            cursor = conn.execute(statement.replace("?", "%s"), params or None)  # type: ignore[arg-type]
+            return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+    import sqlite3
+
+    conn = sqlite3.connect(location, isolation_level=None)
+    try:
+        return [tuple(row) for row in conn.execute(statement, params).fetchall()]
+    finally:
+        conn.close()
+
+
+def drop_append_only(location: str | os.PathLike[str]) -> None:
+    """Drop the trigger that keeps the audit table append-only (the first step of a tamperer with SQL access)."""
+    raw_sql(location, "DROP TRIGGER audit_append_only" + (" ON audit" if is_postgres(location) else ""))
+
+
+def stored_bytes(location: str | os.PathLike[str]) -> bytes:
+    """What a database keeps of its data, for tests that look for bytes that must be gone. SQLite: the file, its WAL,
+    shared-memory index and rollback journal, as on disk. PostgreSQL (whose files belong to the server, maybe on
+    another host): every binary and text value of every table, what anyone with SQL access reads."""
+    if not is_postgres(location):
+        files = [Path(str(location) + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+        return b"".join(path.read_bytes() for path in files if path.exists())
+    columns = raw_sql(location, "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                                "WHERE table_schema = 'public' AND data_type IN ('bytea', 'text')")  # fmt: skip
+    parts = []
+    for table, column, kind in columns:
+        for (value,) in raw_sql(location, f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL"):
+            parts.append(bytes(value) if kind == "bytea" else str(value).encode())  # type: ignore[call-overload]
+    return b"".join(parts)
+
+
 @dataclass(frozen=True)
 class GalleryLocation:
     """Where a test's gallery lives (an SQLite file, or a new database on the PostgreSQL server) and its master key."""
 
     location: str
     key_file: Path
+
+    @property
+    def postgres(self) -> bool:
+        return is_postgres(self.location)
+
+    def sql(self, statement: str, *params: object) -> list[tuple[object, ...]]:
+        """:func:`raw_sql` on this gallery's database."""
+        return raw_sql(self.location, statement, *params)
+
+    def count(self, table: str) -> int:
+        """The number of rows in ``table``."""
+        return int(self.sql(f"SELECT COUNT(*) FROM {table}")[0][0])  # type: ignore[call-overload]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -127,3 +185,19 @@ def gallery_location(request: pytest.FixtureRequest, tmp_path: Path) -> GalleryL
     if request.param == "sqlite":
         return GalleryLocation(str(tmp_path / "g.db"), tmp_path / "g.db.key")
     return GalleryLocation(str(request.getfixturevalue("postgres_url")), tmp_path / "master.key")
+
+
+def make_location(request: pytest.FixtureRequest, backend: str, folder: Path, name: str = "g.db") -> GalleryLocation:
+    """A new gallery location in ``folder`` (``name`` on SQLite) or a new database on the session's PostgreSQL
+    server (the master key in ``folder/master.key``), for fixtures of a wider scope than ``gallery_location``."""
+    if backend == "sqlite":
+        return GalleryLocation(str(folder / name), folder / f"{name}.key")
+    return GalleryLocation(new_database(request.getfixturevalue("postgres_server")), folder / "master.key")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_gallery_location(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> GalleryLocation:
+    """``gallery_location`` for a module-scoped fixture: the module's tests run on SQLite, then on PostgreSQL."""
+    return make_location(request, str(request.param), tmp_path_factory.mktemp(str(request.param)))

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from conftest import GalleryLocation
 from faceledger.gallery import Gallery
 from faceledger.interfaces.api.settings import ServiceSettings
 from faceledger.ledger import ROLES
@@ -66,8 +67,10 @@ BODIES: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    with running_service(tmp_path_factory.mktemp("auth")) as svc:
+def service(tmp_path_factory: pytest.TempPathFactory, module_gallery_location: GalleryLocation) -> Any:
+    """The module's tests on SQLite, then on PostgreSQL."""
+    where = module_gallery_location
+    with running_service(tmp_path_factory.mktemp("auth"), db=where.location, key_file=where.key_file) as svc:
         yield svc
 
 
@@ -78,7 +81,7 @@ def _call(svc: Service, method: str, path: str, headers: dict[str, str]) -> Any:
 
 
 def _head(svc: Service) -> int:
-    with Gallery.open(svc.db) as g:
+    with Gallery.open(svc.db, key_file=svc.key_file) as g:
         head = g.audit_head()
     assert head is not None
     return head.seq
@@ -138,11 +141,11 @@ def test_whoami_names_the_key_owner_and_role(service: Service) -> None:
 
 
 def test_keys_created_and_revoked_from_outside_take_effect_at_once(service: Service) -> None:
-    with Gallery.open(service.db) as g:
+    with Gallery.open(service.db, key_file=service.key_file) as g:
         record, token = g.create_api_key("temp-operator", "operator", actor="admin-person")
     headers = {"Authorization": f"Bearer {token}"}
     assert service.client.get("/v1/whoami", headers=headers).json()["owner"] == "temp-operator"
-    with Gallery.open(service.db) as g:
+    with Gallery.open(service.db, key_file=service.key_file) as g:
         g.revoke_api_key(record.id, actor="admin-person")
     response = service.client.get("/v1/whoami", headers=headers)
     assert response.status_code == 401
@@ -178,9 +181,7 @@ def test_operator_keys_have_their_own_rate_limit(tmp_path: Path) -> None:
         assert "(operator) made more than 5 requests" in refused
     (tmp_path / "off").mkdir()
     with running_service(tmp_path / "off", rate_limit=0, operator_rate_limit=5) as svc:  # 0 turns every limit off
-        assert all(
-            svc.client.get("/v1/whoami", headers=svc.headers("operator")).status_code == 200 for _ in range(8)
-        )
+        assert all(svc.client.get("/v1/whoami", headers=svc.headers("operator")).status_code == 200 for _ in range(8))
 
 
 def test_the_default_operator_limit_is_higher_than_the_default_limit() -> None:

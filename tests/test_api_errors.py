@@ -11,14 +11,18 @@ from typing import Any
 
 import pytest
 
+from conftest import GalleryLocation
 from test_api_helpers import Service, b64, consent, group_photo, people, running_service
 
 pytestmark = pytest.mark.shared_data
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    with running_service(tmp_path_factory.mktemp("errors"), max_upload_bytes=300_000, max_images=2) as svc:
+def service(tmp_path_factory: pytest.TempPathFactory, module_gallery_location: GalleryLocation) -> Any:
+    """The module's tests on SQLite, then on PostgreSQL."""
+    where, folder = module_gallery_location, tmp_path_factory.mktemp("errors")
+    with running_service(folder, db=where.location, key_file=where.key_file, max_upload_bytes=300_000,
+                         max_images=2) as svc:  # fmt: skip
         yield svc
 
 
@@ -172,9 +176,13 @@ def test_health_readiness_metrics_and_docs(service: Service, tmp_path: Path) -> 
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {
-        "models": "ok", "database": "ok", "master_key": "ok", "templates": "ok", "records": "ok"
+        "models": "ok",
+        "database": "ok",
+        "master_key": "ok",
+        "templates": "ok",
+        "records": "ok",
     }
-    key_file = Path(str(service.db) + ".key")
+    key_file = service.key_file or Path(str(service.db) + ".key")
     moved = tmp_path / "elsewhere.key"
     key_file.rename(moved)
     try:
@@ -210,8 +218,9 @@ def _blank_png() -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def test_retention_runs_on_a_schedule(tmp_path: Path) -> None:
-    with running_service(tmp_path, purge_interval=0.4) as svc:
+def test_retention_runs_on_a_schedule(tmp_path: Path, gallery_location: GalleryLocation) -> None:
+    where = gallery_location
+    with running_service(tmp_path, db=where.location, key_file=where.key_file, purge_interval=0.4) as svc:
         deadline = time.monotonic() + 10
         runs: list[Any] = []
         while not runs and time.monotonic() < deadline:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import GalleryLocation
 from faceledger.interfaces.api import ServiceSettings
 from test_api_helpers import Service, b64, running_service
 
@@ -17,8 +18,10 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "src" / "faceledger" / "examples
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    with running_service(tmp_path_factory.mktemp("hardening"), access_log=True) as svc:
+def service(tmp_path_factory: pytest.TempPathFactory, module_gallery_location: GalleryLocation) -> Iterator[Service]:
+    """The module's tests on SQLite, then on PostgreSQL."""
+    where, folder = module_gallery_location, tmp_path_factory.mktemp("hardening")
+    with running_service(folder, db=where.location, key_file=where.key_file, access_log=True) as svc:
         yield svc
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from conftest import GalleryLocation
 from faceledger.examples import ASTRONAUT
 from faceledger.gallery import Gallery
 from faceledger.ledger import parse_policy
@@ -31,9 +32,10 @@ ROUTES: list[tuple[str, str, str, dict[str, Any] | None, str]] = [
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
-    """A service with one subject enrolled (the bundled photo) under a valid consent."""
-    with running_service(tmp_path) as svc:
+def service(tmp_path: Path, gallery_location: GalleryLocation) -> Iterator[Service]:
+    """A service with one subject enrolled (the bundled photo) under a valid consent, on SQLite, then PostgreSQL."""
+    where = gallery_location
+    with running_service(tmp_path, db=where.location, key_file=where.key_file) as svc:
         consent(svc, SUBJECT)
         enrolled = svc.client.post(
             "/v1/enroll", headers=svc.headers("enroller"), json={"subject": SUBJECT, "images": [b64(ASTRONAUT)]}
@@ -43,7 +45,7 @@ def service(tmp_path: Path) -> Iterator[Service]:
 
 
 def _head(svc: Service) -> int:
-    with Gallery.open(svc.db) as g:
+    with Gallery.open(svc.db, key_file=svc.key_file) as g:
         head = g.audit_head()
     assert head is not None
     return head.seq
@@ -55,7 +57,7 @@ def _call(svc: Service, method: str, path: str, role: str, body: dict[str, Any] 
 
 def _still_there(svc: Service) -> None:
     """The subject is still enrolled and its consent still valid."""
-    with Gallery.open(svc.db) as g:
+    with Gallery.open(svc.db, key_file=svc.key_file) as g:
         (subject,) = g.subjects(actor="test", purpose="audit")
         assert subject.id == SUBJECT and subject.templates == 1 and subject.consent == "valid"
 
@@ -82,7 +84,7 @@ def test_an_administrative_purpose_is_accepted_and_recorded(
     before = _head(service)
     response = _call(service, method, path, role, body, allowed)
     assert 200 <= response.status_code < 300, response.text
-    with Gallery.open(service.db) as g:
+    with Gallery.open(service.db, key_file=service.key_file) as g:
         written = g.audit_entries(after_seq=before)
     assert written and all(e.data["purpose"] == allowed for e in written)
     assert all(e.data["actor"] == f"{role}-owner" for e in written)
@@ -101,7 +103,7 @@ def test_erasure_of_an_unknown_subject_with_a_refused_purpose_is_a_403_not_a_404
 
 
 def test_a_gallery_scoped_call_accepts_only_that_gallery_purposes(service: Service) -> None:
-    with Gallery.open(service.db) as g:
+    with Gallery.open(service.db, key_file=service.key_file) as g:
         text = g.policy.text + '\n[[galleries]]\nname = "visitors"\npurposes = ["visitor-log"]\n'
         g.set_policy(parse_policy(text), actor="setup")
     visitors = service.headers("enroller", "visitor-log")
@@ -119,7 +121,7 @@ def test_a_gallery_scoped_call_accepts_only_that_gallery_purposes(service: Servi
 
 # ---------------------------------------------------------------------------------------------- audited reads
 def _reads(svc: Service, after: int) -> list[dict[str, Any]]:
-    with Gallery.open(svc.db) as g:
+    with Gallery.open(svc.db, key_file=svc.key_file) as g:
         return [e.data for e in g.audit_entries(after_seq=after, action="records.read")]
 
 

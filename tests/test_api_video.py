@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import GalleryLocation
 from faceledger.gallery import Gallery
 from faceledger.interfaces.api import ServiceSettings, create_app
 from faceledger.ledger import EXAMPLE_POLICY, ROLES, parse_policy
@@ -62,14 +63,16 @@ class Service:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def service(tmp_path_factory: pytest.TempPathFactory, module_gallery_location: GalleryLocation) -> Iterator[Service]:
+    """The module's tests on SQLite, then on PostgreSQL."""
     folder = tmp_path_factory.mktemp("video-api")
-    db = folder / "service.db"
+    db, key_file = module_gallery_location.location, module_gallery_location.key_file
     tokens = {}
-    with Gallery.init(db, actor="setup", policy=parse_policy(WATCHLIST_POLICY)) as g:
+    with Gallery.init(db, key_file=key_file, actor="setup", policy=parse_policy(WATCHLIST_POLICY)) as g:
         for role in ROLES:
             tokens[role] = g.create_api_key(f"{role}-owner", role, actor="setup")[1]
-    app = create_app(ServiceSettings(db=db, purge_interval=0, rate_limit=0), engine=shared_engine())
+    settings = ServiceSettings(db=db, key_file=key_file, purge_interval=0, rate_limit=0)
+    app = create_app(settings, engine=shared_engine())
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Service(client, app.state.service.gallery, tokens, folder)
 

@@ -238,13 +238,24 @@ def _readme_blocks() -> list[str]:
     return re.findall(r"```sh\n(.*?)```", section, re.S)
 
 
-def test_the_readme_web_ui_walkthrough_works_as_written(chromium: Browser, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_readme_web_ui_walkthrough_works_as_written(
+    chromium: Browser, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """As written on SQLite; on PostgreSQL the same commands without ``--db ui.db``, the database and the master key
+    file set once in the environment, as the README's "On several hosts" says."""
     setup, serve = _readme_blocks()
     port = browser._free_port()
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "FACELEDGER_THREADS": "1"}
     for name in ("FACELEDGER_DB", "FACELEDGER_KEY_FILE", "FACELEDGER_MASTER_KEY", "FACELEDGER_ACTOR"):
         env.pop(name, None)
+    db, key_file = str(tmp_path / "ui.db"), tmp_path / "ui.db.key"
+    if backend == "postgresql":
+        assert setup.count(" --db ui.db") == 7 and serve.count(" --db ui.db") == 1
+        db, key_file = request.getfixturevalue("postgres_url"), tmp_path / "ui.key"
+        setup, serve = setup.replace(" --db ui.db", ""), serve.replace(" --db ui.db", "")
+        env.update(FACELEDGER_DB=db, FACELEDGER_KEY_FILE=str(key_file))
     done = subprocess.run(["bash", "-c", "set -euo pipefail\n" + setup], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=240)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -278,6 +289,6 @@ def test_the_readme_web_ui_walkthrough_works_as_written(chromium: Browser, tmp_p
     finally:
         server.terminate()
         server.wait(timeout=30)
-    with Gallery.open(tmp_path / "ui.db") as g:
+    with Gallery.open(db, key_file=key_file) as g:
         (candidate,) = g.candidates()
         assert candidate.status == "confirmed" and candidate.subject_id == "emp-001"

@@ -4,7 +4,6 @@ rejection (no byte left in the database or its WAL), on erasure and after the ev
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import GalleryLocation, raw_sql, stored_bytes
 from faceledger import Engine
 from faceledger.engine.evidence import CONTEXT_MAX_SIDE, context_box, context_crop
 from faceledger.gallery import Gallery
@@ -59,8 +59,16 @@ def photos(images: Path, who: str) -> list[Path]:
     return sorted((images / who).glob(f"{who}*.png"))
 
 
-def make(tmp_path: Path, engine: Engine, clock: Clock, policy: str = EXAMPLE_POLICY) -> Gallery:
-    return Gallery.init(tmp_path / "g.db", actor="admin", engine=engine, clock=clock, policy=parse_policy(policy))
+@pytest.fixture
+def where(gallery_location: GalleryLocation) -> GalleryLocation:
+    """The tests that keep evidence run on SQLite and on PostgreSQL."""
+    return gallery_location
+
+
+def make(where: GalleryLocation, engine: Engine, clock: Clock, policy: str = EXAMPLE_POLICY) -> Gallery:
+    return Gallery.init(
+        where.location, key_file=where.key_file, actor="admin", engine=engine, clock=clock, policy=parse_policy(policy)
+    )
 
 
 def enroll(g: Gallery, subject: str, files: list[Path]) -> None:
@@ -70,14 +78,13 @@ def enroll(g: Gallery, subject: str, files: list[Path]) -> None:
     assert len(g.enroll(subject, files, actor="desk", purpose=PURPOSE).enrolled) == len(files)
 
 
-def rows(db: Path, table: str) -> int:
-    with sqlite3.connect(db) as conn:
-        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+def rows(db: Path | str, table: str) -> int:
+    return int(raw_sql(db, f"SELECT COUNT(*) FROM {table}")[0][0])  # type: ignore[call-overload]
 
 
-def disk_bytes(db: Path) -> bytes:
-    """The database file, its WAL and shared-memory index, as on disk."""
-    return b"".join(Path(str(db) + s).read_bytes() for s in ("", "-wal", "-shm") if Path(str(db) + s).exists())
+def disk_bytes(db: Path | str) -> bytes:
+    """The database file, its WAL and shared-memory index, as on disk (on PostgreSQL, every value stored)."""
+    return stored_bytes(db)
 
 
 def chunks(data: bytes, size: int = 16) -> list[bytes]:
@@ -148,10 +155,10 @@ def test_evidence_blobs_are_bound_to_their_candidate_and_part() -> None:
 # ---------------------------------------------------------------------------------------------- photos
 @pytest.mark.shared_data
 def test_identify_keeps_evidence_for_each_candidate_and_nothing_for_the_rest(
-    tmp_path: Path, engine: Engine, clock: Clock, images: Path
+    where: GalleryLocation, engine: Engine, clock: Clock, images: Path
 ) -> None:
-    g = make(tmp_path, engine, clock)
-    db = tmp_path / "g.db"
+    g = make(where, engine, clock)
+    db = where.location
     enroll(g, "sheldon", photos(images, "sheldon")[:1])
     assert rows(db, "reference_faces") == 1
     group = images / "bbt4.jpg"  # six people; only sheldon (face 1) is enrolled; bernadette (face 5) stands by him
@@ -190,8 +197,8 @@ def test_identify_keeps_evidence_for_each_candidate_and_nothing_for_the_rest(
 
 
 @pytest.mark.shared_data
-def test_each_look_is_one_audit_entry(tmp_path: Path, engine: Engine, clock: Clock, images: Path) -> None:
-    g = make(tmp_path, engine, clock)
+def test_each_look_is_one_audit_entry(where: GalleryLocation, engine: Engine, clock: Clock, images: Path) -> None:
+    g = make(where, engine, clock)
     enroll(g, "amy", photos(images, "amy")[:2])
     found = g.identify(photos(images, "amy")[2], actor="door", purpose=PURPOSE).faces[0].candidates[0]
     before = len(g.audit_entries())
@@ -217,10 +224,10 @@ def test_each_look_is_one_audit_entry(tmp_path: Path, engine: Engine, clock: Clo
 
 @pytest.mark.shared_data
 def test_rejection_destroys_the_evidence_and_leaves_no_byte(
-    tmp_path: Path, engine: Engine, clock: Clock, images: Path
+    where: GalleryLocation, engine: Engine, clock: Clock, images: Path
 ) -> None:
-    g = make(tmp_path, engine, clock)
-    db = tmp_path / "g.db"
+    g = make(where, engine, clock)
+    db = where.location
     enroll(g, "amy", photos(images, "amy")[:1])
     kept = g.identify(photos(images, "amy")[1], actor="door", purpose=PURPOSE).faces[0].candidates[0]
     doomed = g.identify(photos(images, "amy")[2], actor="door", purpose=PURPOSE).faces[0].candidates[0]
@@ -249,10 +256,10 @@ def test_rejection_destroys_the_evidence_and_leaves_no_byte(
 
 @pytest.mark.shared_data
 def test_retention_destroys_evidence_after_a_confirmation(
-    tmp_path: Path, engine: Engine, clock: Clock, images: Path
+    where: GalleryLocation, engine: Engine, clock: Clock, images: Path
 ) -> None:
     policy = EXAMPLE_POLICY.replace("evidence_days = 30", "evidence_days = 10")
-    g = make(tmp_path, engine, clock, policy)
+    g = make(where, engine, clock, policy)
     enroll(g, "amy", photos(images, "amy")[:1])
     confirmed = g.identify(photos(images, "amy")[1], actor="door", purpose=PURPOSE).faces[0].candidates[0]
     pending = g.identify(photos(images, "amy")[2], actor="door", purpose=PURPOSE).faces[0].candidates[0]
@@ -273,9 +280,9 @@ def test_retention_destroys_evidence_after_a_confirmation(
 
 @pytest.mark.shared_data
 def test_template_retention_deletes_its_reference_face(
-    tmp_path: Path, engine: Engine, clock: Clock, images: Path
+    where: GalleryLocation, engine: Engine, clock: Clock, images: Path
 ) -> None:
-    g = make(tmp_path, engine, clock, EXAMPLE_POLICY.replace("# templates_days = 365", "templates_days = 30"))
+    g = make(where, engine, clock, EXAMPLE_POLICY.replace("# templates_days = 365", "templates_days = 30"))
     enroll(g, "amy", photos(images, "amy")[:1])
     clock.advance(days=20)
     assert g.enroll("amy", photos(images, "amy")[1:2], actor="desk", purpose=PURPOSE).enrolled
@@ -285,12 +292,12 @@ def test_template_retention_deletes_its_reference_face(
     with g.store.read() as tx:
         left = tx.reference_faces_of("amy")
         assert [r.template_id for r in left] == [t.id for t in tx.templates_of("amy")]
-    assert rows(tmp_path / "g.db", "reference_faces") == 1
+    assert where.count("reference_faces") == 1
 
 
 @pytest.mark.shared_data
-def test_rotation_rewraps_the_evidence_keys(tmp_path: Path, engine: Engine, clock: Clock, images: Path) -> None:
-    g = make(tmp_path, engine, clock)
+def test_rotation_rewraps_the_evidence_keys(where: GalleryLocation, engine: Engine, clock: Clock, images: Path) -> None:
+    g = make(where, engine, clock)
     enroll(g, "amy", photos(images, "amy")[:1])
     found = g.identify(photos(images, "amy")[1], actor="door", purpose=PURPOSE).faces[0].candidates[0]
     shown = g.evidence(found.candidate_id, actor="rev")
@@ -300,7 +307,7 @@ def test_rotation_rewraps_the_evidence_keys(tmp_path: Path, engine: Engine, cloc
     assert info["evidence_keys"] == 1 and info["subject_keys"] == 1
     assert g.audit_entries(action="key.rotate")[-1].data["details"]["evidence_keys"] == 1
     g.close()
-    with Gallery.open(tmp_path / "g.db", engine=engine, clock=clock) as reopened:
+    with Gallery.open(where.location, key_file=where.key_file, engine=engine, clock=clock) as reopened:
         with reopened.store.read() as tx:
             new = tx.get_evidence(found.candidate_id)
         assert old is not None and new is not None
@@ -312,36 +319,37 @@ def test_rotation_rewraps_the_evidence_keys(tmp_path: Path, engine: Engine, cloc
 
 
 @pytest.mark.shared_data
-def test_cli_writes_the_evidence_of_a_candidate(tmp_path: Path, engine: Engine, images: Path) -> None:
+def test_cli_writes_the_evidence_of_a_candidate(
+    tmp_path: Path, where: GalleryLocation, engine: Engine, images: Path
+) -> None:
     import json
 
     from click.testing import CliRunner
 
     from faceledger.interfaces.cli import main
 
-    db = tmp_path / "cli.db"
-    g = Gallery.init(db, actor="admin", engine=engine)
+    db, key_file = where.location, where.key_file
+    g = Gallery.init(db, key_file=key_file, actor="admin", engine=engine)
     enroll(g, "amy", photos(images, "amy")[:2])
     cid = g.identify(photos(images, "amy")[2], actor="door", purpose=PURPOSE).faces[0].candidates[0].candidate_id
     g.close()
     out = tmp_path / "evidence"
-    result = CliRunner().invoke(main, ["review", "evidence", cid, "--out", str(out), "--db", str(db), "--actor", "bob"])
+    at = ["--db", db, "--key-file", str(key_file)]
+    result = CliRunner().invoke(main, ["review", "evidence", cid, "--out", str(out), *at, "--actor", "bob"])
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in out.iterdir())
     assert names == ["context.jpg", "face.jpg", "reference-1.jpg", "reference-2.jpg"]
     assert all((out / n).stat().st_mode & 0o077 == 0 for n in names)
     assert decode((out / "face.jpg").read_bytes()).shape == (112, 112, 3)
     assert f"wrote {out / 'face.jpg'}" in result.stdout and "audit entry #" in result.stdout
-    listed = CliRunner().invoke(
-        main, ["review", "evidence", cid, "--out", str(out), "--db", str(db), "--actor", "eve", "--json"]
-    )
+    listed = CliRunner().invoke(main, ["review", "evidence", cid, "--out", str(out), *at, "--actor", "eve", "--json"])
     summary = json.loads(listed.stdout)
     assert summary["candidate_id"] == cid and len(summary["files"]) == 4 and summary["evidence"] == "kept"
-    with Gallery.open(db, engine=engine) as reopened:
+    with Gallery.open(db, key_file=key_file, engine=engine) as reopened:
         views = reopened.audit_entries(action="evidence.view")
         assert [v.data["actor"] for v in views] == ["bob", "eve"]
         assert all(v.data["purpose"] == PURPOSE for v in views)
-    wrong = CliRunner().invoke(main, ["review", "evidence", "nope", "--out", str(out), "--db", str(db), "--actor", "x"])
+    wrong = CliRunner().invoke(main, ["review", "evidence", "nope", "--out", str(out), *at, "--actor", "x"])
     assert wrong.exit_code == 1 and "no candidate" in wrong.stderr
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import GalleryLocation
 from faceledger.gallery import Gallery
 from test_api_helpers import people, shared_engine
 
@@ -17,9 +18,14 @@ pytestmark = pytest.mark.shared_data
 PURPOSE = "access-control"
 
 
-def _enrolled(tmp_path: Path, faces_dir: Path) -> tuple[Gallery, dict[str, list[Path]]]:
+def _zeros(where: GalleryLocation, column: str) -> str:
+    """SQL for a value of ``column``'s length made of zero bytes."""
+    return f"decode(repeat('00', length({column})), 'hex')" if where.postgres else f"zeroblob(length({column}))"
+
+
+def _enrolled(where: GalleryLocation, faces_dir: Path) -> tuple[Gallery, dict[str, list[Path]]]:
     photos = people(faces_dir)
-    g = Gallery.init(tmp_path / "g.db", actor="setup", engine=shared_engine())
+    g = Gallery.init(where.location, key_file=where.key_file, actor="setup", engine=shared_engine())
     for name in ("amy", "raj", "penny", "howard"):
         g.add_consent(f"emp-{name}", actor="desk", collected_by="desk", legal_basis="explicit consent",
                       purpose=PURPOSE, evidence_ref=f"f-{name}")  # fmt: skip
@@ -27,16 +33,17 @@ def _enrolled(tmp_path: Path, faces_dir: Path) -> tuple[Gallery, dict[str, list[
     return g, photos
 
 
-def test_a_damaged_or_moved_template_is_left_out_and_everyone_else_is_searched(tmp_path: Path, faces_dir: Path) -> None:
-    g, photos = _enrolled(tmp_path, faces_dir)
+def test_a_damaged_or_moved_template_is_left_out_and_everyone_else_is_searched(
+    gallery_location: GalleryLocation, faces_dir: Path
+) -> None:
+    where = gallery_location
+    g, photos = _enrolled(where, faces_dir)
     g.close()
-    conn = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
-    damaged, moved = [r[0] for r in conn.execute("SELECT id FROM templates WHERE subject_id IN ('emp-amy', 'emp-raj') "
-                                                 "ORDER BY subject_id, id")][::2]  # fmt: skip
-    conn.execute("UPDATE templates SET ciphertext = zeroblob(length(ciphertext)) WHERE id = ?", (damaged,))
-    conn.execute("UPDATE templates SET subject_id = 'emp-penny' WHERE id = ?", (moved,))
-    conn.close()
-    g = Gallery.open(tmp_path / "g.db", engine=shared_engine())
+    damaged, moved = [r[0] for r in where.sql("SELECT id FROM templates WHERE subject_id IN ('emp-amy', 'emp-raj') "
+                                              "ORDER BY subject_id, id")][::2]  # fmt: skip
+    where.sql(f"UPDATE templates SET ciphertext = {_zeros(where, 'ciphertext')} WHERE id = ?", damaged)
+    where.sql("UPDATE templates SET subject_id = 'emp-penny' WHERE id = ?", moved)
+    g = Gallery.open(where.location, key_file=where.key_file, engine=shared_engine())
     for name in ("penny", "howard"):
         found = g.identify(photos[name][3], actor="door", purpose=PURPOSE)
         assert [c.subject for c in found.faces[0].candidates][:1] == [f"emp-{name}"], name
@@ -55,17 +62,18 @@ def test_a_damaged_or_moved_template_is_left_out_and_everyone_else_is_searched(t
     g.close()
 
 
-def test_readyz_says_degraded_but_ready(tmp_path: Path, faces_dir: Path) -> None:
+def test_readyz_says_degraded_but_ready(gallery_location: GalleryLocation, faces_dir: Path) -> None:
     from fastapi.testclient import TestClient
 
     from faceledger.interfaces.api import ServiceSettings, create_app
 
-    g, _ = _enrolled(tmp_path, faces_dir)
+    where = gallery_location
+    g, _ = _enrolled(where, faces_dir)
     g.close()
-    conn = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
-    conn.execute("UPDATE templates SET ciphertext = zeroblob(length(ciphertext)) WHERE rowid = 1")
-    conn.close()
-    app = create_app(ServiceSettings(db=tmp_path / "g.db", purge_interval=0), engine=shared_engine())
+    where.sql(f"UPDATE templates SET ciphertext = {_zeros(where, 'ciphertext')} "
+              "WHERE id = (SELECT MIN(id) FROM templates)")  # fmt: skip
+    settings = ServiceSettings(db=where.location, key_file=where.key_file, purge_interval=0)
+    app = create_app(settings, engine=shared_engine())
     with TestClient(app) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["status"] == "degraded", ready.text
@@ -73,7 +81,8 @@ def test_readyz_says_degraded_but_ready(tmp_path: Path, faces_dir: Path) -> None
 
 
 def test_an_erasure_blocked_by_a_reader_is_finished_by_the_next_purge(tmp_path: Path, faces_dir: Path) -> None:
-    g, _ = _enrolled(tmp_path, faces_dir)
+    """SQLite only: a reader's snapshot keeps the erased pages in the WAL (PostgreSQL's VACUUM owes no such debt)."""
+    g, _ = _enrolled(GalleryLocation(str(tmp_path / "g.db"), tmp_path / "g.db.key"), faces_dir)
     db = tmp_path / "g.db"
     with sqlite3.connect(db) as peek:
         blobs = [bytes(r[0]) for r in peek.execute("SELECT ciphertext FROM templates WHERE subject_id = 'emp-raj'")]

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
+from conftest import GalleryLocation, drop_append_only
 from faceledger.interfaces.cli import register
 from faceledger.ledger import MASTER_KEY_ENV
+from faceledger.ledger.signing import signing_key_file
 
 pytestmark = pytest.mark.shared_data
 
@@ -28,10 +29,22 @@ def cli() -> click.Group:
     return main
 
 
+@pytest.fixture
+def where(tmp_path: Path, gallery_location: GalleryLocation) -> GalleryLocation:
+    """Every test runs on SQLite (``cli.db``) and on PostgreSQL (with ``FACELEDGER_KEY_FILE``)."""
+    if gallery_location.postgres:
+        return gallery_location
+    return GalleryLocation(str(tmp_path / "cli.db"), tmp_path / "cli.db.key")
+
+
 @pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _env(monkeypatch: pytest.MonkeyPatch, where: GalleryLocation) -> None:
     monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
-    monkeypatch.setenv("FACELEDGER_DB", str(tmp_path / "cli.db"))
+    monkeypatch.setenv("FACELEDGER_DB", where.location)
+    if where.postgres:
+        monkeypatch.setenv("FACELEDGER_KEY_FILE", str(where.key_file))
+    else:
+        monkeypatch.delenv("FACELEDGER_KEY_FILE", raising=False)
     monkeypatch.setenv("FACELEDGER_ACTOR", "tester")
     monkeypatch.delenv("FACELEDGER_PURPOSE", raising=False)
 
@@ -42,12 +55,12 @@ def run(cli: click.Group, *args: str) -> tuple[int, list[dict], str]:  # type: i
     return result.exit_code, lines, result.stderr
 
 
-def test_cli_end_to_end(cli: click.Group, faces_dir: Path, tmp_path: Path) -> None:
+def test_cli_end_to_end(cli: click.Group, faces_dir: Path, tmp_path: Path, where: GalleryLocation) -> None:
     amy = sorted((faces_dir / "face_api_js" / "examples" / "images" / "amy").glob("amy*.png"))
     code, out, _ = run(cli, "init", "--json")
     assert code == 0 and out[0]["audit_head"]["seq"] == 3  # init, its signing key, the first signed checkpoint
-    assert (tmp_path / "cli.db.key").stat().st_mode & 0o077 == 0
-    assert (tmp_path / "cli.db.signing.key").stat().st_mode & 0o077 == 0
+    assert where.key_file.stat().st_mode & 0o077 == 0
+    assert signing_key_file(where.key_file).stat().st_mode & 0o077 == 0
     code, _, err = run(cli, "init")
     assert code == 1 and "already initialised" in err
 
@@ -142,16 +155,13 @@ def test_cli_end_to_end(cli: click.Group, faces_dir: Path, tmp_path: Path) -> No
     assert code == 0 and len(exported.read_text().splitlines()) == head["seq"] + 1
 
     # tamper with the ledger by hand: the first altered entry is named, exit code 1
-    conn = sqlite3.connect(tmp_path / "cli.db")
-    conn.execute("DROP TRIGGER audit_append_only")
-    conn.execute("UPDATE audit SET body = replace(body, 'access-control', 'other') WHERE seq = 5")
-    conn.commit()
-    conn.close()
+    drop_append_only(where.location)
+    where.sql("UPDATE audit SET body = replace(body, 'access-control', 'other') WHERE seq = 5")
     code, out, err = run(cli, "audit", "verify", "--json")
     assert code == 1 and out[0]["bad_seq"] == 5 and "entry 5" in err
 
 
-def test_help_and_policy_commands(cli: click.Group, tmp_path: Path) -> None:
+def test_help_and_policy_commands(cli: click.Group, tmp_path: Path, where: GalleryLocation) -> None:
     for command in (
         "init",
         "enroll",
@@ -173,7 +183,11 @@ def test_help_and_policy_commands(cli: click.Group, tmp_path: Path) -> None:
     assert code == 1 and out[0]["problems"][0][0] == "unmatched_faces"
     code, _, err = run(cli, "init", "--policy", str(policy))
     assert code == 2 and "unmatched_faces" in err
-    assert not (tmp_path / "cli.db").exists()
+    if where.postgres:
+        assert where.sql("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'") == []
+    else:
+        assert not Path(where.location).exists()
+    assert not where.key_file.exists()
 
 
 def test_a_folder_among_the_images_is_reported_and_the_rest_processed(cli: click.Group, tmp_path: Path) -> None:

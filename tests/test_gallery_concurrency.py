@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import GalleryLocation
 from faceledger.gallery import Gallery
-from faceledger.ledger import MASTER_KEY_ENV, SQLiteStore
+from faceledger.ledger import MASTER_KEY_ENV
+from faceledger.ledger.store import open_store
 
 pytestmark = pytest.mark.shared_data
 PURPOSE = "access-control"
@@ -35,7 +37,7 @@ def _people(faces_dir: Path) -> dict[str, list[str]]:
     }
 
 
-def _init(db: Path, people: dict[str, list[str]]) -> None:
+def _init(db: str, people: dict[str, list[str]]) -> None:
     with Gallery.init(db, actor="admin") as g:
         for subject in people:
             g.add_consent(
@@ -56,21 +58,25 @@ def _enroll_worker(db: str, items: list[tuple[str, list[str]]]) -> None:
             g.enroll(subject, images, actor=f"worker-{os.getpid()}", purpose=PURPOSE)
 
 
-def _state(db: Path) -> dict[str, int]:
-    with SQLiteStore.open(db) as store, store.read() as tx:
+def _state(db: str) -> dict[str, int]:
+    with open_store(db) as store, store.read() as tx:
         return {s.id: tx.template_counts().get(s.id, 0) for s in tx.list_subjects()}
 
 
-def test_two_processes_enrolling_at_once_lose_nothing(
-    tmp_path: Path, faces_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def db(gallery_location: GalleryLocation, monkeypatch: pytest.MonkeyPatch) -> str:
+    """SQLite, then PostgreSQL; the master key file named by FACELEDGER_KEY_FILE, for this process and its children."""
     monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
-    db = tmp_path / "g.db"
+    monkeypatch.setenv("FACELEDGER_KEY_FILE", str(gallery_location.key_file))
+    return gallery_location.location
+
+
+def test_two_processes_enrolling_at_once_lose_nothing(db: str, faces_dir: Path) -> None:
     people = _people(faces_dir)
     _init(db, people)
     items = list(people.items())
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_enroll_worker, args=(str(db), items[i::2])) for i in range(2)]
+    workers = [ctx.Process(target=_enroll_worker, args=(db, items[i::2])) for i in range(2)]
     for w in workers:
         w.start()
     for w in workers:
@@ -106,19 +112,15 @@ with Gallery.open(sys.argv[1], engine=engine) as g:
 )
 
 
-def test_kill_9_during_batch_enrollment_leaves_no_half_subject(
-    tmp_path: Path, faces_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_kill_9_during_batch_enrollment_leaves_no_half_subject(db: str, tmp_path: Path, faces_dir: Path) -> None:
     import json
 
-    monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
-    db = tmp_path / "g.db"
     people = dict(list(_people(faces_dir).items())[:4])
     _init(db, people)
     script = tmp_path / "batch.py"
     script.write_text(textwrap.dedent(BATCH))
     items = json.dumps(list(people.items()))
-    proc = subprocess.Popen([sys.executable, str(script), str(db), items, "--pause"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, str(script), db, items, "--pause"], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     lines = []
     deadline = time.monotonic() + 180
@@ -135,12 +137,12 @@ def test_kill_9_during_batch_enrollment_leaves_no_half_subject(
     first, second = list(people)[:2]
     state = _state(db)
     assert state == {first: 2}, f"the subject being enrolled when killed must be absent, got {state}"
-    with SQLiteStore.open(db) as store, store.read() as tx:
+    with open_store(db) as store, store.read() as tx:
         assert tx.get_subject_key(second) is None
     with Gallery.open(db) as g:
         assert g.audit_verify().ok
 
-    rerun = subprocess.run([sys.executable, str(script), str(db), items], capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run([sys.executable, str(script), db, items], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert _state(db) == {subject: 2 for subject in people}
     with Gallery.open(db) as g:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import GalleryLocation, new_database, raw_sql, stored_bytes
 from faceledger import Engine
 from faceledger.gallery import Gallery
+from faceledger.gallery.keys import pending_key_file
 from faceledger.ledger import MASTER_KEY_ENV
 
 pytestmark = pytest.mark.shared_data
@@ -24,9 +25,10 @@ def engine() -> Engine:
 
 
 @pytest.fixture
-def gallery(tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gallery]:
+def gallery(gallery_location: GalleryLocation, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gallery]:
+    """A new gallery on SQLite, then on PostgreSQL."""
     monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
-    g = Gallery.init(tmp_path / "g.db", actor="admin", engine=engine)
+    g = Gallery.init(gallery_location.location, key_file=gallery_location.key_file, actor="admin", engine=engine)
     yield g
     g.close()
 
@@ -48,14 +50,10 @@ def enroll(g: Gallery, subject: str, images: list[Path]) -> None:
     assert len(result.enrolled) == len(images), result.to_dict()
 
 
-def disk_bytes(db: Path) -> bytes:
-    """Everything SQLite keeps on disk for this database: the file, its WAL and shared-memory index."""
-    out = b""
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        path = Path(str(db) + suffix)
-        if path.exists():
-            out += path.read_bytes()
-    return out
+def disk_bytes(db: Path | str) -> bytes:
+    """Everything SQLite keeps on disk for this database: the file, its WAL and shared-memory index (on
+    PostgreSQL, every value of every table: the server's files are not the test's to read)."""
+    return stored_bytes(db)
 
 
 def chunks(data: bytes, size: int = 24) -> list[bytes]:
@@ -63,7 +61,7 @@ def chunks(data: bytes, size: int = 24) -> list[bytes]:
 
 
 def test_erasure_leaves_no_template_bytes(gallery: Gallery, engine: Engine, faces_dir: Path) -> None:
-    db = Path(gallery.store.location)
+    db = gallery.store.location
     amy, sheldon = photos(faces_dir, "amy"), photos(faces_dir, "sheldon")
     enroll(gallery, "amy", amy[:2])
     enroll(gallery, "sheldon", sheldon[:2])
@@ -115,35 +113,41 @@ def test_erasure_leaves_no_template_bytes(gallery: Gallery, engine: Engine, face
         found = gallery.identify(probe, actor="door", purpose=PURPOSE)
         assert all(c.subject != "amy" for f in found.faces for c in f.candidates)
     assert gallery.identify(sheldon[3], actor="door", purpose=PURPOSE).faces[0].candidates[0].subject == "sheldon"
-    with sqlite3.connect(db) as conn:
-        for table in ("subjects", "subject_keys", "templates", "candidates", "reference_faces"):
-            column = "id" if table == "subjects" else "subject_id"
-            assert conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {column} = 'amy'").fetchone()[0] == 0
-        left = conn.execute("SELECT COUNT(*) FROM evidence WHERE candidate_id = ?", (raised.candidate_id,)).fetchone()
-        assert left[0] == 0
+    for table in ("subjects", "subject_keys", "templates", "candidates", "reference_faces"):
+        column = "id" if table == "subjects" else "subject_id"
+        assert raw_sql(db, f"SELECT COUNT(*) FROM {table} WHERE {column} = 'amy'")[0][0] == 0
+    assert raw_sql(db, "SELECT COUNT(*) FROM evidence WHERE candidate_id = ?", raised.candidate_id)[0][0] == 0
     assert gallery.audit_verify().ok
 
 
-def _snapshot(db: Path) -> dict[str, list[tuple[object, ...]]]:
-    with sqlite3.connect(db) as conn:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
+def _snapshot(db: str) -> dict[str, list[tuple[object, ...]]]:
+    if GalleryLocation(db, Path()).postgres:
+        query = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+    else:
+        query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    tables = [str(r[0]) for r in raw_sql(db, query)]
+    return {t: sorted(raw_sql(db, f"SELECT * FROM {t}"), key=repr) for t in tables}
+
+
+def _files(db: str) -> list[str]:
+    """The files beside an SQLite database (none to watch on PostgreSQL)."""
+    return [] if GalleryLocation(db, Path()).postgres else sorted(p.name for p in Path(db).parent.iterdir())
 
 
 def test_unmatched_faces_leave_no_trace(gallery: Gallery, engine: Engine, faces_dir: Path, manifest: list) -> None:  # type: ignore[type-arg]
-    db = Path(gallery.store.location)
+    db = gallery.store.location
     enroll(gallery, "amy", photos(faces_dir, "amy")[:2])
     group = next(r.path for r in manifest if r.n_faces >= 4)
     vectors = engine.embed(group).vectors
     assert len(vectors) >= 4
-    files_before = sorted(p.name for p in db.parent.iterdir())
+    files_before = _files(db)
     before = _snapshot(db)
 
     result = gallery.identify(group, actor="door", purpose=PURPOSE)
     assert len(result.faces) == len(vectors) and not any(f.candidates for f in result.faces)
 
     after = _snapshot(db)
-    assert sorted(p.name for p in db.parent.iterdir()) == files_before, "no file was created"
+    assert _files(db) == files_before, "no file was created"
     for table in before:
         if table in ("audit", "meta"):
             continue
@@ -180,36 +184,44 @@ def test_withdrawal_erases_and_stops_searches(gallery: Gallery, faces_dir: Path)
     assert actions[-3:-1] == ["consent.withdraw", "subject.erase"]
 
 
-def test_master_key_rotation_makes_old_backups_unreadable(gallery: Gallery, faces_dir: Path, engine: Engine) -> None:
+def test_master_key_rotation_makes_old_backups_unreadable(
+    gallery: Gallery, faces_dir: Path, engine: Engine, request: pytest.FixtureRequest
+) -> None:
     import shutil
 
     from faceledger.ledger import MasterKeyError
 
-    db = Path(gallery.store.location)
+    db, key_file = gallery.store.location, Path(str(gallery.key_file))
     amy = photos(faces_dir, "amy")
     enroll(gallery, "amy", amy[:1])
     gallery.store.reclaim()
-    backup = db.with_name("backup.db")
-    shutil.copy(db, backup)
-    shutil.copy(Path(str(db) + ".key"), db.with_name("old.key"))
+    if GalleryLocation(db, key_file).postgres:  # a copy of the database (nobody may be connected to it meanwhile)
+        gallery.close()
+        backup = new_database(request.getfixturevalue("postgres_server"), template=db)
+        gallery = Gallery.open(db, key_file=key_file, engine=engine)
+        request.addfinalizer(gallery.close)
+    else:
+        backup = str(key_file.with_name("backup.db"))
+        shutil.copy(db, backup)
+    shutil.copy(key_file, key_file.with_name("old.key"))
     with gallery.store.read() as tx:
         old_wrapped = tx.get_subject_key("amy").wrapped  # type: ignore[union-attr]
 
     info = gallery.rotate_master_key(actor="admin")
     assert info["subject_keys"] == 1 and info["old_master_key_id"] != info["new_master_key_id"]
-    assert not Path(str(db) + ".key.new").exists()
+    assert not pending_key_file(key_file).exists()
     assert old_wrapped[:16] not in disk_bytes(db), "the old wrapping is gone from the database and WAL"
     # the rotated database opens with the new key file and still finds amy
-    with Gallery.open(db, engine=engine) as reopened:
+    with Gallery.open(db, key_file=key_file, engine=engine) as reopened:
         assert reopened.identify(amy[2], actor="door", purpose=PURPOSE).faces[0].candidates[0].subject == "amy"
         assert reopened.audit_entries(action="key.rotate")[0].data["details"]["subject_keys"] == 1
     # a backup from before the rotation does not open with the new key: destroying the old key shreds it
     with (
-        Gallery.open(backup, key_file=db.with_name(db.name + ".key"), engine=engine) as old,
+        Gallery.open(backup, key_file=key_file, engine=engine) as old,
         pytest.raises(MasterKeyError, match="not the one"),
     ):
         old.identify(amy[2], actor="door", purpose=PURPOSE)
-    with Gallery.open(backup, key_file=db.with_name("old.key"), engine=engine) as old:
+    with Gallery.open(backup, key_file=key_file.with_name("old.key"), engine=engine) as old:
         assert old.identify(amy[2], actor="door", purpose=PURPOSE).faces[0].candidates
 
 
@@ -218,7 +230,7 @@ def test_interrupted_rotation_is_completed_on_next_open(
 ) -> None:
     import faceledger.gallery.keys as service
 
-    db = Path(gallery.store.location)
+    db, key_file = gallery.store.location, Path(str(gallery.key_file))
     amy = photos(faces_dir, "amy")
     enroll(gallery, "amy", amy[:1])
 
@@ -229,7 +241,7 @@ def test_interrupted_rotation_is_completed_on_next_open(
     with pytest.raises(OSError, match="power cut"):
         gallery.rotate_master_key(actor="admin")
     monkeypatch.undo()
-    assert Path(str(db) + ".key.new").exists()
-    with Gallery.open(db, engine=engine) as reopened:
+    assert pending_key_file(key_file).exists()
+    with Gallery.open(db, key_file=key_file, engine=engine) as reopened:
         assert reopened.identify(amy[2], actor="door", purpose=PURPOSE).faces[0].candidates[0].subject == "amy"
-    assert not Path(str(db) + ".key.new").exists()
+    assert not pending_key_file(key_file).exists()

@@ -5,13 +5,13 @@ refused where it is used, with an error or a report naming it, and ``audit verif
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from conftest import GalleryLocation, new_database, raw_sql
 from faceledger.gallery import Gallery
 from faceledger.interfaces.cli import main
 from faceledger.ledger import EXAMPLE_POLICY, parse_policy
@@ -23,11 +23,12 @@ PURPOSE = "access-control"
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A gallery with one enrolled subject, a candidate awaiting its second review, keys, a user, a deployment."""
+def made(module_gallery_location: GalleryLocation) -> GalleryLocation:
+    """A gallery with one enrolled subject, a candidate awaiting its second review, keys, a user, a deployment;
+    on SQLite, then on PostgreSQL."""
     assert TWO_REVIEWERS != EXAMPLE_POLICY
-    db = tmp_path_factory.mktemp("sealed") / "g.db"
-    g = Gallery.init(db, actor="admin", policy=parse_policy(TWO_REVIEWERS))
+    db = module_gallery_location.location
+    g = Gallery.init(db, key_file=module_gallery_location.key_file, actor="admin", policy=parse_policy(TWO_REVIEWERS))
     purpose = g.policy.policy.galleries[0].purposes[0]
     assert purpose == PURPOSE
     for subject in ("ana", "ben"):
@@ -41,31 +42,30 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     g.create_api_key("door", "operator", actor="admin")
     g.add_user("rev", role="reviewer", password="correct horse battery", actor="admin")
     g.close()
-    return db
+    return module_gallery_location
 
 
 @pytest.fixture
-def gallery(made: Path, tmp_path: Path) -> Gallery:
+def gallery(made: GalleryLocation, tmp_path: Path, request: pytest.FixtureRequest) -> Gallery:
     """A fresh copy of the made gallery (database and key files) for one trial."""
-    for file in made.parent.iterdir():
+    for file in made.key_file.parent.iterdir():
         (tmp_path / file.name).write_bytes(file.read_bytes())
         (tmp_path / file.name).chmod(file.stat().st_mode & 0o777)
-    g = Gallery.open(tmp_path / "g.db")
+    if made.postgres:
+        location = new_database(request.getfixturevalue("postgres_server"), template=made.location)
+    else:
+        location = str(tmp_path / Path(made.location).name)
+    g = Gallery.open(location, key_file=tmp_path / made.key_file.name)
     yield g
     g.close()
 
 
 def _sql(g: Gallery, statement: str, *params: object) -> None:
-    conn = sqlite3.connect(g.store.location, isolation_level=None)
-    conn.execute(statement, params)
-    conn.close()
+    raw_sql(g.store.location, statement, *params)
 
 
 def _one(g: Gallery, query: str, *params: object) -> object:
-    conn = sqlite3.connect(g.store.location)
-    value = conn.execute(query, params).fetchone()[0]
-    conn.close()
-    return value
+    return raw_sql(g.store.location, query, *params)[0][0]
 
 
 def _verified_records(g: Gallery) -> tuple[str, ...]:
@@ -229,7 +229,8 @@ def test_verify_on_the_command_line_lists_each_record(gallery: Gallery) -> None:
     _sql(gallery, "UPDATE users SET role = 'admin' WHERE name = 'rev'")
     _sql(gallery, "UPDATE api_keys SET role = 'admin' WHERE owner = 'door'")
     gallery.close()
-    result = CliRunner().invoke(main, ["audit", "verify", "--db", gallery.store.location])
+    key_file = str(gallery.key_file)
+    result = CliRunner().invoke(main, ["audit", "verify", "--db", gallery.store.location, "--key-file", key_file])
     assert result.exit_code == 1, result.output
     assert "2 record(s) do not match the ledger" in result.output
     assert "user 'rev': does not match the seal" in result.output and "api key '" in result.output
@@ -238,8 +239,9 @@ def test_verify_on_the_command_line_lists_each_record(gallery: Gallery) -> None:
 def test_without_the_master_key_verify_says_records_were_not_checked(gallery: Gallery, tmp_path: Path) -> None:
     db = gallery.store.location
     gallery.close()
-    (tmp_path / "g.db.key").rename(tmp_path / "elsewhere.key")
-    result = CliRunner().invoke(main, ["audit", "verify", "--db", db])
+    assert gallery.key_file is not None
+    Path(gallery.key_file).rename(tmp_path / "elsewhere.key")
+    result = CliRunner().invoke(main, ["audit", "verify", "--db", db, "--key-file", str(gallery.key_file)])
     assert result.exit_code == 0, result.output
     assert "records not checked (no master key)" in result.output
 
@@ -247,9 +249,9 @@ def test_without_the_master_key_verify_says_records_were_not_checked(gallery: Ga
 def test_a_record_deleted_with_its_seal_or_put_back_from_an_earlier_copy_is_noticed(gallery: Gallery) -> None:
     # a revoked key put back as it was before its revocation, with the seal it had then
     record, _token = gallery.create_api_key("van", "operator", actor="admin")
-    conn = sqlite3.connect(gallery.store.location)
-    before = conn.execute("SELECT seq, mac FROM seals WHERE kind = 'api_key' AND key = ?", (record.id,)).fetchone()
-    conn.close()
+    (before,) = raw_sql(
+        gallery.store.location, "SELECT seq, mac FROM seals WHERE kind = 'api_key' AND key = ?", record.id
+    )
     gallery.revoke_api_key(record.id, actor="admin")
     assert _verified_records(gallery) == ()
     _sql(gallery, "UPDATE api_keys SET revoked_at = NULL WHERE id = ?", record.id)
@@ -296,13 +298,16 @@ def test_a_deployment_extended_or_given_another_source_authorises_nothing(galler
     assert line.startswith("deployment 'door'")
 
 
-def test_every_kind_of_change_through_faceledger_keeps_the_records_matching_the_ledger(tmp_path: Path) -> None:
+def test_every_kind_of_change_through_faceledger_keeps_the_records_matching_the_ledger(
+    gallery_location: GalleryLocation,
+) -> None:
     from datetime import UTC, datetime, timedelta
 
     moment = [datetime(2026, 3, 1, 9, 0, tzinfo=UTC)]
     policy = EXAMPLE_POLICY.replace("# templates_days = 365", "templates_days = 20")
     assert policy != EXAMPLE_POLICY
-    g = Gallery.init(tmp_path / "g.db", actor="admin", policy=parse_policy(policy), clock=lambda: moment[0])
+    g = Gallery.init(gallery_location.location, key_file=gallery_location.key_file, actor="admin",
+                     policy=parse_policy(policy), clock=lambda: moment[0])  # fmt: skip
     for subject, days in (("ana", 100), ("ben", 10)):
         g.add_consent(subject, actor="desk", collected_by="desk", legal_basis="consent", purpose=PURPOSE,
                       evidence_ref="f", expires_at=moment[0] + timedelta(days=days))  # fmt: skip

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import GalleryLocation, is_postgres, raw_sql
 from faceledger.ledger import (
     AccessDenied,
     AuditDraft,
@@ -22,7 +23,7 @@ from faceledger.ledger import (
     verify_audit,
 )
 from faceledger.ledger.audit import PURGE_ACTION, sha256_hex
-from faceledger.ledger.store import migrations
+from faceledger.ledger.store import Store, migrations, open_store
 
 
 def _append(store: SQLiteStore, n: int, *, start_day: int = 1) -> None:
@@ -51,15 +52,43 @@ def store(tmp_path: Path) -> SQLiteStore:
     s.close()
 
 
-def _verify(path: Path, expected: AuditHead | None = None):  # type: ignore[no-untyped-def]
-    with SQLiteStore.open(path) as s, s.read() as tx:
+@pytest.fixture
+def location(gallery_location: GalleryLocation) -> str:
+    """For the tamper tests: an SQLite file, then a PostgreSQL database."""
+    return gallery_location.location
+
+
+@pytest.fixture
+def any_store(location: str) -> Store:
+    s = open_store(location, create=True)
+    yield s
+    s.close()
+
+
+def _verify(path: Path | str, expected: AuditHead | None = None):  # type: ignore[no-untyped-def]
+    with open_store(path) as s, s.read() as tx:
         return verify_audit(tx, expected)
 
 
-def _raw(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TRIGGER IF EXISTS audit_append_only")  # a tamperer can drop it too
-    return conn
+class _Rows(list):  # type: ignore[type-arg]
+    def fetchone(self) -> tuple[object, ...] | None:
+        return self[0] if self else None
+
+
+class _Raw:
+    """A tamperer's connection to either backend (``?`` placeholders); the append-only trigger dropped first."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        drop = "DROP TRIGGER IF EXISTS audit_append_only" + (" ON audit" if is_postgres(location) else "")
+        raw_sql(location, drop)
+
+    def execute(self, statement: str, params: tuple[object, ...] = ()) -> _Rows:
+        return _Rows(raw_sql(self.location, statement, *params))
+
+
+def _raw(path: Path | str) -> _Raw:
+    return _Raw(str(path))
 
 
 def test_schema_is_migrated_in_wal_mode_with_foreign_keys(store: SQLiteStore, tmp_path: Path) -> None:
@@ -137,35 +166,35 @@ def test_audit_chain_verifies_and_update_is_blocked(store: SQLiteStore, tmp_path
     assert entries[1].body == json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
-def test_edit_of_body_is_named(store: SQLiteStore, tmp_path: Path) -> None:
-    _append(store, 6)
-    conn = _raw(tmp_path / "ledger.db")
+def test_edit_of_body_is_named(any_store: Store, location: str) -> None:
+    _append(any_store, 6)
+    conn = _raw(location)
     body = conn.execute("SELECT body FROM audit WHERE seq = 3").fetchone()[0]
     conn.execute("UPDATE audit SET body = ? WHERE seq = 3", (body.replace("operator2", "someone"),))
-    result = _verify(tmp_path / "ledger.db")
+    result = _verify(location)
     assert not result.ok and result.bad_seq == 3 and "altered" in (result.problem or "")
 
 
-def test_edit_of_body_with_rehash_is_named(store: SQLiteStore, tmp_path: Path) -> None:
-    _append(store, 6)
-    conn = _raw(tmp_path / "ledger.db")
+def test_edit_of_body_with_rehash_is_named(any_store: Store, location: str) -> None:
+    _append(any_store, 6)
+    conn = _raw(location)
     body = conn.execute("SELECT body FROM audit WHERE seq = 3").fetchone()[0].replace("operator2", "someone")
     conn.execute("UPDATE audit SET body = ?, hash = ?, actor = 'someone' WHERE seq = 3", (body, sha256_hex(body)))
-    result = _verify(tmp_path / "ledger.db")
+    result = _verify(location)
     # the edited entry, not its successor (which committed to the entry's old hash)
     assert not result.ok and result.bad_seq == 3 and "re-hashed" in (result.problem or ""), result
 
 
-def test_edit_of_a_column_is_named(store: SQLiteStore, tmp_path: Path) -> None:
-    _append(store, 6)
-    _raw(tmp_path / "ledger.db").execute("UPDATE audit SET actor = 'nobody' WHERE seq = 2")
-    result = _verify(tmp_path / "ledger.db")
+def test_edit_of_a_column_is_named(any_store: Store, location: str) -> None:
+    _append(any_store, 6)
+    _raw(location).execute("UPDATE audit SET actor = 'nobody' WHERE seq = 2")
+    result = _verify(location)
     assert not result.ok and result.bad_seq == 2 and "actor" in (result.problem or "")
 
 
-def test_deletions_are_named(store: SQLiteStore, tmp_path: Path) -> None:
-    _append(store, 6)
-    path = tmp_path / "ledger.db"
+def test_deletions_are_named(any_store: Store, location: str) -> None:
+    _append(any_store, 6)
+    path = location
     _raw(path).execute("DELETE FROM audit WHERE seq = 4")
     result = _verify(path)
     assert not result.ok and result.bad_seq == 4 and "removed" in (result.problem or "")
@@ -181,9 +210,9 @@ def test_deletion_of_first_and_last_entries_is_named(tmp_path: Path) -> None:
         assert not result.ok and result.bad_seq == seq and "removed" in (result.problem or ""), result
 
 
-def test_reorder_is_named(store: SQLiteStore, tmp_path: Path) -> None:
-    _append(store, 6)
-    conn = _raw(tmp_path / "ledger.db")
+def test_reorder_is_named(any_store: Store, location: str) -> None:
+    _append(any_store, 6)
+    conn = _raw(location)
     rows = {
         r[0]: r[1:]
         for r in conn.execute(
@@ -195,13 +224,13 @@ def test_reorder_is_named(store: SQLiteStore, tmp_path: Path) -> None:
             "UPDATE audit SET ts=?, action=?, actor=?, purpose=?, gallery=?, body=?, prev_hash=?, hash=? WHERE seq = ?",
             (*rows[other], seq),
         )
-    result = _verify(tmp_path / "ledger.db")
+    result = _verify(location)
     assert not result.ok and result.bad_seq == 3, result
 
 
-def test_insertions_are_named(store: SQLiteStore, tmp_path: Path) -> None:
-    _append(store, 5)
-    path = tmp_path / "ledger.db"
+def test_insertions_are_named(any_store: Store, location: str) -> None:
+    _append(any_store, 5)
+    path = location
     conn = _raw(path)
     # a forged entry appended with a correct link and hash: caught by the head recorded with the last append
     _, head_hash = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
@@ -236,21 +265,21 @@ def test_insertions_are_named(store: SQLiteStore, tmp_path: Path) -> None:
     assert not result.ok and result.bad_seq == 3, result
 
 
-def test_anchored_head_detects_a_rewritten_chain(store: SQLiteStore, tmp_path: Path) -> None:
-    _append(store, 3)
-    with store.read() as tx:
+def test_anchored_head_detects_a_rewritten_chain(any_store: Store, location: str) -> None:
+    _append(any_store, 3)
+    with any_store.read() as tx:
         anchor = tx.audit_head()
     assert anchor is not None
-    _append(store, 2, start_day=10)
-    assert _verify(tmp_path / "ledger.db", anchor).ok
-    assert not _verify(tmp_path / "ledger.db", AuditHead(anchor.seq, "0" * 64)).ok
+    _append(any_store, 2, start_day=10)
+    assert _verify(location, anchor).ok
+    assert not _verify(location, AuditHead(anchor.seq, "0" * 64)).ok
 
 
-def test_retention_purge_keeps_the_chain_verifiable(store: SQLiteStore, tmp_path: Path) -> None:
-    _append(store, 8)
-    policy_hash = _retention_policy(store)
+def test_retention_purge_keeps_the_chain_verifiable(any_store: Store, location: str) -> None:
+    _append(any_store, 8)
+    policy_hash = _retention_policy(any_store)
     for _round in range(2):
-        with store.write() as tx:
+        with any_store.write() as tx:
             cutoff = "2024-01-04T00:00:00.000000Z" if _round == 0 else "2024-01-07T00:00:00.000000Z"
             purged = tx.purge_audit_before(cutoff)
             assert purged is not None
@@ -265,16 +294,16 @@ def test_retention_purge_keeps_the_chain_verifiable(store: SQLiteStore, tmp_path
                 ),
                 "2024-02-01T00:00:00.000000Z",
             )
-        result = _verify(tmp_path / "ledger.db")
+        result = _verify(location)
         assert result.ok, result
     assert result.first_seq == 7
     # deleting more old entries without a checkpoint is caught
-    _raw(tmp_path / "ledger.db").execute("DELETE FROM audit WHERE seq = 7")
-    bad = _verify(tmp_path / "ledger.db")
+    _raw(location).execute("DELETE FROM audit WHERE seq = 7")
+    bad = _verify(location)
     assert not bad.ok and bad.bad_seq == 7, bad
 
 
-def _retention_policy(store: SQLiteStore) -> str:
+def _retention_policy(store: Store) -> str:
     """A policy keeping audit entries 20 days, in the store's policy history (retention checkpoints must name one)."""
     from faceledger.ledger import EXAMPLE_POLICY, parse_policy
 
@@ -329,7 +358,7 @@ def test_api_keys(store: SQLiteStore) -> None:
         assert "secret_sha256" not in keys[0].to_dict()
 
 
-def _forge(conn: sqlite3.Connection, seq: int, prev: str, template_seq: int, actor: str) -> None:
+def _forge(conn: _Raw, seq: int, prev: str, template_seq: int, actor: str) -> None:
     """Insert a well-formed entry at ``seq`` following ``prev`` (content copied from ``template_seq``)."""
     body = json.loads(conn.execute("SELECT body FROM audit WHERE seq = ?", (template_seq,)).fetchone()[0])
     body.update(seq=seq, prev=prev, actor=actor)
@@ -340,9 +369,9 @@ def _forge(conn: sqlite3.Connection, seq: int, prev: str, template_seq: int, act
     )
 
 
-def test_a_well_formed_entry_slipped_in_by_renumbering_is_named(store: SQLiteStore, tmp_path: Path) -> None:
-    _append(store, 50)
-    path = tmp_path / "ledger.db"
+def test_a_well_formed_entry_slipped_in_by_renumbering_is_named(any_store: Store, location: str) -> None:
+    _append(any_store, 50)
+    path = location
     conn = _raw(path)
     for seq in range(50, 24, -1):
         conn.execute("UPDATE audit SET seq = ? WHERE seq = ?", (seq + 1, seq))
@@ -352,9 +381,9 @@ def test_a_well_formed_entry_slipped_in_by_renumbering_is_named(store: SQLiteSto
     assert not result.ok and result.bad_seq == 25 and "inserted" in (result.problem or ""), result
 
 
-def test_a_removal_with_renumbering_is_named(store: SQLiteStore, tmp_path: Path) -> None:
-    _append(store, 30)
-    path = tmp_path / "ledger.db"
+def test_a_removal_with_renumbering_is_named(any_store: Store, location: str) -> None:
+    _append(any_store, 30)
+    path = location
     conn = _raw(path)
     conn.execute("DELETE FROM audit WHERE seq = 20")
     for seq in range(21, 31):

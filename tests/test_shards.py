@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import GalleryLocation
 from faceledger import Gallery
 from faceledger.gallery import shards as sharding
 from faceledger.gallery.index import Hit, SearchIndex
@@ -240,18 +241,18 @@ def test_switched_on_by_the_environment(big: tuple[str, Path], monkeypatch: pyte
 
 @pytest.mark.shared_data
 def test_identify_and_verify_through_shards_as_in_process(
-    faces_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    faces_dir: Path, gallery_location: GalleryLocation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Real photos, the real search path: the same candidates, similarities and threshold with two shards as in one
-    process; the parent writes the ledger."""
+    process; the parent writes the ledger. On SQLite, then on PostgreSQL (the shards open the server's database)."""
     from faceledger import Engine
     from faceledger.ledger.actions import AuditAction
 
     root = faces_dir / "face_api_js" / "examples" / "images"
     people = ("amy", "bernadette", "howard", "leonard", "penny", "raj")
-    db = tmp_path / "people.db"
+    db, key_file = gallery_location.location, gallery_location.key_file
     engine = Engine(threads=1)
-    with Gallery.init(db, actor="admin", engine=engine) as g:
+    with Gallery.init(db, key_file=key_file, actor="admin", engine=engine) as g:
         for who in people:
             g.add_consent(who, actor="desk", collected_by="desk", legal_basis="explicit consent", purpose=PURPOSE,
                           evidence_ref=f"form-{who}")  # fmt: skip
@@ -268,10 +269,10 @@ def test_identify_and_verify_through_shards_as_in_process(
         out.append((check.similarity, check.match, check.threshold))
         return out
 
-    with Gallery.open(db, engine=engine) as g:
+    with Gallery.open(db, key_file=key_file, engine=engine) as g:
         expected = searched(g)
     monkeypatch.setenv(sharding.SHARDS_ENV, "2")
-    with Gallery.open(db, engine=engine) as g:
+    with Gallery.open(db, key_file=key_file, engine=engine) as g:
         try:
             got = searched(g)
             assert isinstance(g._index, ShardedIndex)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import GalleryLocation
 from faceledger import Engine
 from faceledger.evaluate.scenes import Scene, make_scene
 from faceledger.evaluate.video_score import iou
@@ -61,11 +62,13 @@ class Run:
 class Cli:
     """``faceledger`` in-process against one database, as actor ``tester``."""
 
-    db: Path
+    db: Path | str
+    key_file: Path | None = None  # default: beside an SQLite file
 
     def __call__(self, *args: str) -> Run:
         env = {
             "FACELEDGER_DB": str(self.db),
+            "FACELEDGER_KEY_FILE": None if self.key_file is None else str(self.key_file),
             "FACELEDGER_ACTOR": "tester",
             "FACELEDGER_PURPOSE": None,
             MASTER_KEY_ENV: None,
@@ -397,8 +400,8 @@ def test_a_result_under_the_status_line_starts_a_line_of_its_own(monkeypatch: py
 
 
 # ---------------------------------------------------------------------------------------------- deployments
-def test_deployment_states_changes_and_errors(tmp_path: Path) -> None:
-    cli = Cli(tmp_path / "d.db")
+def test_deployment_states_changes_and_errors(tmp_path: Path, gallery_location: GalleryLocation) -> None:
+    cli = Cli(gallery_location.location, gallery_location.key_file)
     cli.init(tmp_path)
     past = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
     run = _deployment_add(cli, "hall", "/footage/*.mp4", valid_to=past)

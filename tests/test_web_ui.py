@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import GalleryLocation
 from faceledger.interfaces.web.session import SigninLimits
 from test_api_helpers import Service, running_service
 
@@ -27,8 +28,10 @@ MAY_OPEN = {
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    with running_service(tmp_path_factory.mktemp("web")) as svc:
+def service(tmp_path_factory: pytest.TempPathFactory, module_gallery_location: GalleryLocation) -> Iterator[Service]:
+    """The module's tests run on an SQLite file, then on a PostgreSQL database."""
+    where = module_gallery_location
+    with running_service(tmp_path_factory.mktemp("web"), db=where.location, key_file=where.key_file) as svc:
         for role in MAY_OPEN:
             svc.state.gallery.add_user(f"{role}-user", role=role, password=PASSWORD, actor="setup")
         yield svc
@@ -209,16 +212,16 @@ def test_pages_carry_security_headers_and_reference_nothing_outside_the_site(ser
             assert client.get(asset).status_code == 200, asset
 
 
-def test_users_cli_creates_lists_and_disables_accounts(tmp_path: Path) -> None:
+def test_users_cli_creates_lists_and_disables_accounts(gallery_location: GalleryLocation) -> None:
     from click.testing import CliRunner
 
     from faceledger.gallery import Gallery
     from faceledger.interfaces.cli import main
 
-    db = tmp_path / "g.db"
-    Gallery.init(db, actor="setup").close()
-    runner = CliRunner()
-    base = ["--db", str(db), "users"]
+    db, key_file = gallery_location.location, gallery_location.key_file
+    Gallery.init(db, actor="setup", key_file=key_file).close()
+    runner = CliRunner(env={"FACELEDGER_KEY_FILE": str(key_file)})
+    base = ["--db", db, "users"]
     short = runner.invoke(main, [*base, "add", "kim", "--role", "reviewer", "--password-stdin", "--actor", "a"],
                           input="short\n")  # fmt: skip
     assert short.exit_code != 0 and "at least 12 characters" in short.output
@@ -229,7 +232,7 @@ def test_users_cli_creates_lists_and_disables_accounts(tmp_path: Path) -> None:
     assert '"name":"kim"' in listed.output.replace(" ", "") and "argon2" not in listed.output
     disabled = runner.invoke(main, [*base, "disable", "kim", "--actor", "a"])
     assert disabled.exit_code == 0 and "disabled" in disabled.output
-    with Gallery.open(db) as g:
+    with Gallery.open(db, key_file=key_file) as g:
         (user,) = g.users()
         assert user.password_hash.startswith("$argon2id$") and PASSWORD not in user.password_hash
         assert [e.data["action"] for e in g.audit_entries()][-2:] == ["user.add", "user.disable"]

@@ -83,6 +83,8 @@ class GalleryContext:
         self.data_keys: dict[str, bytes] = {}
         self.index: SearchIndex | None = None
         self.allowed: dict[tuple[str, str], AllowedSubjects] = {}
+        self.gallery_sizes: dict[str, tuple[int, int, int]] = {}
+        """Gallery name -> (data version, subjects, templates) at that version (``thresholds.check_gallery_size``)."""
         self._policy: LoadedPolicy | None = None
         self.models_ready = False
         """The models have run once in this process (readiness need not run them again)."""
@@ -257,6 +259,7 @@ class GalleryContext:
         except BaseException:
             if self.index is not None:
                 self.index.version = None
+            self.gallery_sizes.clear()
             raise
 
     def record(

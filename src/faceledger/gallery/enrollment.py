@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 Prepared = tuple[int, ImageOutcome, np.ndarray, bytes]  # position in the request, outcome so far, embedding, face JPEG
 PreparedImage = tuple[ImageOutcome, np.ndarray | None, bytes | None]  # an image's outcome, embedding and face JPEG
 
+DUPLICATES_SHOWN = 3
+"""At most this many other subjects are named per enrolled face as possible duplicates."""
+
 
 def enroll(
     ctx: GalleryContext,
@@ -105,8 +108,9 @@ def _commit(
         if accepted:
             if created:
                 tx.add_subject(Subject(subject, gallery_name, now, actor))
-            key_id = _store_templates(ctx, tx, subject, accepted, outcomes, model, now)
-            check_gallery_size(ctx, tx, gallery_name)  # refused (rolled back) when it outgrows the calibration
+            key_id, version = _store_templates(ctx, tx, subject, accepted, outcomes, model, now)
+            # refused (rolled back) when it outgrows the calibration
+            check_gallery_size(ctx, tx, gallery_name, version=version, added=(int(created), len(accepted)))
         created = created and bool(accepted)
         entry = ctx.record(
             tx,
@@ -171,15 +175,34 @@ def _new_images(
 def _possible_duplicates(
     ctx: GalleryContext, tx: Transaction, subject: str, gallery: str, accepted: list[Prepared], threshold: float
 ) -> list[DuplicateWarning]:
-    """Other subjects of the gallery that the new faces match at or above the threshold."""
+    """Other subjects of the gallery that the new faces match at or above the threshold (the best
+    :data:`DUPLICATES_SHOWN` of each face).
+
+    The whole index is searched and the hits kept that are of the gallery and not the subject itself, asking for
+    more hits until each face has its share or no more reach the threshold: exact, and without a list of the
+    gallery's subjects, which at national scale would cost more than the search."""
     if not accepted:
         return []
     index = sync_index(ctx, tx)
-    others = {s.id for s in tx.list_subjects(gallery)} - {subject}
-    hits = index.search(np.stack([v for _, _, v, _ in accepted]), 3, allowed=others, min_similarity=threshold)
+    vectors = np.stack([v for _, _, v, _ in accepted])
+    galleries: dict[str, str | None] = {}
+
+    def other_of_gallery(candidate: str) -> bool:
+        if candidate not in galleries:
+            found = tx.get_subject(candidate)
+            galleries[candidate] = None if found is None else found.gallery
+        return candidate != subject and galleries[candidate] == gallery
+
+    wanted = DUPLICATES_SHOWN + 1  # the subject's own earlier templates may take a place
+    while True:
+        hits = index.search(vectors, wanted, min_similarity=threshold)
+        kept = [[h for h in face_hits if other_of_gallery(h.subject)][:DUPLICATES_SHOWN] for face_hits in hits]
+        if all(len(k) == DUPLICATES_SHOWN or len(h) < wanted for k, h in zip(kept, hits, strict=True)):
+            break
+        wanted *= 4
     return [
         DuplicateWarning(outcome.source, h.subject, h.similarity)
-        for (_, outcome, _, _), face_hits in zip(accepted, hits, strict=True)
+        for (_, outcome, _, _), face_hits in zip(accepted, kept, strict=True)
         for h in face_hits
     ]
 
@@ -192,9 +215,9 @@ def _store_templates(
     outcomes: list[ImageOutcome],
     model: str,
     now: str,
-) -> str:
+) -> tuple[str, int]:
     """Encrypt and store the accepted templates and their reference faces (creating the subject's data key if
-    needed); returns the key id."""
+    needed); returns the key id and the data version the transaction set."""
     key_id, key = ensure_data_key(ctx, tx, subject, now)
     added: list[tuple[str, str, np.ndarray]] = []
     for position, outcome, vector, face in accepted:
@@ -219,8 +242,9 @@ def _store_templates(
         tx.add_reference_face(ReferenceFace(template_id, subject, nonce, image, now))
         outcomes[position] = replace(outcome, status="enrolled", template_id=template_id)
         added.append((template_id, subject, np.asarray(vector, np.float32)))
-    index_applied(ctx, tx.bump_data_version(), add=added)
-    return key_id
+    version = tx.bump_data_version()
+    index_applied(ctx, version, add=added)
+    return key_id, version
 
 
 def prepare_image(engine: Engine, image: ImageInput, done: frozenset[str], face_index: int | None) -> PreparedImage:

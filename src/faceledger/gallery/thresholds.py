@@ -96,14 +96,23 @@ def threshold_for_size(
     )
 
 
-def check_gallery_size(ctx: GalleryContext, tx: Transaction, gallery: str) -> SearchThreshold:
+def check_gallery_size(
+    ctx: GalleryContext, tx: Transaction, gallery: str, *, version: int, added: tuple[int, int]
+) -> SearchThreshold:
     """Refuse (:class:`GallerySizeError`) a gallery grown beyond what the calibration can hold to the target FPIR: every
-    enrolled subject and template of ``gallery`` counted, whatever the purpose or the state of their consent."""
-    counts = tx.template_counts()
-    subjects = [s.id for s in tx.list_subjects(gallery)]
-    return threshold_for_size(
-        ctx, tx, gallery, subjects=len(subjects), comparisons=sum(counts.get(s, 0) for s in subjects)
-    )
+    enrolled subject and template of ``gallery`` counted, whatever the purpose or the state of their consent.
+
+    Called by a write transaction that has just added ``added`` (subjects, templates) to ``gallery`` and set the
+    data version to ``version``. The database counts the gallery once; while this process's own transactions are
+    the only changes since (the data version moved by one each), its count is carried forward, so a batch
+    enrolling into a gallery of millions does not count them again for every subject."""
+    known = ctx.gallery_sizes.get(gallery)
+    if known is not None and known[0] == version - 1:
+        subjects, templates = known[1] + added[0], known[2] + added[1]
+    else:
+        subjects, templates = tx.gallery_counts(gallery)  # this transaction's own rows included
+    ctx.gallery_sizes[gallery] = (version, subjects, templates)  # forgotten if the transaction fails
+    return threshold_for_size(ctx, tx, gallery, subjects=subjects, comparisons=templates)
 
 
 def _calibration(ctx: GalleryContext) -> Calibration:

@@ -142,6 +142,15 @@ class SQLTransaction(AccountQueries, EvidenceQueries, SealQueries):
     def template_counts(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self._all("SELECT subject_id, COUNT(*) FROM templates GROUP BY subject_id")}
 
+    def gallery_counts(self, gallery: str) -> tuple[int, int]:
+        row = self._one(
+            "SELECT (SELECT COUNT(*) FROM subjects WHERE gallery = ?), (SELECT COUNT(*) FROM templates "
+            "JOIN subjects ON subjects.id = templates.subject_id WHERE subjects.gallery = ?)",
+            (gallery, gallery),
+        )
+        assert row is not None
+        return int(row[0]), int(row[1])
+
     def template_models(self) -> set[str]:
         return {str(r[0]) for r in self._all("SELECT DISTINCT model FROM templates")}
 

@@ -112,6 +112,11 @@ class Transaction(Protocol):
         """Number of templates per subject id."""
         ...
 
+    def gallery_counts(self, gallery: str) -> tuple[int, int]:
+        """The subjects of ``gallery`` and their templates, counted by the database (enrollment checks the
+        gallery's size in every transaction; reading its subjects would make a batch quadratic in the gallery)."""
+        ...
+
     def template_models(self) -> set[str]:
         """The model ids the templates were made with (one query, whatever the gallery's size)."""
         ...

@@ -1,0 +1,135 @@
+"""Enrollment costs the same in a gallery of millions as in a small one: the gallery's size is counted by the
+database (once, then carried forward by this process's own transactions) and possible duplicates are found by one
+search of the index, never by reading every subject. On SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import GalleryLocation
+from faceledger.gallery import Gallery
+from faceledger.gallery.keys import encrypt_template, ensure_data_key
+from faceledger.ledger import EXAMPLE_POLICY, parse_policy
+from faceledger.ledger.actions import AuditAction
+from faceledger.ledger.errors import GallerySizeError
+from faceledger.ledger.records import Subject, TemplateRecord
+from faceledger.ledger.sql_tx import SQLTransaction
+from faceledger.ledger.timeutil import to_text
+
+EXAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "src" / "faceledger" / "examples" / "astronaut.jpg"
+PURPOSE = "access-control"
+TWO_GALLERIES = EXAMPLE_POLICY + '\n[[galleries]]\nname = "other"\npurposes = ["access-control"]\n'
+
+
+def _variant(folder: Path, name: str, angle: float) -> Path:
+    """The example face turned slightly: another image (another hash) of the same face."""
+    import cv2
+
+    image = cv2.imread(str(EXAMPLE_IMAGE))
+    h, w = image.shape[:2]
+    turned = cv2.warpAffine(image, cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0), (w, h))
+    out = folder / name
+    cv2.imwrite(str(out), turned)
+    return out
+
+
+def _plant(g: Gallery, gallery: str, subject: str, vector: np.ndarray) -> None:
+    """A subject of ``gallery`` with one encrypted template of ``vector``, written as an enrollment would leave it
+    (without running the models for each)."""
+    ctx = g.context
+    now = to_text(g.now())
+    with ctx.write() as tx:
+        tx.add_subject(Subject(subject, gallery, now, "test"))
+        key_id, key = ensure_data_key(ctx, tx, subject, now)
+        template_id = uuid.uuid4().hex
+        nonce, ciphertext = encrypt_template(key, vector, subject=subject, template_id=template_id)
+        tx.add_template(TemplateRecord(template_id, subject, key_id, ctx.model_id(), 128, nonce, ciphertext,
+                                       uuid.uuid4().hex, 0, 1.0, now))  # fmt: skip
+        tx.bump_data_version()
+        ctx.record(tx, AuditAction.ENROLL, actor="test", purpose=PURPOSE, gallery=gallery, details={"planted": 1})
+
+
+def _consent(g: Gallery, subject: str, gallery: str = "staff") -> None:
+    g.add_consent(subject, actor="desk", collected_by="desk", legal_basis="consent", purpose=PURPOSE,
+                  evidence_ref="form", gallery=gallery)  # fmt: skip
+
+
+def test_enrolling_into_a_loaded_gallery_reads_neither_its_subjects_nor_every_template_count(
+    gallery_location: GalleryLocation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Gallery.init(gallery_location.location, actor="admin", key_file=gallery_location.key_file) as g:
+        for subject in ("ana", "ben"):
+            _consent(g, subject)
+
+        g.enroll("ana", [EXAMPLE_IMAGE], actor="desk", purpose=PURPOSE)  # the index loads (every seal checked)
+
+        def refused(*args: object, **kwargs: object) -> None:
+            raise AssertionError("an enrollment read the whole gallery")
+
+        monkeypatch.setattr(SQLTransaction, "list_subjects", refused)
+        monkeypatch.setattr(SQLTransaction, "template_counts", refused)
+        second = g.enroll("ben", [_variant(tmp_path, "turned.jpg", 4.0)], actor="desk", purpose=PURPOSE)
+        assert [d.other_subject for d in second.duplicates] == ["ana"]
+        monkeypatch.undo()
+        assert g.stats()["templates"] == 2
+
+
+def test_duplicate_warnings_name_other_subjects_of_the_same_gallery_even_behind_better_matches_elsewhere(
+    gallery_location: GalleryLocation, tmp_path: Path
+) -> None:
+    with Gallery.init(gallery_location.location, actor="admin", key_file=gallery_location.key_file,
+                      policy=parse_policy(TWO_GALLERIES)) as g:  # fmt: skip
+        face = g.context.engine.embed(str(EXAMPLE_IMAGE)).vectors[0].astype(np.float32)
+        # six subjects of another gallery hold the face itself (similarity 1): more than the first search asks for
+        for i in range(6):
+            _plant(g, "other", f"elsewhere-{i}", face)
+        # one subject of this gallery holds a face near it, further down the ranking
+        rng = np.random.default_rng(0)
+        noise = rng.standard_normal(128).astype(np.float32)
+        noise -= (noise @ face) * face
+        near = 0.8 * face + 0.6 * noise / np.linalg.norm(noise)
+        _plant(g, "staff", "colleague", (near / np.linalg.norm(near)).astype(np.float32))
+        _consent(g, "newcomer")
+        result = g.enroll("newcomer", [EXAMPLE_IMAGE], actor="desk", purpose=PURPOSE, gallery="staff")
+        assert [d.other_subject for d in result.duplicates] == ["colleague"]
+        assert result.duplicates[0].similarity == pytest.approx(0.8, abs=0.01)
+        # the subject's own earlier template is not a duplicate of itself
+        again = g.enroll(
+            "newcomer", [_variant(tmp_path, "turned.jpg", 4.0)], actor="desk", purpose=PURPOSE, gallery="staff"
+        )
+        assert [d.other_subject for d in again.duplicates] == ["colleague"]
+
+
+def test_the_size_check_counts_what_another_process_enrolled_since(gallery_location: GalleryLocation) -> None:
+    """The count carried forward is used only while this process's own transactions are the only changes: a third
+    subject enrolled here after another process enrolled the second one is refused by a gallery accepted up to 2."""
+    strict = EXAMPLE_POLICY.replace("target_fpir = 1e-2", "target_fpir = 1e-9")  # beyond the calibration at once
+    assert strict != EXAMPLE_POLICY
+    location, key = gallery_location.location, gallery_location.key_file
+    with Gallery.init(location, actor="admin", key_file=key, policy=parse_policy(strict)) as here:
+        here.accept_extrapolation(gallery="staff", up_to=2, reason="test", actor="dpo")
+        for subject in ("ana", "ben", "cy"):
+            _consent(here, subject)
+        here.enroll("ana", [EXAMPLE_IMAGE], actor="desk", purpose=PURPOSE)
+        with Gallery.open(location, key_file=key) as there:
+            there.enroll("ben", [_mirrored(key.parent)], actor="desk", purpose=PURPOSE)
+        head = here.audit_head()
+        with pytest.raises(GallerySizeError, match=r"gallery 'staff' has 3 searchable subjects"):
+            here.enroll("cy", [_variant(key.parent, "cy.jpg", -4.0)], actor="desk", purpose=PURPOSE)
+        assert here.audit_head() == head and here.stats()["subjects"] == 2
+        # erased elsewhere: the refused transaction left no count behind, so the third subject now fits
+        with Gallery.open(location, key_file=key) as there:
+            there.erase("ben", actor="dpo", purpose="erasure request")
+        assert here.enroll("cy", [_variant(key.parent, "cy.jpg", -4.0)], actor="desk", purpose=PURPOSE).enrolled
+
+
+def _mirrored(folder: Path) -> Path:
+    import cv2
+
+    out = folder / "mirrored.jpg"
+    cv2.imwrite(str(out), cv2.imread(str(EXAMPLE_IMAGE))[:, ::-1])
+    return out

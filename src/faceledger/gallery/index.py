@@ -56,6 +56,11 @@ class SearchIndex:
         counts = self._counts[: len(self._subjects)].tolist()
         return [s for s, c in zip(self._subjects, counts, strict=True) if c > 0]
 
+    def subject_of(self, template_id: str) -> str | None:
+        """The subject of a template in the index, or None."""
+        row = self._row_of.get(template_id)
+        return None if row is None else self._subjects[int(self._codes[row])]
+
     @property
     def nbytes(self) -> int:
         """Memory held by the templates in the matrix."""

@@ -65,13 +65,19 @@ def sync_index(ctx: GalleryContext, tx: Transaction, *, owns: Callable[[str], bo
             f"{model}; use the same recognizer, or erase and re-enroll those subjects"
         )
     current = {r.id: r.subject_id for r in refs}
-    # a subject whose set of templates, key or gallery does not match its seal (a template deleted outside
-    # faceledger) is reported (readiness, metrics); its templates that decrypt are its own (AES-GCM binds each to
-    # its subject and id) and stay searched: one bad row stays one bad row
-    for subject, why in tx.subject_problems(refs, owns).items() if hasattr(tx, "subject_problems") else ():
-        log.error("subject %s: %s", subject, why)
     have = index.template_ids
     missing = sorted(current.keys() - have)
+    # a subject whose set of templates, key or gallery does not match its seal (a template deleted outside
+    # faceledger) is reported (readiness, metrics); its templates that decrypt are its own (AES-GCM binds each to
+    # its subject and id) and stay searched: one bad row stays one bad row. Every subject is checked when the
+    # index loads; once loaded, the subjects whose templates this sync adds or removes (checking the whole gallery
+    # again after each enrollment by another process made every search after it cost seconds at 100,000 subjects)
+    changed = None
+    if len(index):
+        changed = {current[t] for t in missing} | {index.subject_of(t) for t in have - current.keys()} - {None}
+    problems = tx.subject_problems(refs, owns, only=changed) if hasattr(tx, "subject_problems") else {}
+    for subject, why in problems.items():
+        log.error("subject %s: %s", subject, why)
     for template_id in [t for t in ctx.excluded if t not in current]:
         del ctx.excluded[template_id]  # erased or purged since
     index.update(remove=have - current.keys(), add_ids=[], add_subjects=[], add_vectors=np.zeros((0, dim)))

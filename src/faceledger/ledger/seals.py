@@ -418,16 +418,22 @@ class SealedTransaction:
         return self._filtered("deployment", self._tx.list_deployments())
 
     def subject_problems(
-        self, refs: list[Any] | None = None, owns: Callable[[str], bool] | None = None
+        self, refs: list[Any] | None = None, owns: Callable[[str], bool] | None = None, only: Any = None
     ) -> dict[str, str]:
         """Subjects whose gallery, data key or set of templates does not match their seal, with why (also remembered
         in the store's problems). ``refs`` are the template refs the caller read already (the index sync); ``owns``:
-        only the subjects it accepts are checked (a search shard's; then ``refs`` need hold only theirs)."""
+        only the subjects it accepts are checked (a search shard's; then ``refs`` need hold only theirs); ``only``:
+        just these subject ids, read one by one (an index already loaded checks those whose templates changed)."""
         if not self.sealed():
             return {}
-        seals = self._tx.seals_of("subject")
+        seals = None if only is not None else self._tx.seals_of("subject")
+        records: Iterator[tuple[str, Any]]
+        if only is not None:
+            records = ((s, r) for s in sorted(only) if (r := subject_content(self._tx, s)) is not None)
+        else:
+            records = _all_subjects(self._tx, refs, owns)
         bad = {}
-        for subject_id, record in _all_subjects(self._tx, refs, owns):
+        for subject_id, record in records:
             why = self._problem("subject", subject_id, record, seals)
             if why is None:
                 self._problems.pop(f"subject:{subject_id}", None)

@@ -1,6 +1,7 @@
-"""Enrollment costs the same in a gallery of millions as in a small one: the gallery's size is counted by the
-database (once, then carried forward by this process's own transactions) and possible duplicates are found by one
-search of the index, never by reading every subject. On SQLite and on PostgreSQL."""
+"""Work that does not grow with the gallery: an enrollment counts the gallery's size in the database (once, then
+carried forward by this process's own transactions) and finds possible duplicates by one search of the index, never
+reading every subject; a search after another process's change checks the seals of the subjects that changed, not
+of the whole gallery again. On SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -133,3 +134,28 @@ def _mirrored(folder: Path) -> Path:
     out = folder / "mirrored.jpg"
     cv2.imwrite(str(out), cv2.imread(str(EXAMPLE_IMAGE))[:, ::-1])
     return out
+
+
+def test_a_search_after_another_process_changed_the_gallery_checks_only_the_changed_subjects(
+    gallery_location: GalleryLocation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    location, key = gallery_location.location, gallery_location.key_file
+    with Gallery.init(location, actor="admin", key_file=key) as writer:
+        for subject in ("ana", "ben", "cy"):
+            _consent(writer, subject)
+        writer.enroll("ana", [EXAMPLE_IMAGE], actor="desk", purpose=PURPOSE)
+        writer.enroll("ben", [_mirrored(tmp_path)], actor="desk", purpose=PURPOSE)
+        with Gallery.open(location, key_file=key) as searcher:
+            assert searcher.identify(EXAMPLE_IMAGE, actor="door", purpose=PURPOSE).faces  # the index loads
+            (template,) = gallery_location.sql("SELECT id FROM templates WHERE subject_id = 'ben'")[0]
+            gallery_location.sql("DELETE FROM templates WHERE id = ?", template)  # outside faceledger
+            writer.enroll("cy", [_variant(tmp_path, "cy.jpg", -4.0)], actor="desk", purpose=PURPOSE)
+
+            def whole_gallery(*args: object, **kwargs: object) -> None:
+                raise AssertionError("the whole gallery's seals were checked again")
+
+            monkeypatch.setattr("faceledger.ledger.seals._all_subjects", whole_gallery)
+            found = searcher.identify(_variant(tmp_path, "cy.jpg", -4.0), actor="door", purpose=PURPOSE)
+            assert {c.subject for c in found.faces[0].candidates} >= {"cy"}
+            # ben's template went away in this sync: ben's seal was checked, and does not match
+            assert "subject:ben" in searcher.context.tampered and "subject:ana" not in searcher.context.tampered

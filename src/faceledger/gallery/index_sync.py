@@ -67,6 +67,7 @@ def sync_index(ctx: GalleryContext, tx: Transaction, *, owns: Callable[[str], bo
     current = {r.id: r.subject_id for r in refs}
     have = index.template_ids
     missing = sorted(current.keys() - have)
+    removed = have - current.keys()
     # a subject whose set of templates, key or gallery does not match its seal (a template deleted outside
     # faceledger) is reported (readiness, metrics); its templates that decrypt are its own (AES-GCM binds each to
     # its subject and id) and stay searched: one bad row stays one bad row. Every subject is checked when the
@@ -74,13 +75,13 @@ def sync_index(ctx: GalleryContext, tx: Transaction, *, owns: Callable[[str], bo
     # again after each enrollment by another process made every search after it cost seconds at 100,000 subjects)
     changed = None
     if len(index):
-        changed = {current[t] for t in missing} | {index.subject_of(t) for t in have - current.keys()} - {None}
+        changed = {current[t] for t in missing} | {index.subject_of(t) for t in removed} - {None}
     problems = tx.subject_problems(refs, owns, only=changed) if hasattr(tx, "subject_problems") else {}
     for subject, why in problems.items():
         log.error("subject %s: %s", subject, why)
     for template_id in [t for t in ctx.excluded if t not in current]:
         del ctx.excluded[template_id]  # erased or purged since
-    index.update(remove=have - current.keys(), add_ids=[], add_subjects=[], add_vectors=np.zeros((0, dim)))
+    index.update(remove=removed, add_ids=[], add_subjects=[], add_vectors=np.zeros((0, dim)))
     index.reserve(len(index) + len(missing))
     bulk = len(missing) > SYNC_CHUNK
     cached = set(ctx.data_keys) if bulk else set()

@@ -30,7 +30,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -418,7 +418,10 @@ class SealedTransaction:
         return self._filtered("deployment", self._tx.list_deployments())
 
     def subject_problems(
-        self, refs: list[Any] | None = None, owns: Callable[[str], bool] | None = None, only: Any = None
+        self,
+        refs: list[Any] | None = None,
+        owns: Callable[[str], bool] | None = None,
+        only: Collection[str] | None = None,
     ) -> dict[str, str]:
         """Subjects whose gallery, data key or set of templates does not match their seal, with why (also remembered
         in the store's problems). ``refs`` are the template refs the caller read already (the index sync); ``owns``:

@@ -138,6 +138,26 @@ def raw_sql(location: str | os.PathLike[str], statement: str, *params: object) -
         conn.close()
 
 
+def raw_sql_session(location: str | os.PathLike[str], *statements: str) -> None:
+    """Run ``statements`` one after the other on one connection outside faceledger, in autocommit: for a setting
+    that holds for the session only (foreign keys off, say) and the statements it is for."""
+    if is_postgres(location):
+        import psycopg
+
+        with psycopg.connect(str(location), autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement)  # type: ignore[arg-type]
+        return
+    import sqlite3
+
+    conn = sqlite3.connect(location, isolation_level=None)
+    try:
+        for statement in statements:
+            conn.execute(statement)
+    finally:
+        conn.close()
+
+
 def drop_append_only(location: str | os.PathLike[str]) -> None:
     """Drop the trigger that keeps the audit table append-only (the first step of a tamperer with SQL access)."""
     raw_sql(location, "DROP TRIGGER audit_append_only" + (" ON audit" if is_postgres(location) else ""))

@@ -9,7 +9,6 @@ import os
 import secrets
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import GalleryLocation, make_location
 from faceledger import Engine
 from faceledger.engine.executors import INLINE_LIMIT, LocalExecutor, RayExecutor
 from faceledger.errors import FaceledgerError, ImageError
@@ -49,8 +49,8 @@ def _manifest(faces_dir: Path, tmp_path: Path) -> list[tuple[str, list[str]]]:
     return items
 
 
-def _init(db: Path) -> None:
-    with Gallery.init(db, actor="admin") as g:
+def _init(where: GalleryLocation) -> None:
+    with Gallery.init(where.location, key_file=where.key_file, actor="admin") as g:
         for subject in PEOPLE:
             g.add_consent(
                 subject, actor="desk", collected_by="desk", legal_basis="explicit consent", purpose=PURPOSE,
@@ -69,10 +69,10 @@ def _summary(results: list[tuple[str, object]]) -> list[tuple[str, object]]:
     return out
 
 
-def _stored(db: Path) -> dict[str, tuple[bytes, bytes]]:
+def _stored(where: GalleryLocation) -> dict[str, tuple[bytes, bytes]]:
     """The decrypted template and reference JPEG of each enrolled image, by the image's SHA-256."""
     out = {}
-    with Gallery.open(db) as g:
+    with Gallery.open(where.location, key_file=where.key_file) as g:
         ctx = g.context
         with ctx.store.read() as tx:
             for subject in PEOPLE:
@@ -81,11 +81,6 @@ def _stored(db: Path) -> dict[str, tuple[bytes, bytes]]:
                     vector = decrypt_template(ctx, tx, record).astype(np.float32).tobytes()
                     out[record.source_sha256] = (vector, decrypt_reference_face(ctx, tx, faces[record.id]))
     return out
-
-
-def _rows(db: Path, table: str) -> int:
-    with sqlite3.connect(db) as conn:
-        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
 def _files_holding(root: Path, needles: list[bytes]) -> list[str]:
@@ -102,14 +97,18 @@ def _files_holding(root: Path, needles: list[bytes]) -> list[str]:
     return found
 
 
-def test_threads_give_the_sequential_results_in_input_order(faces_dir: Path, tmp_path: Path) -> None:
+def test_threads_give_the_sequential_results_in_input_order(
+    faces_dir: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """One worker into an SQLite gallery, two into a PostgreSQL one: the same reports and templates."""
     items = _manifest(faces_dir, tmp_path)
     engine = Engine()
     reports = {}
+    where = {1: make_location(request, "sqlite", tmp_path), 2: make_location(request, "postgresql", tmp_path)}
     for workers in (1, 2):
-        db = tmp_path / f"w{workers}.db"
-        _init(db)
-        with Gallery.open(db, engine=engine) as g, LocalExecutor(engine, workers) as run:
+        _init(where[workers])
+        g = Gallery.open(where[workers].location, key_file=where[workers].key_file, engine=engine)
+        with g, LocalExecutor(engine, workers) as run:
             reports[workers] = _summary(list(g.enroll_batch(items, actor="ops", purpose=PURPOSE, executor=run)))
     assert reports[1] == reports[2]
     assert [s for s, _ in reports[2]] == [s for s, _ in items]
@@ -118,10 +117,9 @@ def test_threads_give_the_sequential_results_in_input_order(faces_dir: Path, tmp
     assert [status for _, status, _ in by_subject["howard"]] == ["enrolled", "enrolled", "rejected"]  # type: ignore[union-attr]
     assert "usable faces" in by_subject["howard"][2][2]  # type: ignore[index]
     assert [status for _, status, _ in by_subject["raj"]] == ["enrolled", "enrolled", "rejected"]  # type: ignore[union-attr]
-    assert _stored(tmp_path / "w1.db").keys() == _stored(tmp_path / "w2.db").keys()
-    assert {k: v[0] for k, v in _stored(tmp_path / "w1.db").items()} == {
-        k: v[0] for k, v in _stored(tmp_path / "w2.db").items()
-    }
+    one, two = _stored(where[1]), _stored(where[2])
+    assert one.keys() == two.keys() and len(one) == 2 * len(PEOPLE)
+    assert {k: v[0] for k, v in one.items()} == {k: v[0] for k, v in two.items()}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -187,18 +185,22 @@ def test_enroll_batch_on_ray_matches_the_local_run_and_leaves_no_template_on_dis
     faces_dir: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
+    """The local run into an SQLite gallery, the Ray run into a PostgreSQL one (a batch host and the shared
+    gallery of a deployment on several hosts): the same outcomes, the same templates bit for bit."""
     address, ray_temp = ray_head
     monkeypatch.setenv("FACELEDGER_ACTOR", "ops")
     manifest = _write_manifest(_manifest(faces_dir, tmp_path), tmp_path / "people.csv")
+    where = {"local": make_location(request, "sqlite", tmp_path), "ray": make_location(request, "postgresql", tmp_path)}
+    env = {kind: {"FACELEDGER_DB": w.location, "FACELEDGER_KEY_FILE": str(w.key_file)} for kind, w in where.items()}
     outputs = {}
     for kind in ("local", "ray"):
-        db = tmp_path / f"{kind}.db"
-        _init(db)
+        _init(where[kind])
         args = ["enroll-batch", str(manifest), "--purpose", PURPOSE, "--json", "--executor", kind, "--workers", "2"]
         if kind == "ray":
             args += ["--ray-address", address]
-        result = CliRunner().invoke(cli, args, env={"FACELEDGER_DB": str(db)})
+        result = CliRunner().invoke(cli, args, env=env[kind])
         assert result.exit_code == 1, result.output  # the refused subject and images make it 1, as locally
         outputs[kind] = [json.loads(line) for line in result.stdout.splitlines()]
     assert [o.get("subject") for o in outputs["ray"]] == [o.get("subject") for o in outputs["local"]]
@@ -208,7 +210,7 @@ def test_enroll_batch_on_ray_matches_the_local_run_and_leaves_no_template_on_dis
         ]
     assert any("no consent" in o.get("error", "") for o in outputs["ray"])
 
-    local, remote = _stored(tmp_path / "local.db"), _stored(tmp_path / "ray.db")
+    local, remote = _stored(where["local"]), _stored(where["ray"])
     assert len(remote) == 2 * len(PEOPLE)
     assert {k: v[0] for k, v in remote.items()} == {k: v[0] for k, v in local.items()}  # bit for bit
 
@@ -227,7 +229,7 @@ def test_enroll_batch_on_ray_matches_the_local_run_and_leaves_no_template_on_dis
     for kind in ("local", "ray"):
         args = ["identify", *probes, "--purpose", PURPOSE, "--json", "--executor", kind]
         args += ["--ray-address", address] if kind == "ray" else []
-        result = CliRunner().invoke(cli, args, env={"FACELEDGER_DB": str(tmp_path / f"{kind}.db")})
+        result = CliRunner().invoke(cli, args, env=env[kind])
         assert result.exit_code == 1, result.output  # gone.jpg
         found[kind] = [
             (o.get("image"), [[(c["subject"], round(c["similarity"], 5)) for c in f["candidates"]] for f in o["faces"]])
@@ -236,20 +238,19 @@ def test_enroll_batch_on_ray_matches_the_local_run_and_leaves_no_template_on_dis
     assert found["ray"] == found["local"]
     assert found["ray"][2][1][0][0][0] == "amy" and found["ray"][3] == (str(tmp_path / "gone.jpg"), [])
     candidates = sum(len(c) for _, faces in found["ray"] for c in faces)
-    assert candidates >= 3 and _rows(tmp_path / "ray.db", "evidence") == _rows(tmp_path / "ray.db", "candidates")
-    assert _rows(tmp_path / "ray.db", "candidates") == candidates
+    assert candidates >= 3 and where["ray"].count("evidence") == where["ray"].count("candidates") == candidates
     assert _files_holding(ray_temp, needles) == []
 
     # Run again on Ray: everything is skipped, nothing is added (a failed run resumes the same way).
     result = CliRunner().invoke(
         cli,
         ["enroll-batch", str(manifest), "--purpose", PURPOSE, "--json", "--executor", "ray", "--ray-address", address],
-        env={"FACELEDGER_DB": str(tmp_path / "ray.db")},
+        env=env["ray"],
     )
     again = [json.loads(line) for line in result.stdout.splitlines()]
     statuses = {i["status"] for o in again for i in o.get("images", []) if i["status"] != "rejected"}
     assert statuses == {"skipped"}
-    assert _stored(tmp_path / "ray.db").keys() == remote.keys()
+    assert _stored(where["ray"]).keys() == remote.keys()
 
 
 def crash_once(engine: Engine, job: tuple[str, str]) -> int:
@@ -326,10 +327,12 @@ def test_evaluate_on_ray_gives_the_local_report(
     assert reports["ray"] == reports["local"]
 
 
-def test_a_ray_cluster_that_is_not_there_is_named_at_once(cli: click.Group, tmp_path: Path) -> None:
+def test_a_ray_cluster_that_is_not_there_is_named_at_once(
+    cli: click.Group, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     manifest = tmp_path / "people.csv"
     manifest.write_text("subject,image\namy,amy.png\n")
-    _init(tmp_path / "g.db")
+    _init(make_location(request, "sqlite", tmp_path))
     env = {"FACELEDGER_DB": str(tmp_path / "g.db"), "FACELEDGER_ACTOR": "ops"}
     common = ["enroll-batch", str(manifest), "--purpose", PURPOSE]
     nowhere = f"ray://127.0.0.1:{free_port()}"

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from conftest import GalleryLocation, raw_sql_session
 from faceledger.gallery.index import SearchIndex
 
 
@@ -58,7 +56,9 @@ def test_empty_index_and_removal_of_everything() -> None:
         index.update(remove=(), add_ids=["a", "b"], add_subjects=["x"], add_vectors=np.zeros((2, 4), np.float32))
 
 
-def test_a_large_gallery_loads_in_chunks_to_the_same_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_large_gallery_loads_in_chunks_to_the_same_index(
+    gallery_location: GalleryLocation, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The index is built from the store a chunk at a time (bounded memory at national scale): same result as in
     one go, and no unwrapped subject key is left cached by the load."""
     from conftest import load_benchmark
@@ -66,12 +66,13 @@ def test_a_large_gallery_loads_in_chunks_to_the_same_index(tmp_path: Path, monke
     from faceledger.gallery import index_sync
 
     bench = load_benchmark("bench_search_scale")
-    db, key_file = str(tmp_path / "big.db"), tmp_path / "big.key"
+    db, key_file = gallery_location.location, gallery_location.key_file
     bench.fill(db, key_file, 50)
-    with sqlite3.connect(db) as raw:  # two bad rows: a changed ciphertext, a key row gone
-        raw.execute("UPDATE templates SET ciphertext = zeroblob(528) WHERE subject_id = 's00000003'")
-        raw.execute("PRAGMA foreign_keys = OFF")
-        raw.execute("DELETE FROM subject_keys WHERE subject_id = 's00000009'")
+    # two bad rows: a changed ciphertext, a key row gone (foreign keys off for the delete, as an administrator can)
+    zeros = "decode(repeat('00', 528), 'hex')" if gallery_location.postgres else "zeroblob(528)"
+    gallery_location.sql(f"UPDATE templates SET ciphertext = {zeros} WHERE subject_id = 's00000003'")
+    keys_off = "SET session_replication_role = replica" if gallery_location.postgres else "PRAGMA foreign_keys = OFF"
+    raw_sql_session(db, keys_off, "DELETE FROM subject_keys WHERE subject_id = 's00000009'")
     probes = np.random.default_rng(3).standard_normal((4, 128)).astype(np.float32)
     found = []
     for chunk in (1000, 7):

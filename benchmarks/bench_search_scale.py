@@ -4,8 +4,9 @@
 What a search process does when it starts on a gallery of N subjects (one template each), measured in a fresh
 process per size:
 
-* ``fill``: writing N subjects into a gallery database: each with its own data key (wrapped by the master key) and
-  one AES-GCM encrypted template, sealed and on the ledger (one enrollment entry per 20,000 subjects). The
+* ``fill``: writing N subjects into a gallery database: each with a consent, its own data key (wrapped by the master
+  key) and one AES-GCM encrypted template, sealed and on the ledger (one consent and one enrollment entry per
+  20,000 subjects; the consents one row at a time, as the store records them, the rest in bulk). The
   vectors are random unit vectors (search does the same arithmetic whatever the values); the per-image work of
   a real enrollment (detection, embedding) is measured by the other benchmarks and left out here;
 * ``cold start``: opening the gallery and building the search index from the store (read every template,
@@ -15,8 +16,8 @@ process per size:
 * ``search 1`` / ``search/q @32``: one exact top-5 search (matrix product over all N templates, best template per
   subject) for one probe, and per probe when 32 probes are searched together (median of 15 runs);
 * ``sync check``: what a search pays to learn the index is in sync (nothing changed); ``resync``: what its next
-  search pays after another process changed the gallery (a write that moves the data version, then the sync: the
-  store's template list read, the changed subjects' seals checked; median of 5).
+  search pays after another process enrolled one subject (the index synced, the searchable subjects worked out
+  again; median of 5).
 
 Templates are decrypted only in the memory of the searching process. The database files go to --folder
 (default: a temporary folder, removed at the end; 10M templates take about 10 GB of SQLite).
@@ -76,67 +77,81 @@ def fill(db: str, key_file: Path, n: int) -> dict[str, Any]:
     """A gallery of ``n`` subjects with one encrypted template each (see the module docstring), written with the
     store's bulk insert (``tx.add_subjects``)."""
     from faceledger import Gallery
-    from faceledger.gallery.keys import encrypt_template, new_data_key
-    from faceledger.ledger.actions import AuditAction
-    from faceledger.ledger.records import Subject, TemplateRecord
-    from faceledger.ledger.timeutil import to_text
 
     rng = np.random.default_rng(0)
     started = time.perf_counter()
     with Gallery.init(db, actor="bench", key_file=key_file) as g:
-        ctx = g.context
-        model = ctx.model_id()
-        gallery = ctx.policy.policy.galleries[0].name
         for start in range(0, n, CHUNK):
             count = min(CHUNK, n - start)
-            vectors = rng.standard_normal((count, 128), dtype=np.float32)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            now = to_text(ctx.now())
-            with ctx.write() as tx:
-                subjects, keys, templates = [], [], []
-                for i in range(count):
-                    subject = f"s{start + i:08d}"
-                    subjects.append(Subject(subject, gallery, now, "bench"))
-                    record, key = new_data_key(ctx, tx, subject, now)
-                    keys.append(record)
-                    template_id = uuid.uuid4().hex
-                    nonce, ciphertext = encrypt_template(key, vectors[i], subject=subject, template_id=template_id)
-                    templates.append(
-                        TemplateRecord(
-                            template_id,
-                            subject,
-                            record.id,
-                            model,
-                            128,
-                            nonce,
-                            ciphertext,
-                            f"{start + i:064x}",
-                            0,
-                            1.0,
-                            now,
-                        )
-                    )
-                tx.add_subjects(subjects, keys, templates)  # in bulk: a few round trips per chunk
-                ctx.record(
-                    tx,
-                    AuditAction.ENROLL,
-                    actor="bench",
-                    purpose=PURPOSE,
-                    gallery=gallery,
-                    details={"subjects": count, "note": "benchmark fill"},
-                )
-                tx.bump_data_version()
-            ctx.data_keys.clear()
+            add_subjects(g.context, rng, start, count)
             done = start + count
             if done % 500_000 == 0 or done == n:
                 print(f"  filled {done:,} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     return {"fill_s": time.perf_counter() - started}
 
 
+def add_subjects(ctx: Any, rng: np.random.Generator, start: int, count: int) -> None:
+    """Subjects ``s{start:08d}`` onwards, each with a consent, a data key and one template of a random unit vector,
+    in one transaction with its audit entries (consents and enrollments of ``count`` subjects without the image
+    work)."""
+    from faceledger.gallery.context import bump_consent_version
+    from faceledger.gallery.keys import encrypt_template, new_data_key
+    from faceledger.ledger.actions import AuditAction
+    from faceledger.ledger.records import Consent, Subject, TemplateRecord
+    from faceledger.ledger.timeutil import to_text
+
+    model, gallery = ctx.model_id(), ctx.policy.policy.galleries[0].name
+    vectors = rng.standard_normal((count, 128), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    now = to_text(ctx.now())
+    cached = set(ctx.data_keys)
+    with ctx.write() as tx:
+        subjects, keys, templates = [], [], []
+        for i in range(count):
+            subject = f"s{start + i:08d}"
+            tx.add_consent(
+                Consent(
+                    uuid.uuid4().hex, subject, gallery, "bench", "explicit consent", PURPOSE, f"form-{subject}",
+                    now, None, None, None, now, "bench",
+                )
+            )  # fmt: skip
+            subjects.append(Subject(subject, gallery, now, "bench"))
+            record, key = new_data_key(ctx, tx, subject, now)
+            keys.append(record)
+            template_id = uuid.uuid4().hex
+            nonce, ciphertext = encrypt_template(key, vectors[i], subject=subject, template_id=template_id)
+            templates.append(
+                TemplateRecord(
+                    template_id, subject, record.id, model, 128, nonce, ciphertext, f"{start + i:064x}", 0, 1.0, now
+                )
+            )
+        bump_consent_version(tx)
+        ctx.record(
+            tx,
+            AuditAction.CONSENT_ADD,
+            actor="bench",
+            purpose=PURPOSE,
+            gallery=gallery,
+            details={"consents": count, "note": "benchmark fill"},
+        )
+        tx.add_subjects(subjects, keys, templates)  # in bulk: a few round trips per chunk
+        ctx.record(
+            tx,
+            AuditAction.ENROLL,
+            actor="bench",
+            purpose=PURPOSE,
+            gallery=gallery,
+            details={"subjects": count, "note": "benchmark fill"},
+        )
+        tx.bump_data_version()
+    for subject in set(ctx.data_keys) - cached:
+        del ctx.data_keys[subject]
+
+
 def cold_start(db: str, key_file: Path) -> dict[str, Any]:
     """Run in a fresh process: open the gallery, build the index from the store, search."""
     from faceledger import Gallery
-    from faceledger.gallery.index_sync import sync_index
+    from faceledger.gallery.index_sync import allowed_subjects, search_mask, sync_index
 
     before = rss_mb()
     started = time.perf_counter()
@@ -158,13 +173,26 @@ def cold_start(db: str, key_file: Path) -> dict[str, Any]:
         with ctx.store.read() as tx:
             check = timed(lambda: sync_index(ctx, tx), 50)  # an index in sync: one data_version read
 
-        def changed_elsewhere() -> None:  # what another process's enrollment costs this one's next search
-            with ctx.store.write() as tx:
-                tx.bump_data_version()
-            with ctx.store.read() as tx:
-                sync_index(ctx, tx)
+        gallery, added = ctx.policy.policy.galleries[0].name, iter(range(n, n + 1000))
+        with ctx.store.read() as tx:
+            allowed_subjects(ctx, tx, gallery, PURPOSE, ctx.now())
 
-        resync = timed(changed_elsewhere, 5)
+        def changed_elsewhere() -> None:
+            """What another process's enrollment of one subject costs this one's next search: the subject written
+            (outside the timing), then the index synced and the searchable subjects worked out again."""
+            add_subjects(other.context, rng, next(added), 1)
+            begun = time.perf_counter()
+            with ctx.store.read() as tx:
+                index = sync_index(ctx, tx)
+                search_mask(index, allowed_subjects(ctx, tx, gallery, PURPOSE, ctx.now()))
+            synced.append(time.perf_counter() - begun)
+
+        synced: list[float] = []
+        with Gallery.open(db, key_file=key_file) as other:  # the other process (its own connection and caches)
+            for _ in range(5):
+                changed_elsewhere()
+        resync = float(np.median(synced))
+        assert len(index) == n + 5, "the resync did not bring the index up to date"
     return {
         "templates": n,
         "open_s": opened - started,

@@ -84,3 +84,23 @@ def test_a_large_gallery_loads_in_chunks_to_the_same_index(
             found.append(index.search(probes, 5))
             assert g.context.data_keys == {} if chunk == 7 else len(g.context.data_keys) == 49  # s00000003: key fine
     assert found[0] == found[1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_mask_brought_forward_equals_one_made_afresh(seed: int) -> None:
+    """A mask made earlier, given the subjects whose place changed, equals a new mask after the index gained
+    subjects, lost templates and the allowed set changed."""
+    rng = np.random.default_rng(seed)
+    index = SearchIndex(4)
+    names = [f"s{i}" for i in range(40)]
+    index.update(remove=(), add_ids=names, add_subjects=names, add_vectors=_unit(rng, 40, 4))
+    before = {s for s in names if rng.random() < 0.5}
+    base = index.mask(before)
+    later = [f"t{i}" for i in range(int(rng.integers(0, 10)))]
+    index.update(remove=set(names[:5]), add_ids=later, add_subjects=later, add_vectors=_unit(rng, len(later), 4))
+    changed = {s for s in names + later if rng.random() < 0.3}
+    after = (before - changed) | {s for s in changed if rng.random() < 0.5} | {s for s in later if rng.random() < 0.5}
+    recheck = changed & (before ^ after)
+    assert (index.mask(after, base=base, recheck=recheck) == index.mask(after)).all()
+    if before ^ after - set(later):  # without the subjects that changed, the old places show through
+        assert not (index.mask(after, base=base) == index.mask(after)).all()

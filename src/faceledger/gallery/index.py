@@ -25,13 +25,15 @@ class Hit:
 class SearchIndex:
     """Templates of many subjects in one matrix; :meth:`search` returns the top subjects per query.
 
-    ``version`` is the store's data version the index reflects (managed by the caller); ``generation`` changes
-    with every update (masks from :meth:`mask` are valid for one generation).
+    ``version`` is the store's data version the index reflects and ``changes`` the last row of the store's change
+    log it applied (both managed by the caller); ``generation`` changes with every update (masks from :meth:`mask`
+    are valid for one generation).
     """
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
         self.version: int | None = None
+        self.changes: int | None = None
         self.generation = 0
         self._matrix = np.zeros((0, dim), np.float32)
         self._codes = np.zeros(0, np.int64)
@@ -69,7 +71,7 @@ class SearchIndex:
     def clear(self) -> None:
         """Remove everything."""
         self.update(remove=list(self._row_of), add_ids=[], add_subjects=[], add_vectors=np.zeros((0, self.dim)))
-        self.version = None
+        self.version = self.changes = None
 
     def reserve(self, rows: int) -> None:
         """Make room for ``rows`` templates in all (one allocation instead of growing while a large gallery loads)."""
@@ -137,13 +139,29 @@ class SearchIndex:
             self._n += len(add_ids)
         self.generation += 1
 
-    def mask(self, allowed: Collection[str]) -> np.ndarray:
-        """Boolean mask over subject codes of those in ``allowed`` (valid for the current generation)."""
+    def mask(
+        self, allowed: Collection[str], *, base: np.ndarray | None = None, recheck: Collection[str] = ()
+    ) -> np.ndarray:
+        """Boolean mask over subject codes of those in ``allowed`` (valid for the current generation).
+
+        ``base``: a mask this index gave earlier, for a set that differs from ``allowed`` at most by the subjects
+        in ``recheck``; only those and the subjects the index gained since are looked at (a subject's code never
+        changes, so the rest of ``base`` still holds). A new array either way."""
+        if base is None or len(base) > len(self._subjects):
+            mask = np.zeros(len(self._subjects), bool)
+            for subject in allowed:
+                code = self._code_of.get(subject)
+                if code is not None:
+                    mask[code] = True
+            return mask
         mask = np.zeros(len(self._subjects), bool)
-        for subject in allowed:
+        mask[: len(base)] = base
+        for code in range(len(base), len(self._subjects)):
+            mask[code] = self._subjects[code] in allowed
+        for subject in recheck:
             code = self._code_of.get(subject)
             if code is not None:
-                mask[code] = True
+                mask[code] = subject in allowed
         return mask
 
     def _similarities(self, queries: np.ndarray, allowed: Collection[str] | np.ndarray | None) -> np.ndarray:

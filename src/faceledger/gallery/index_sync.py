@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from faceledger.gallery.context import GalleryContext
 from faceledger.gallery.index import SearchIndex
 from faceledger.gallery.keys import decrypt_template, master_key
 from faceledger.ledger.errors import MasterKeyError, StoreError
-from faceledger.ledger.records import TemplateRecord
+from faceledger.ledger.records import Consent, TemplateRecord, TemplateRef
 from faceledger.ledger.store import Transaction
 from faceledger.ledger.timeutil import from_text
 
@@ -39,12 +40,21 @@ class AllowedSubjects:
     valid_until: datetime | None
     mask: np.ndarray | None = None
     generation: int = -1
+    changes: int | None = None
+    """The last row of the store's change log the set reflects."""
+    mask_of: SearchIndex | None = None
+    """The index ``mask`` was made for; ``recheck``: the subjects whose place in it may be out of date."""
+    recheck: frozenset[str] = frozenset()
 
 
 def sync_index(ctx: GalleryContext, tx: Transaction, *, owns: Callable[[str], bool] | None = None) -> SearchIndex:
     """Bring the in-memory index to the store's data version (adds and erasures by any process). ``owns``: only the
     templates of the subjects it accepts (a shard's, :mod:`.shards`); with ``FACELEDGER_SHARDS`` set, ``ctx.index``
-    is a shard set, which its shard processes sync themselves before each search."""
+    is a shard set, which its shard processes sync themselves before each search.
+
+    An index already loaded catches up from the store's change log (the templates and subjects changed since its
+    last sync, read again); one not loaded yet, or further behind than :data:`CHANGES_REPLAYED` rows or than the
+    log reaches back, reads the list of every template and loads those it does not hold."""
     from faceledger.gallery.shards import shard_set  # shards builds on this module
 
     if owns is None and (shards := shard_set(ctx)) is not None:
@@ -57,52 +67,114 @@ def sync_index(ctx: GalleryContext, tx: Transaction, *, owns: Callable[[str], bo
     index = ctx.index
     if index.version == version:
         return index
-    refs = tx.template_refs() if owns is None else [r for r in tx.template_refs() if owns(r.subject_id)]
-    foreign = sorted({r.model for r in refs if r.model != model})
+    changes = None if index.changes is None else tx.changes_since(index.changes, CHANGES_REPLAYED)
+    if changes is None:
+        _reload(ctx, tx, index, owns, model)
+    else:
+        _catch_up(ctx, tx, index, changes, owns, model)
+    index.version = version
+    return index
+
+
+CHANGES_REPLAYED = 20_000
+"""At most this many rows of the change log are replayed into a loaded index; further behind, it reads the list of
+every template instead (a few seconds at a million templates)."""
+
+
+def _check_models(models: Iterable[str], model: str) -> None:
+    foreign = sorted({m for m in models if m != model})
     if foreign:
         raise ModelError(
             f"the gallery holds templates made with recognizer {', '.join(foreign)} but this engine runs "
             f"{model}; use the same recognizer, or erase and re-enroll those subjects"
         )
+
+
+def _report_problems(tx: Transaction, refs: list[TemplateRef] | None, owns: Any, only: set[str] | None) -> None:
+    """Log the subjects whose set of templates, key or gallery does not match their seal (a template deleted
+    outside faceledger): readiness and metrics report them. Their templates that decrypt are their own (AES-GCM
+    binds each to its subject and id) and stay searched: one bad row stays one bad row."""
+    problems = tx.subject_problems(refs, owns, only=only) if hasattr(tx, "subject_problems") else {}
+    for subject, why in problems.items():
+        log.error("subject %s: %s", subject, why)
+
+
+def _reload(ctx: GalleryContext, tx: Transaction, index: SearchIndex, owns: Any, model: str) -> None:
+    """The index brought to the store by the list of every template: those it lacks loaded, those gone removed."""
+    last = tx.last_change()  # read first: a change logged after it is replayed by the next sync (idempotent)
+    refs = tx.template_refs() if owns is None else [r for r in tx.template_refs() if owns(r.subject_id)]
+    _check_models((r.model for r in refs), model)
     current = {r.id: r.subject_id for r in refs}
     have = index.template_ids
     missing = sorted(current.keys() - have)
     removed = have - current.keys()
-    # a subject whose set of templates, key or gallery does not match its seal (a template deleted outside
-    # faceledger) is reported (readiness, metrics); its templates that decrypt are its own (AES-GCM binds each to
-    # its subject and id) and stay searched: one bad row stays one bad row. Every subject is checked when the
-    # index loads; once loaded, the subjects whose templates this sync adds or removes (checking the whole gallery
-    # again after each enrollment by another process made every search after it cost seconds at 100,000 subjects)
+    # every subject is checked when the index loads; an index already loaded (the change log did not reach back
+    # far enough) checks the subjects whose templates this sync adds or removes
     changed = None
     if len(index):
         changed = {current[t] for t in missing} | {index.subject_of(t) for t in removed} - {None}
-    problems = tx.subject_problems(refs, owns, only=changed) if hasattr(tx, "subject_problems") else {}
-    for subject, why in problems.items():
-        log.error("subject %s: %s", subject, why)
+    _report_problems(tx, refs, owns, changed)  # type: ignore[arg-type]
     for template_id in [t for t in ctx.excluded if t not in current]:
         del ctx.excluded[template_id]  # erased or purged since
-    index.update(remove=removed, add_ids=[], add_subjects=[], add_vectors=np.zeros((0, dim)))
+    index.update(remove=removed, add_ids=[], add_subjects=[], add_vectors=np.zeros((0, index.dim)))
     index.reserve(len(index) + len(missing))
     bulk = len(missing) > SYNC_CHUNK
     cached = set(ctx.data_keys) if bulk else set()
     # In chunks: at national scale the ciphertexts of every template at once would take more memory than the index
     for page in _pages(ctx, tx, missing, whole=len(index) == 0 and bulk):
-        records, vectors = _readable(ctx, tx, page)
-        index.update(
-            remove=(),
-            add_ids=[r.id for r in records],
-            add_subjects=[r.subject_id for r in records],
-            add_vectors=np.stack(vectors) if vectors else np.zeros((0, dim)),
-        )
+        _add(ctx, tx, index, page)
         if bulk:  # a whole gallery loading leaves no unwrapped subject key behind in memory
             for subject in set(ctx.data_keys) - cached:
                 del ctx.data_keys[subject]
-    index.version = version
     present = set(current.values())
     for subject in list(ctx.data_keys):
         if subject not in present:
             del ctx.data_keys[subject]
-    return index
+    index.changes = last
+
+
+def _catch_up(
+    ctx: GalleryContext,
+    tx: Transaction,
+    index: SearchIndex,
+    changes: tuple[int, list[tuple[str, str | None]]],
+    owns: Any,
+    model: str,
+) -> None:
+    """The index brought to the store by the change log's rows since its last sync: each template named there is
+    read again (present: loaded if the index lacks it or holds it under another subject; gone: removed)."""
+    last, rows = changes
+    if owns is not None:
+        rows = [(s, t) for s, t in rows if owns(s)]
+    named = sorted({t for _, t in rows if t is not None})
+    present = {r.id: r for r in tx.get_templates(named)}
+    _check_models((r.model for r in present.values()), model)
+    removed = {t for t in named if t not in present and index.subject_of(t) is not None}
+    moved = {t for t, r in present.items() if index.subject_of(t) not in (None, r.subject_id)}
+    missing = [r for t, r in present.items() if index.subject_of(t) is None or t in moved]
+    changed = {r.subject_id for r in missing} | {index.subject_of(t) for t in removed | moved} - {None}
+    _report_problems(tx, None, owns, changed)  # type: ignore[arg-type]
+    for template_id in named:
+        if template_id not in present:
+            ctx.excluded.pop(template_id, None)  # erased or purged since
+    # a subject named in the log may have been erased, or erased and enrolled again with a new key: its cached key
+    # goes (the key of a subject erased must not stay in memory; the next use unwraps the current one)
+    for subject in {s for s, _ in rows}:
+        ctx.data_keys.pop(subject, None)
+    index.update(remove=removed | moved, add_ids=[], add_subjects=[], add_vectors=np.zeros((0, index.dim)))
+    for start in range(0, len(missing), SYNC_CHUNK):
+        _add(ctx, tx, index, missing[start : start + SYNC_CHUNK])
+    index.changes = last
+
+
+def _add(ctx: GalleryContext, tx: Transaction, index: SearchIndex, records: list[TemplateRecord]) -> None:
+    good, vectors = _readable(ctx, tx, records)
+    index.update(
+        remove=(),
+        add_ids=[r.id for r in good],
+        add_subjects=[r.subject_id for r in good],
+        add_vectors=np.stack(vectors) if vectors else np.zeros((0, index.dim)),
+    )
 
 
 def _pages(ctx: GalleryContext, tx: Transaction, missing: list[str], *, whole: bool) -> Iterator[list[TemplateRecord]]:
@@ -173,35 +245,83 @@ def index_applied(
 def allowed_subjects(
     ctx: GalleryContext, tx: Transaction, gallery: str, purpose: str | None, now: datetime
 ) -> AllowedSubjects:
-    """Subjects of ``gallery`` whose consent is valid now for ``purpose`` (any purpose when None)."""
+    """Subjects of ``gallery`` whose consent is valid now for ``purpose`` (any purpose when None). Cached until the
+    consents or subjects change, or a consent starts or ends; then the subjects the change log names since are
+    looked at again (all of them when it names too many, or does not reach back far enough)."""
     version = (tx.get_meta("consent_version"), tx.data_version())
     key = (gallery, purpose or "")
     cached = ctx.allowed.get(key)
-    if cached is not None and cached.version == version and (cached.valid_until is None or now < cached.valid_until):
-        return cached
+    if cached is not None and (cached.valid_until is None or now < cached.valid_until):
+        if cached.version == version:
+            return cached
+        if cached.changes is not None and (caught := tx.changes_since(cached.changes, CHANGES_REPLAYED)):
+            named = {s for s, _ in caught[1]}
+            if len(named) <= max(256, len(cached.subjects) // 50):  # else one pass over all is cheaper
+                entry = _allowed_again(tx, gallery, purpose, now, cached, named)
+                entry.version, entry.changes = version, caught[0]
+                ctx.allowed[key] = entry
+                return entry
+    last = tx.last_change()
     enrolled = {s.id for s in tx.list_subjects(gallery)}
     allowed: set[str] = set()
     valid_until: datetime | None = None
     for consent in tx.list_consents(gallery=gallery):
         if consent.subject_id not in enrolled or (purpose is not None and consent.purpose != purpose):
             continue
-        state = consent.state(now)
-        change = None
-        if state == "valid":
+        valid, change = _window(consent, now)
+        if valid:
             allowed.add(consent.subject_id)
-            change = None if consent.expires_at is None else from_text(consent.expires_at)
-        elif state == "not_yet_valid":
-            change = from_text(consent.given_at)
-        if change is not None and (valid_until is None or change < valid_until):
-            valid_until = change
-    entry = AllowedSubjects(version, frozenset(allowed), valid_until)
+        valid_until = _earlier(valid_until, change)
+    entry = AllowedSubjects(version, frozenset(allowed), valid_until, changes=last)
     ctx.allowed[key] = entry
     return entry
+
+
+def _allowed_again(
+    tx: Transaction, gallery: str, purpose: str | None, now: datetime, cached: AllowedSubjects, named: set[str]
+) -> AllowedSubjects:
+    """``cached`` with the subjects ``named`` (by the change log) looked at again."""
+    allowed: set[str] = set()
+    valid_until = cached.valid_until  # at worst earlier than needed: the whole set is then worked out again
+    for subject in sorted(named):
+        record = tx.get_subject(subject)
+        if record is None or record.gallery != gallery:
+            continue
+        for consent in tx.list_consents(subject_id=subject, gallery=gallery):
+            if purpose is not None and consent.purpose != purpose:
+                continue
+            valid, change = _window(consent, now)
+            if valid:
+                allowed.add(subject)
+            valid_until = _earlier(valid_until, change)
+    # one copy of the set at most (a million subjects: tens of milliseconds), none when nobody's place changed
+    subjects = cached.subjects
+    if gone := (named - allowed) & subjects:
+        subjects = subjects - gone
+    if allowed - subjects:
+        subjects = subjects | allowed
+    # the mask of the set before stays good for everyone else: search_mask looks at these subjects again only
+    recheck = frozenset(named | cached.recheck)
+    return AllowedSubjects(cached.version, subjects, valid_until, cached.mask, -1, None, cached.mask_of, recheck)
+
+
+def _window(consent: Consent, now: datetime) -> tuple[bool, datetime | None]:
+    """Whether ``consent`` is valid now, and when that next changes (None: never by itself)."""
+    state = consent.state(now)
+    if state == "valid":
+        return True, None if consent.expires_at is None else from_text(consent.expires_at)
+    return False, from_text(consent.given_at) if state == "not_yet_valid" else None
+
+
+def _earlier(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None or (b is not None and b < a) else a
 
 
 def search_mask(index: SearchIndex, allowed: AllowedSubjects) -> np.ndarray:
     """The index rows of the allowed subjects (cached until the index changes)."""
     if allowed.mask is None or allowed.generation != index.generation:
-        allowed.mask = index.mask(allowed.subjects)
-        allowed.generation = index.generation
+        # a mask made for this index before it changed needs only the subjects added or named since
+        base = allowed.mask if allowed.mask_of is index else None
+        allowed.mask = index.mask(allowed.subjects, base=base, recheck=allowed.recheck)
+        allowed.generation, allowed.mask_of, allowed.recheck = index.generation, index, frozenset()
     return allowed.mask

@@ -326,9 +326,12 @@ class ShardedIndex(SearchIndex):
         and unwrapped keys (tests, benchmarks)."""
         return self._all([pool.submit(_stats, self.data_version, detail) for pool in self._pools])
 
-    def mask(self, allowed: Collection[str]) -> ShardMask:
+    def mask(
+        self, allowed: Collection[str], *, base: np.ndarray | None = None, recheck: Collection[str] = ()
+    ) -> ShardMask:
         """Send each shard its part of ``allowed``, kept under a new token; one True per allowed subject with
-        templates (the number the threshold is computed for)."""
+        templates (the number the threshold is computed for). ``base`` and ``recheck`` are not used: the parts are
+        sent whole each time."""
         token = next(self._tokens)
         parts = partition(allowed, self.shards)
         pairs = zip(self._pools, parts, strict=True)

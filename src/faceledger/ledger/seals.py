@@ -168,10 +168,10 @@ class SealedTransaction:
     def _filtered(self, kind: str, records: list[Any]) -> list[Any]:
         if not records or not self.sealed():
             return records
-        seals = self._tx.seals_of(kind)
+        keys = [_key_of(kind, r) for r in records]  # a few: their seals only; many: every seal of the kind at once
+        seals = self._tx.seals_among(kind, keys) if len(keys) <= 500 else self._tx.seals_of(kind)
         good = []
-        for record in records:
-            key = _key_of(kind, record)
+        for key, record in zip(keys, records, strict=True):
             why = self._problem(kind, key, record, seals)
             if why is None:
                 good.append(record)

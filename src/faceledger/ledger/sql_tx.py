@@ -33,6 +33,7 @@ from faceledger.ledger.records import (
     VideoSessionRecord,
 )
 from faceledger.ledger.sql_accounts import AccountQueries
+from faceledger.ledger.sql_changes import ChangeQueries
 from faceledger.ledger.sql_evidence import EvidenceQueries
 from faceledger.ledger.sql_seals import SealQueries
 
@@ -76,7 +77,7 @@ def _candidate(row: tuple[Any, ...]) -> CandidateRecord:
     return CandidateRecord(*values)
 
 
-class SQLTransaction(AccountQueries, EvidenceQueries, SealQueries):
+class SQLTransaction(AccountQueries, ChangeQueries, EvidenceQueries, SealQueries):
     """:class:`Transaction` over an open transaction of either store."""
 
     # meta
@@ -96,6 +97,7 @@ class SQLTransaction(AccountQueries, EvidenceQueries, SealQueries):
     def bump_data_version(self) -> int:
         version = self.data_version() + 1
         self.set_meta("data_version", str(version))
+        self.prune_changes()  # every change to the templates bumps the version: the log stays its latest rows
         return version
 
     # policies and galleries

@@ -67,7 +67,16 @@ class Transaction(Protocol):
         ...
 
     def bump_data_version(self) -> int:
-        """Increment and return the data version."""
+        """Increment and return the data version (and prune the change log to its latest rows)."""
+        ...
+
+    def last_change(self) -> int:
+        """The highest seq of the change log of templates, subjects and consents (0 when empty)."""
+        ...
+
+    def changes_since(self, after: int, limit: int) -> tuple[int, list[tuple[str, str | None]]] | None:
+        """The change log after seq ``after`` as ``(last seq, [(subject_id, template_id or None), ...])``, or None
+        when it was pruned past ``after`` or holds more than ``limit`` rows."""
         ...
 
     # policies and galleries

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -104,3 +106,19 @@ def test_a_mask_brought_forward_equals_one_made_afresh(seed: int) -> None:
     assert (index.mask(after, base=base, recheck=recheck) == index.mask(after)).all()
     if before ^ after - set(later):  # without the subjects that changed, the old places show through
         assert not (index.mask(after, base=base) == index.mask(after)).all()
+
+
+def test_the_matrix_grows_by_half_its_size_at_most_by_the_growth_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faceledger.gallery import index as index_module
+
+    monkeypatch.setattr(index_module, "GROWTH_ROWS", 100)
+    index = SearchIndex(4)
+    rng = np.random.default_rng(0)
+    capacities = []
+    for i in range(60):
+        ids = [f"{i}-{j}" for j in range(50)]
+        index.update(remove=(), add_ids=ids, add_subjects=ids, add_vectors=_unit(rng, 50, 4))
+        capacities.append(len(index._matrix))
+    steps = [b - a for a, b in itertools.pairwise(capacities) if b > a]
+    assert len(index) == 3000 and capacities[-1] >= 3000
+    assert max(steps) <= 100 + 16 and steps[0] < 100  # half the size while small, the cap once large

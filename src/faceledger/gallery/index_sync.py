@@ -117,7 +117,9 @@ def _reload(ctx: GalleryContext, tx: Transaction, index: SearchIndex, owns: Any,
     for template_id in [t for t in ctx.excluded if t not in current]:
         del ctx.excluded[template_id]  # erased or purged since
     index.update(remove=removed, add_ids=[], add_subjects=[], add_vectors=np.zeros((0, index.dim)))
-    index.reserve(len(index) + len(missing))
+    # room for the enrollments that follow a load (1/64 more, at least 1,024): the first of them need not copy
+    # the whole matrix to grow it
+    index.reserve(len(index) + len(missing) + (max(1024, len(missing) // 64) if len(index) == 0 else 0))
     bulk = len(missing) > SYNC_CHUNK
     cached = set(ctx.data_keys) if bulk else set()
     # In chunks: at national scale the ciphertexts of every template at once would take more memory than the index

@@ -9,7 +9,9 @@ one matrix product per search, best template per subject, top-k) over random uni
 * ``search 1``: a full search of one probe (matrix product, best template per subject, top-k);
 * ``search/q @B``: per-probe time when ``B`` probes (e.g. the faces of a group photo, or a video batch) are
   searched together with one matrix product;
-* ``matrix MB``: the template matrix; ``RSS MB``: resident memory of the process after building the index.
+* ``matrix MB``: the template matrix; ``RSS MB``: resident memory of the process after building the index;
+* ``batch peak MB``: the most memory a search of ``B`` probes together holds beyond the index (numpy's
+  allocations, traced by tracemalloc): the similarities and what sorts them.
 
 Random vectors exercise the same arithmetic as real templates (the work does not depend on the values).
 Timings are medians; the machine's load shows in them, so compare rows of one run.
@@ -28,6 +30,7 @@ import resource
 import statistics
 import sys
 import time
+import tracemalloc
 from typing import Any
 
 import numpy as np
@@ -90,6 +93,10 @@ def bench(n: int, dim: int, per_subject: int, batch: int, k: int, repeats: int, 
     matmul = median_time(lambda: one @ matrix.T, repeats)
     search_one = median_time(lambda: index.search(one, k), repeats)
     search_batch = median_time(lambda: index.search(probes, k), max(3, repeats // 4)) / len(probes)
+    tracemalloc.start()
+    index.search(probes, k)
+    batch_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
     # exactness check: the best subject for a stored template's own vector is its subject
     probe = matrix[n // 2 : n // 2 + 1]
     best = index.search(probe, 1)[0][0]
@@ -104,6 +111,7 @@ def bench(n: int, dim: int, per_subject: int, batch: int, k: int, repeats: int, 
         f"search_per_query_at_{batch}_ms": round(search_batch * 1e3, 3),
         "matrix_mb": round(index.nbytes / 2**20, 1),
         "rss_mb": round(rss, 1),
+        f"search_peak_at_{batch}_mb": round(batch_peak / 2**20, 1),
     }
 
 
@@ -129,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_label = f"search/q @{args.batch} ms"
         header = (
             f"{'templates':>10} {'build s':>8} {'matmul 1 ms':>12} {'search 1 ms':>12} "
-            f"{batch_label:>16} {'matrix MB':>10} {'RSS MB':>8}"
+            f"{batch_label:>16} {'matrix MB':>10} {'RSS MB':>8} {'batch peak MB':>13}"
         )
         print(header)
         print("-" * len(header))
@@ -141,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{row['templates']:>10,} {row['build_s']:>8.2f} {row['matmul_1_ms']:>12.2f} "
                 f"{row['search_1_ms']:>12.2f} {row[f'search_per_query_at_{args.batch}_ms']:>16.3f} "
-                f"{row['matrix_mb']:>10.1f} {row['rss_mb']:>8.1f}"
+                f"{row['matrix_mb']:>10.1f} {row['rss_mb']:>8.1f} {row[f'search_peak_at_{args.batch}_mb']:>13.1f}"
             )
         sys.stdout.flush()
     return 0

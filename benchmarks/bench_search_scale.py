@@ -174,8 +174,8 @@ def cold_start(db: str, key_file: Path) -> dict[str, Any]:
             check = timed(lambda: sync_index(ctx, tx), 50)  # an index in sync: one data_version read
 
         gallery, added = ctx.policy.policy.galleries[0].name, iter(range(n, n + 1000))
-        with ctx.store.read() as tx:
-            allowed_subjects(ctx, tx, gallery, PURPOSE, ctx.now())
+        with ctx.store.read() as tx:  # what the first search works out
+            search_mask(index, allowed_subjects(ctx, tx, gallery, PURPOSE, ctx.now()))
 
         def changed_elsewhere() -> None:
             """What another process's enrollment of one subject costs this one's next search: the subject written

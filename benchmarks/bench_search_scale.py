@@ -126,23 +126,10 @@ def add_subjects(ctx: Any, rng: np.random.Generator, start: int, count: int) -> 
                 )
             )
         bump_consent_version(tx)
-        ctx.record(
-            tx,
-            AuditAction.CONSENT_ADD,
-            actor="bench",
-            purpose=PURPOSE,
-            gallery=gallery,
-            details={"consents": count, "note": "benchmark fill"},
-        )
         tx.add_subjects(subjects, keys, templates)  # in bulk: a few round trips per chunk
-        ctx.record(
-            tx,
-            AuditAction.ENROLL,
-            actor="bench",
-            purpose=PURPOSE,
-            gallery=gallery,
-            details={"subjects": count, "note": "benchmark fill"},
-        )
+        for action, what in ((AuditAction.CONSENT_ADD, "consents"), (AuditAction.ENROLL, "subjects")):
+            details = {what: count, "note": "benchmark fill"}
+            ctx.record(tx, action, actor="bench", purpose=PURPOSE, gallery=gallery, details=details)
         tx.bump_data_version()
     for subject in set(ctx.data_keys) - cached:
         del ctx.data_keys[subject]

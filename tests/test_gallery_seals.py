@@ -225,15 +225,24 @@ def test_a_database_made_before_seals_is_sealed_on_its_first_write(
     assert _verified_records(gallery) == ()
 
 
-def test_verify_on_the_command_line_lists_each_record(gallery: Gallery) -> None:
+def test_verify_on_the_command_line_lists_each_record(gallery: Gallery, monkeypatch: pytest.MonkeyPatch) -> None:
+    from faceledger.interfaces.cli import audit as audit_cli
+
     _sql(gallery, "UPDATE users SET role = 'admin' WHERE name = 'rev'")
     _sql(gallery, "UPDATE api_keys SET role = 'admin' WHERE owner = 'door'")
     gallery.close()
     key_file = str(gallery.key_file)
     result = CliRunner().invoke(main, ["audit", "verify", "--db", gallery.store.location, "--key-file", key_file])
     assert result.exit_code == 1, result.output
-    assert "2 record(s) do not match the ledger" in result.output
-    assert "user 'rev': does not match the seal" in result.output and "api key '" in result.output
+    lines = result.stderr.splitlines()  # one message a line, each record on its own
+    assert lines[0].startswith("faceledger: 2 record(s) do not match the ledger") and lines[0].endswith(":")
+    assert sorted(line.split("'")[0] for line in lines[1:]) == ["faceledger:   api key ", "faceledger:   user "]
+    assert "user 'rev': does not match the seal" in result.stderr
+    monkeypatch.setattr(audit_cli, "RECORDS_SHOWN", 1)  # a gallery altered in bulk: the first ones, then a count
+    result = CliRunner().invoke(main, ["audit", "verify", "--db", gallery.store.location, "--key-file", key_file])
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 1 and len(lines) == 3 and lines[0].endswith("; the first 1:")
+    assert lines[2] == "faceledger:   ... and 1 more (`faceledger audit verify --json` lists every one)"
 
 
 def test_without_the_master_key_verify_says_records_were_not_checked(gallery: Gallery, tmp_path: Path) -> None:

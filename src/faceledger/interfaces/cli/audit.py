@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -12,12 +13,15 @@ import click
 from faceledger import config
 from faceledger.gallery import Gallery
 from faceledger.interfaces.cli.options import PEOPLE, Call, Who, gallery_command, registrar
-from faceledger.interfaces.cli.render import fail
+from faceledger.interfaces.cli.render import fail, warn
 from faceledger.interfaces.cli.views import FileWritten, ReportFile
 from faceledger.ledger import AuditHead
 from faceledger.ledger.signing import SignedHead, public_key_from_text
 
 __all__ = ["audit_group", "register", "report_command"]
+
+RECORDS_SHOWN = 20
+"""Records not matching the ledger that ``audit verify`` names on stderr (``--json`` lists every one)."""
 
 READER = Who(actor_is="who reads the ledger", purpose="audit")
 """``audit show``: entries name subjects and actors, so the read is recorded; the purpose defaults to audit."""
@@ -88,12 +92,20 @@ def audit_verify(
     call.out.show(result)
     if result.ok:
         return
-    lines = [f"audit chain broken at entry {result.bad_seq}: {result.problem}"] if result.bad_seq is not None else []
+    # one message per line (fail() escapes line breaks), the records capped: a whole gallery altered is thousands
+    if result.bad_seq is not None:
+        warn(f"audit chain broken at entry {result.bad_seq}: {result.problem}")
     if result.records:
-        lines.append(f"{len(result.records)} record(s) do not match the ledger (changed, inserted or deleted outside "
-                     "faceledger; each is refused where it is used):")
-        lines += [f"  {line}" for line in result.records]
-    fail("\n".join(lines))
+        shown = result.records[:RECORDS_SHOWN]
+        more = len(result.records) - len(shown)
+        which = f"; the first {len(shown)}:" if more else ":"
+        warn(f"{len(result.records)} record(s) do not match the ledger (changed, inserted or deleted outside "
+             f"faceledger; each is refused where it is used){which}")  # fmt: skip
+        for line in shown:
+            warn(f"  {line}")
+        if more:
+            warn(f"  ... and {more} more (`faceledger audit verify --json` lists every one)")
+    sys.exit(1)
 
 
 @audit_group.command("head")

@@ -122,3 +122,21 @@ def test_the_matrix_grows_by_half_its_size_at_most_by_the_growth_cap(monkeypatch
     steps = [b - a for a, b in itertools.pairwise(capacities) if b > a]
     assert len(index) == 3000 and capacities[-1] >= 3000
     assert max(steps) <= 100 + 16 and steps[0] < 100  # half the size while small, the cap once large
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_subject_set_changed_many_times_equals_the_plain_set(seed: int) -> None:
+    from faceledger.gallery.index_sync import SubjectSet
+
+    rng = np.random.default_rng(seed)
+    universe = [f"s{i}" for i in range(300)]
+    plain = {s for s in universe if rng.random() < 0.5}
+    layered = SubjectSet(frozenset(plain))
+    for _ in range(40):
+        named = {s for s in universe if rng.random() < 0.05}
+        joined = {s for s in sorted(named) if rng.random() < 0.5}
+        earlier, before = layered, set(plain)
+        layered, plain = layered.changed(joined, named - joined), (plain - named) | joined
+        assert layered == plain and len(layered) == len(plain) and sorted(layered) == sorted(plain)
+        assert all((s in layered) == (s in plain) for s in universe)
+        assert earlier == before  # the set it was made from is left as it was (other searches may hold it)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,12 +32,45 @@ SYNC_CHUNK = 20_000
 """Templates read and decrypted at a time while the index loads."""
 
 
+class SubjectSet(AbstractSet[str]):
+    """An immutable set of subject ids: a frozenset with the few joined and left since on top of it, so that a change
+    to a set of millions costs the change, not a copy. Written here because neither the standard library nor numpy
+    has a persistent set; the layers are folded into a new frozenset once they hold more than a sixteenth of it."""
+
+    __slots__ = ("_added", "_base", "_removed")
+
+    def __init__(
+        self, base: frozenset[str], added: frozenset[str] = frozenset(), removed: frozenset[str] = frozenset()
+    ) -> None:
+        self._base, self._added, self._removed = base, added, removed  # added outside base, removed inside it
+
+    def __contains__(self, subject: object) -> bool:
+        return subject in self._added or (subject in self._base and subject not in self._removed)
+
+    def __iter__(self) -> Iterator[str]:
+        removed = self._removed
+        yield from (s for s in self._base if s not in removed) if removed else self._base
+        yield from self._added
+
+    def __len__(self) -> int:
+        return len(self._base) - len(self._removed) + len(self._added)
+
+    def changed(self, joined: AbstractSet[str], left: AbstractSet[str]) -> SubjectSet:
+        """This set without ``left`` and with ``joined`` (disjoint), as a new set; this one is not changed."""
+        base = self._base
+        added = (self._added - left) | {s for s in joined if s not in base}
+        removed = (self._removed | {s for s in left if s in base}) - joined
+        if len(added) + len(removed) > 64 + len(base) // 16:
+            return SubjectSet(frozenset(SubjectSet(base, frozenset(added), frozenset(removed))))
+        return SubjectSet(base, frozenset(added), frozenset(removed))
+
+
 @dataclass
 class AllowedSubjects:
     """Subjects searchable for one gallery and purpose, valid until ``valid_until`` (a consent starts or ends)."""
 
     version: tuple[str | None, int]
-    subjects: frozenset[str]
+    subjects: AbstractSet[str]
     valid_until: datetime | None
     mask: np.ndarray | None = None
     generation: int = -1
@@ -274,7 +308,7 @@ def allowed_subjects(
         if valid:
             allowed.add(consent.subject_id)
         valid_until = _earlier(valid_until, change)
-    entry = AllowedSubjects(version, frozenset(allowed), valid_until, changes=last)
+    entry = AllowedSubjects(version, SubjectSet(frozenset(allowed)), valid_until, changes=last)
     ctx.allowed[key] = entry
     return entry
 
@@ -296,12 +330,11 @@ def _allowed_again(
             if valid:
                 allowed.add(subject)
             valid_until = _earlier(valid_until, change)
-    # one copy of the set at most (a million subjects: tens of milliseconds), none when nobody's place changed
-    subjects = cached.subjects
-    if gone := (named - allowed) & subjects:
-        subjects = subjects - gone
-    if allowed - subjects:
-        subjects = subjects | allowed
+    # the change on top of the set before, not a copy of it (a million subjects: tens of milliseconds)
+    before = cached.subjects
+    subjects = (before if isinstance(before, SubjectSet) else SubjectSet(frozenset(before))).changed(
+        allowed, named - allowed
+    )
     # the mask of the set before stays good for everyone else: search_mask looks at these subjects again only
     recheck = frozenset(named | cached.recheck)
     return AllowedSubjects(cached.version, subjects, valid_until, cached.mask, -1, None, cached.mask_of, recheck)

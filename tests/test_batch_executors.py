@@ -332,8 +332,9 @@ def test_a_ray_cluster_that_is_not_there_is_named_at_once(
 ) -> None:
     manifest = tmp_path / "people.csv"
     manifest.write_text("subject,image\namy,amy.png\n")
-    _init(make_location(request, "sqlite", tmp_path))
-    env = {"FACELEDGER_DB": str(tmp_path / "g.db"), "FACELEDGER_ACTOR": "ops"}
+    where = make_location(request, "sqlite", tmp_path)
+    _init(where)
+    env = {"FACELEDGER_DB": where.location, "FACELEDGER_KEY_FILE": str(where.key_file), "FACELEDGER_ACTOR": "ops"}
     common = ["enroll-batch", str(manifest), "--purpose", PURPOSE]
     nowhere = f"ray://127.0.0.1:{free_port()}"
     result = CliRunner().invoke(cli, [*common, "--executor", "ray", "--ray-address", nowhere], env=env)

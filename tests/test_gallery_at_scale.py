@@ -137,15 +137,19 @@ def _mirrored(folder: Path) -> Path:
     return out
 
 
+def _ana_and_ben_enrolled_cy_consenting(writer: Gallery, folder: Path) -> None:
+    for subject in ("ana", "ben", "cy"):
+        _consent(writer, subject)
+    writer.enroll("ana", [EXAMPLE_IMAGE], actor="desk", purpose=PURPOSE)
+    writer.enroll("ben", [_mirrored(folder)], actor="desk", purpose=PURPOSE)
+
+
 def test_a_search_after_another_process_changed_the_gallery_checks_only_the_changed_subjects(
     gallery_location: GalleryLocation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     location, key = gallery_location.location, gallery_location.key_file
     with Gallery.init(location, actor="admin", key_file=key) as writer:
-        for subject in ("ana", "ben", "cy"):
-            _consent(writer, subject)
-        writer.enroll("ana", [EXAMPLE_IMAGE], actor="desk", purpose=PURPOSE)
-        writer.enroll("ben", [_mirrored(tmp_path)], actor="desk", purpose=PURPOSE)
+        _ana_and_ben_enrolled_cy_consenting(writer, tmp_path)
         with Gallery.open(location, key_file=key) as searcher:
             assert searcher.identify(EXAMPLE_IMAGE, actor="door", purpose=PURPOSE).faces  # the index loads
             (template,) = gallery_location.sql("SELECT id FROM templates WHERE subject_id = 'ben'")[0]
@@ -186,10 +190,7 @@ def test_a_loaded_index_catches_up_from_the_change_log_to_what_a_fresh_load_hold
     list of every template, subject or consent) and then holds what a process loading the gallery now would."""
     location, key = gallery_location.location, gallery_location.key_file
     with Gallery.init(location, actor="admin", key_file=key) as writer:
-        for subject in ("ana", "ben", "cy"):
-            _consent(writer, subject)
-        writer.enroll("ana", [EXAMPLE_IMAGE], actor="desk", purpose=PURPOSE)
-        writer.enroll("ben", [_mirrored(tmp_path)], actor="desk", purpose=PURPOSE)
+        _ana_and_ben_enrolled_cy_consenting(writer, tmp_path)
         cy = _variant(tmp_path, "cy.jpg", -4.0)
         with Gallery.open(location, key_file=key) as searcher:
             first = searcher.identify(_mirrored(tmp_path), actor="door", purpose=PURPOSE)

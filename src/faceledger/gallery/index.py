@@ -152,14 +152,13 @@ class SearchIndex:
         ``base``: a mask this index gave earlier, for a set that differs from ``allowed`` at most by the subjects
         in ``recheck``; only those and the subjects the index gained since are looked at (a subject's code never
         changes, so the rest of ``base`` still holds). A new array either way."""
+        mask = np.zeros(len(self._subjects), bool)
         if base is None or len(base) > len(self._subjects):
-            mask = np.zeros(len(self._subjects), bool)
             for subject in allowed:
                 code = self._code_of.get(subject)
                 if code is not None:
                     mask[code] = True
             return mask
-        mask = np.zeros(len(self._subjects), bool)
         mask[: len(base)] = base
         for code in range(len(base), len(self._subjects)):
             mask[code] = self._subjects[code] in allowed

@@ -70,7 +70,7 @@ class AllowedSubjects:
     """Subjects searchable for one gallery and purpose, valid until ``valid_until`` (a consent starts or ends)."""
 
     version: tuple[str | None, int]
-    subjects: AbstractSet[str]
+    subjects: SubjectSet
     valid_until: datetime | None
     mask: np.ndarray | None = None
     generation: int = -1
@@ -146,8 +146,8 @@ def _reload(ctx: GalleryContext, tx: Transaction, index: SearchIndex, owns: Any,
     # far enough) checks the subjects whose templates this sync adds or removes
     changed = None
     if len(index):
-        changed = {current[t] for t in missing} | {index.subject_of(t) for t in removed} - {None}
-    _report_problems(tx, refs, owns, changed)  # type: ignore[arg-type]
+        changed = {current[t] for t in missing} | {s for t in removed if (s := index.subject_of(t)) is not None}
+    _report_problems(tx, refs, owns, changed)
     for template_id in [t for t in ctx.excluded if t not in current]:
         del ctx.excluded[template_id]  # erased or purged since
     index.update(remove=removed, add_ids=[], add_subjects=[], add_vectors=np.zeros((0, index.dim)))
@@ -185,11 +185,12 @@ def _catch_up(
     named = sorted({t for _, t in rows if t is not None})
     present = {r.id: r for r in tx.get_templates(named)}
     _check_models((r.model for r in present.values()), model)
-    removed = {t for t in named if t not in present and index.subject_of(t) is not None}
-    moved = {t for t, r in present.items() if index.subject_of(t) not in (None, r.subject_id)}
-    missing = [r for t, r in present.items() if index.subject_of(t) is None or t in moved]
-    changed = {r.subject_id for r in missing} | {index.subject_of(t) for t in removed | moved} - {None}
-    _report_problems(tx, None, owns, changed)  # type: ignore[arg-type]
+    held = {t: s for t in named if (s := index.subject_of(t)) is not None}  # the subject the index has it under
+    removed = {t for t in held if t not in present}
+    moved = {t for t, r in present.items() if t in held and held[t] != r.subject_id}
+    missing = [r for t, r in present.items() if t not in held or t in moved]
+    changed = {r.subject_id for r in missing} | {held[t] for t in removed | moved}
+    _report_problems(tx, None, owns, changed)
     for template_id in named:
         if template_id not in present:
             ctx.excluded.pop(template_id, None)  # erased or purged since
@@ -293,8 +294,7 @@ def allowed_subjects(
         if cached.changes is not None and (caught := tx.changes_since(cached.changes, CHANGES_REPLAYED)):
             named = {s for s, _ in caught[1]}
             if len(named) <= max(256, len(cached.subjects) // 50):  # else one pass over all is cheaper
-                entry = _allowed_again(tx, gallery, purpose, now, cached, named)
-                entry.version, entry.changes = version, caught[0]
+                entry = _allowed_again(tx, gallery, purpose, now, cached, named, version, caught[0])
                 ctx.allowed[key] = entry
                 return entry
     last = tx.last_change()
@@ -314,9 +314,16 @@ def allowed_subjects(
 
 
 def _allowed_again(
-    tx: Transaction, gallery: str, purpose: str | None, now: datetime, cached: AllowedSubjects, named: set[str]
+    tx: Transaction,
+    gallery: str,
+    purpose: str | None,
+    now: datetime,
+    cached: AllowedSubjects,
+    named: set[str],
+    version: tuple[str | None, int],
+    changes: int,
 ) -> AllowedSubjects:
-    """``cached`` with the subjects ``named`` (by the change log) looked at again."""
+    """``cached`` with the subjects ``named`` (by the change log up to ``changes``) looked at again."""
     allowed: set[str] = set()
     valid_until = cached.valid_until  # at worst earlier than needed: the whole set is then worked out again
     for subject in sorted(named):
@@ -330,14 +337,17 @@ def _allowed_again(
             if valid:
                 allowed.add(subject)
             valid_until = _earlier(valid_until, change)
-    # the change on top of the set before, not a copy of it (a million subjects: tens of milliseconds)
-    before = cached.subjects
-    subjects = (before if isinstance(before, SubjectSet) else SubjectSet(frozenset(before))).changed(
-        allowed, named - allowed
+    # the change on top of the set before, not a copy of it (a million subjects: tens of milliseconds); the mask
+    # of the set before stays good for everyone else, so search_mask looks at these subjects again only
+    return AllowedSubjects(
+        version,
+        cached.subjects.changed(allowed, named - allowed),
+        valid_until,
+        mask=cached.mask,
+        changes=changes,
+        mask_of=cached.mask_of,
+        recheck=frozenset(named | cached.recheck),
     )
-    # the mask of the set before stays good for everyone else: search_mask looks at these subjects again only
-    recheck = frozenset(named | cached.recheck)
-    return AllowedSubjects(cached.version, subjects, valid_until, cached.mask, -1, None, cached.mask_of, recheck)
 
 
 def _window(consent: Consent, now: datetime) -> tuple[bool, datetime | None]:

@@ -23,16 +23,13 @@ class ChangeQueries(SQLQueries):
     def last_change(self) -> int:
         """The highest ``seq`` of the change log (0 when nothing was ever logged): an index loaded in this
         transaction reflects every change up to it."""
-        row = self._one("SELECT MAX(seq) FROM index_changes")
-        pruned = self._one("SELECT value FROM meta WHERE key = ?", (_PRUNED,))
-        return max(int(row[0]) if row and row[0] is not None else 0, int(pruned[0]) if pruned else 0)
+        return max(self._last_seq(), self._pruned())
 
     def changes_since(self, after: int, limit: int) -> tuple[int, list[tuple[str, str | None]]] | None:
         """The log after ``after``, oldest first, as ``(last seq, [(subject_id, template_id or None), ...])``;
         None when rows after ``after`` were pruned already, or when there are more than ``limit`` (the caller then
         reads the whole gallery)."""
-        pruned = self._one("SELECT value FROM meta WHERE key = ?", (_PRUNED,))
-        if pruned is not None and after < int(pruned[0]):
+        if after < self._pruned():
             return None
         rows = self._all(
             "SELECT seq, subject_id, template_id FROM index_changes WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -45,13 +42,20 @@ class ChangeQueries(SQLQueries):
     def prune_changes(self, keep: int | None = None) -> None:
         """Delete the log's rows but the latest ``keep`` (:data:`CHANGES_KEPT` by default; in a write transaction),
         remembering the last seq pruned."""
-        row = self._one("SELECT MAX(seq) FROM index_changes")
-        bound = (int(row[0]) if row and row[0] is not None else 0) - (CHANGES_KEPT if keep is None else keep)
-        pruned = self._one("SELECT value FROM meta WHERE key = ?", (_PRUNED,))
-        if bound <= (int(pruned[0]) if pruned else 0):
+        bound = self._last_seq() - (CHANGES_KEPT if keep is None else keep)
+        if bound <= self._pruned():
             return
         self._c.execute("DELETE FROM index_changes WHERE seq <= ?", (bound,))
         self._c.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (_PRUNED, str(bound)),
         )
+
+    def _last_seq(self) -> int:
+        row = self._one("SELECT MAX(seq) FROM index_changes")
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def _pruned(self) -> int:
+        """The last seq pruned (0: none)."""
+        row = self._one("SELECT value FROM meta WHERE key = ?", (_PRUNED,))
+        return int(row[0]) if row else 0

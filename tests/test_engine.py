@@ -105,6 +105,43 @@ def test_a_20_pixel_face_in_a_large_photo_is_found(engine: Engine) -> None:
     assert 12 < faces[0].height < 30
 
 
+@pytest.mark.parametrize("length", [641, 1000, 1280, 1700, 3200, 5472])
+@pytest.mark.parametrize("overlap", [40, 160, 400])
+def test_tiles_are_the_fewest_that_cover_the_image_with_the_overlap(length: int, overlap: int) -> None:
+    from faceledger.vision.detection import tile_layout
+
+    tiles = tile_layout(length, 640, overlap)
+    shared = min(overlap, 320)
+    assert len({size for _, size in tiles}) == 1 and tiles[0][1] <= 640
+    assert tiles[0][0] == 0 and tiles[-1][0] + tiles[-1][1] == length, "the tiles reach both ends"
+    for (a, size), (b, _) in itertools.pairwise(tiles):
+        assert a < b and a + size - b >= shared, "neighbours share the overlap"
+    fewer = len(tiles) - 1  # one tile less, even at the largest size, cannot cover it with that overlap
+    assert fewer * 640 - (fewer - 1) * shared < length
+
+
+def test_the_tile_pass_costs_the_pixels_of_the_image() -> None:
+    image = cv2.imread(str(EXAMPLE))
+    canvas = np.full((750, 1000, 3), 90, np.uint8)
+    canvas[100 : 100 + image.shape[0], 200 : 200 + image.shape[1]] = image
+    engine = Engine(upright="off")
+    sizes: list[tuple[int, ...]] = []
+    run_once = engine.detector.run_once
+
+    def counting(crop: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        sizes.append(crop.shape[:2])
+        return run_once(crop, threshold)
+
+    engine.detector.run_once = counting  # type: ignore[method-assign]
+    assert len(engine.detect(canvas)) == 1
+    # the first pass at 640 (padded), then the 1000x750 image as 2x2 tiles that overlap by the largest face the
+    # tile pass keeps (48 px of the first pass, 75 px here): about the image's pixels, where four 640x640 tiles
+    # cover 1.6 megapixels
+    tiles = sizes[1:5]  # after the first pass
+    assert len(set(tiles)) == 1 and max(tiles[0]) <= 640
+    assert sum(h * w for h, w in tiles) < 1.2 * 1000 * 750
+
+
 def test_alignment_puts_landmarks_on_the_template(engine: Engine) -> None:
     faces = engine.detect(EXAMPLE)
     matrix = similarity_transform(faces.landmarks[0])

@@ -418,32 +418,42 @@ class YuNetDetector:
         self, image: np.ndarray, tile: int, score_threshold: float, add: Any, scale: float = 1.0,
         max_side: float = float("inf"),
     ) -> None:
-        """Run on overlapping tiles; keep faces well inside each tile (those on the cut are found by a neighbour)
-        and whose shorter side is below ``max_side`` pixels of ``image``."""
+        """Run on overlapping tiles of at most ``tile`` pixels a side; keep faces well inside each tile (those on the
+        cut are found by a neighbour) and whose shorter side is below ``max_side`` pixels of ``image``.
+
+        The tiles overlap by ``max_side`` (at most a quarter of ``tile``), enough for every face the pass keeps to be
+        whole in one of them, and are the fewest that cover the image, all of one size: the cost follows the image's
+        pixels (a 1000x750 photo is one 1000x750 tile, not four of 640x640 that cover it more than twice)."""
         h, w = image.shape[:2]
-        overlap = tile // 4
-        step = tile - overlap
-        ys = list(range(0, max(h - tile, 0) + 1, step))
-        xs = list(range(0, max(w - tile, 0) + 1, step))
-        if ys[-1] + tile < h:
-            ys.append(h - tile)
-        if xs[-1] + tile < w:
-            xs.append(w - tile)
-        for y in ys:
-            for x in xs:
-                crop = image[y : y + tile, x : x + tile]
+        overlap = int(math.ceil(min(max_side, tile / 4)))
+        ys = tile_layout(h, tile, overlap)
+        xs = tile_layout(w, tile, overlap)
+        margin = 2.0
+        for y, th in ys:
+            for x, tw in xs:
+                crop = image[y : y + th, x : x + tw]
                 b, s, k = self.run_once(crop, score_threshold)
                 if len(b) == 0:
                     continue
                 # drop faces cut by an inner tile edge
-                margin = 2.0
                 inner = np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) < max_side
                 if x > 0:
                     inner &= b[:, 0] > margin
                 if y > 0:
                     inner &= b[:, 1] > margin
-                if x + tile < w:
-                    inner &= b[:, 2] < crop.shape[1] - margin
-                if y + tile < h:
-                    inner &= b[:, 3] < crop.shape[0] - margin
+                if x + tw < w:
+                    inner &= b[:, 2] < tw - margin
+                if y + th < h:
+                    inner &= b[:, 3] < th - margin
                 add(b[inner], s[inner], k[inner], scale, x / scale, y / scale)
+
+
+def tile_layout(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """``(start, size)`` of the fewest tiles of at most ``tile`` pixels covering ``length`` pixels with at least
+    ``overlap`` pixels shared by neighbours, all of one size and evenly spaced."""
+    if length <= tile:
+        return [(0, length)]
+    overlap = min(overlap, tile // 2)
+    count = math.ceil((length - overlap) / (tile - overlap))
+    size = min(tile, math.ceil((length + (count - 1) * overlap) / count))
+    return [(round(i * (length - size) / (count - 1)), size) for i in range(count)]

@@ -422,8 +422,9 @@ class YuNetDetector:
         cut are found by a neighbour) and whose shorter side is below ``max_side`` pixels of ``image``.
 
         The tiles overlap by ``max_side`` (at most a quarter of ``tile``), enough for every face the pass keeps to be
-        whole in one of them, and are the fewest that cover the image, all of one size: the cost follows the image's
-        pixels (a 1000x750 photo is one 1000x750 tile, not four of 640x640 that cover it more than twice)."""
+        whole in one of them, and are the fewest that cover the image, all of one size (:func:`tile_layout`): the
+        cost follows the image's pixels (a 1000x750 photo is four tiles of 538x413, not four of 640x640 that cover
+        it more than twice)."""
         h, w = image.shape[:2]
         overlap = int(math.ceil(min(max_side, tile / 4)))
         ys = tile_layout(h, tile, overlap)

@@ -142,6 +142,53 @@ def test_the_tile_pass_costs_the_pixels_of_the_image() -> None:
     assert sum(h * w for h, w in tiles) < 1.2 * 1000 * 750
 
 
+@pytest.mark.parametrize(
+    ("first", "smallest", "expected"),
+    [(0.16, 0, 1.0), (0.16, 48, 1.0), (0.16, 96, 0.5), (0.16, 300, 0.16), (0.16, 400, 0.16), (1.0, 96, 1.0)],
+)
+def test_the_tile_pass_runs_where_the_smallest_face_asked_for_is_48_pixels(
+    first: float, smallest: float, expected: float
+) -> None:
+    from faceledger.vision.detection import tile_scale
+
+    assert tile_scale(first, smallest) == pytest.approx(expected)
+
+
+def test_a_larger_smallest_face_makes_the_tile_pass_cheaper_and_finds_the_same_face() -> None:
+    from faceledger.vision.detection import box_iou
+
+    image = cv2.imread(str(EXAMPLE))
+    probe = Engine(upright="off")
+    face = probe.detect(image)[0]
+    scale = 130.0 / min(face.width, face.height)
+    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    canvas = np.full((3000, 4000, 3), 90, np.uint8)
+    canvas[2000 : 2000 + small.shape[0], 3000 : 3000 + small.shape[1]] = small
+
+    def passes(min_face_size: float) -> tuple[list[np.ndarray], list[tuple[int, ...]]]:
+        engine = Engine(upright="off", min_face_size=min_face_size)
+        sizes: list[tuple[int, ...]] = []
+        run_once = engine.detector.run_once
+
+        def counting(crop: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            sizes.append(crop.shape[:2])
+            return run_once(crop, threshold)
+
+        engine.detector.run_once = counting  # type: ignore[method-assign]
+        return [f.box for f in engine.detect(canvas)], sizes
+
+    everything, full = passes(0.0)
+    from_96, half = passes(96.0)
+    from_400, first_only = passes(400.0)  # the first pass (scale 0.16) sees a 400-px face at 64 px
+    assert len(everything) == len(from_96) == 1
+    assert box_iou(everything[0][None], from_96[0][None])[0, 0] > 0.9
+    assert from_400 == [], "the face is smaller than asked for"
+    pixels = [sum(h * w for h, w in sizes[1:]) for sizes in (full, half)]
+    assert pixels[0] > 12_000_000, "at full resolution the tiles cover the 12-megapixel canvas"
+    assert pixels[1] < 0.35 * pixels[0], "at half resolution they cost about a quarter of that"
+    assert len(first_only) == 1
+
+
 def test_alignment_puts_landmarks_on_the_template(engine: Engine) -> None:
     faces = engine.detect(EXAMPLE)
     matrix = similarity_transform(faces.landmarks[0])

@@ -99,7 +99,9 @@ class Engine:
             ``None`` for the default ``"sface_2021dec_int8"`` (int8 computation), ``"sface_2021dec"`` for the float32
             one (results identical to earlier releases; each has its own threshold table).
         score_threshold: detector confidence below which a candidate box is discarded.
-        min_face_size: faces whose shorter side is smaller (pixels) are not returned.
+        min_face_size: faces whose shorter side is smaller (pixels) are not returned. Above 48 the tile pass runs at
+            the scale that makes such a face 48 pixels (half resolution for 96: a 12-megapixel photo in about a
+            third of the time), or not at all when the first pass sees it that large.
         threads: onnxruntime threads per model (default: ``FACELEDGER_THREADS`` or 1; use :meth:`map` for many images).
         flip: average each embedding with the one of the mirrored face (about twice the embedding cost).
         quality: thresholds behind the per-face quality reasons.

@@ -21,6 +21,11 @@ UPRIGHT_MODES = ("off", "tilted", "auto")
 #: 1280x720 frame, scored 0.10-0.56 at their size and 0.81-0.91 on the second look; on the 825 photos, what a looser
 #: rule (any score over the threshold, anywhere in the window, leads from 6 px) added was false: 6-10 px specks in
 #: group photos and cat faces at 0.64-0.73.
+#: The tile pass keeps faces pass 1 saw under this many pixels (it finds larger ones itself), and is run at the scale
+#: that makes the smallest face asked for (``min_face_size``) this large, when that is under full resolution: YuNet
+#: finds 99 % of faces of 40-48 px, 92 % at 32, 69 % at 24 and 40 % at 20 (the shorter side of the box;
+#: ``benchmarks/bench_small_faces.py``)
+TILE_MAX_FACE = 48.0
 LOOK_AGAIN_SCORE = 0.08
 LOOK_AGAIN_MIN_SIDE = 14.0
 LOOK_AGAIN_SIDE = 48.0
@@ -282,11 +287,11 @@ class YuNetDetector:
           finds faces of about 10 pixels.
 
         Results of all passes are merged by non-maximum suppression. ``min_face_size`` drops faces whose shorter box
-        side is smaller (pixels). ``border`` pads the first pass by that fraction of its longer side (a face that
-        fills a photo or touches its edge is found only with a margin; video frames, whose faces are small and
-        tracked, can skip the cost with 0). ``interpolation`` shrinks the image for pass 1 (``INTER_AREA`` is the
-        sharpest and, for a frame shrunk by a non-integer factor, costs several milliseconds; video uses
-        ``INTER_LINEAR``). Faces are returned largest first.
+        side is smaller (pixels) and sets the scale of pass 2 (:func:`tile_scale`). ``border`` pads the first pass
+        by that fraction of its longer side (a face that fills a photo or touches its edge is found only with a
+        margin; video frames, whose faces are small and tracked, can skip the cost with 0). ``interpolation``
+        shrinks the image for pass 1 (``INTER_AREA`` is the sharpest and, for a frame shrunk by a non-integer factor,
+        costs several milliseconds; video uses ``INTER_LINEAR``). Faces are returned largest first.
 
         ``look_again`` takes a second look at small faces the passes above saw only weakly (a face of 30-40 pixels
         with no margin around it scores 0.1-0.5 at its size and 0.7-0.9 at twice it): up to
@@ -358,11 +363,16 @@ class YuNetDetector:
         pad = max(16, int(border * max(small.shape[:2]))) if border > 0 else 0
         padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0)) if pad else small
         add(*self.run_once(padded, score_threshold), scale, -pad / scale, -pad / scale)
-        if scale < 1.0 and tile:
+        level = tile_scale(scale, min_face_size) if tile else scale
+        if level > scale:
             # tiles are for the faces pass 1 saw too small (under ~48 px there); larger ones are pass 1's, and a
             # tile cutting through a large face can mistake a part of it (an eye and a brow) for a small face
-            self._tiles(image, tile_size, score_threshold, add, max_side=48.0 / scale)
-        elif upscale_small:
+            source = image
+            if level < 1.0:
+                size = (max(1, round(w * level)), max(1, round(h * level)))
+                source = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            self._tiles(source, tile_size, score_threshold, add, scale=level, max_side=TILE_MAX_FACE * level / scale)
+        elif upscale_small and scale >= 1.0:  # small images only, as documented
             big = cv2.resize(image, (w * 2, h * 2), interpolation=cv2.INTER_LINEAR)
             add(*self.run_once(big, score_threshold), 2.0)
         if not boxes:
@@ -447,6 +457,15 @@ class YuNetDetector:
                 if y + th < h:
                     inner &= b[:, 3] < th - margin
                 add(b[inner], s[inner], k[inner], scale, x / scale, y / scale)
+
+
+def tile_scale(first: float, min_face_size: float) -> float:
+    """The scale of the tile pass for a first pass at ``first``: full resolution, or less when the smallest face asked
+    for is larger than :data:`TILE_MAX_FACE`; ``first`` (no tile pass) when pass 1 sees every face that large."""
+    if first >= 1.0:
+        return first
+    level = 1.0 if min_face_size <= TILE_MAX_FACE else TILE_MAX_FACE / min_face_size
+    return level if level > first else first
 
 
 def tile_layout(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:

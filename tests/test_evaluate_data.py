@@ -182,6 +182,36 @@ class FakeDetections:
         return len(self.boxes)
 
 
+def test_the_code_fingerprint_covers_every_module_a_still_image_goes_through() -> None:
+    # a module whose code runs on a still image but that the fingerprint leaves out would let the cache serve faces
+    # found by an older version of it (the rotation search once was such a module)
+    import subprocess
+    import sys
+
+    from faceledger.evaluate.cache import _PIPELINE_MODULES
+
+    script = (
+        "import sys, cv2; from skimage import data; from faceledger import Engine\n"
+        "image = cv2.rotate(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), cv2.ROTATE_90_CLOCKWISE)\n"
+        "ran = set()\n"
+        "sys.setprofile(lambda frame, event, arg: ran.add(frame.f_code.co_filename) if event == 'call' else None)\n"
+        "faces = Engine().embed(image)\n"
+        "sys.setprofile(None)\n"
+        "assert len(faces) == 1\n"
+        "print('\\n'.join(sorted(ran)))"
+    )
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    package = Path(__import__("faceledger").__file__).parent
+    code = sorted(Path(f).relative_to(package).as_posix() for f in ran if Path(f).is_relative_to(package))
+    assert "vision/upright.py" in code and "vision/detection.py" in code
+    # errors and settings decide no face; everything else that ran must be fingerprinted
+    ignored = {"__init__.py", "errors.py", "config.py", "vision/__init__.py"}
+    missing = [
+        f for f in code if f not in ignored and not any(f == m or f.startswith(m + "/") for m in _PIPELINE_MODULES)
+    ]
+    assert missing == []
+
+
 def test_embed_dataset_uses_cache_and_survives_bad_files(tmp_path: Path) -> None:
     files = {
         "a/1.jpg": b"one-a1",

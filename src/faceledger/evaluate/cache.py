@@ -54,6 +54,7 @@ _PIPELINE_MODULES = (
     "vision/detection.py",
     "vision/embedding.py",
     "vision/quality.py",
+    "vision/upright.py",
     "models",
 )
 

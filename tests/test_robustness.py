@@ -91,6 +91,36 @@ def test_landmarks_of_a_turned_face_are_mapped_back_onto_the_turned_image(
         assert 0 <= box[0] < box[2] <= h and 0 <= box[1] < box[3] <= w
 
 
+def test_a_large_photo_taken_sideways_is_turned_at_the_first_pass_size(
+    engine: Engine, portraits: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from faceledger.vision import upright
+
+    turned_sizes: list[tuple[int, ...]] = []
+    turn_image = upright._turn_image
+
+    def recording(image: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+        turned_sizes.append(image.shape[:2])
+        return turn_image(image, angle)
+
+    monkeypatch.setattr(upright, "_turn_image", recording)
+    zoom = 2400 / max(portraits[-1].shape[:2])
+    image = cv2.resize(portraits[-1], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)  # megapixels
+    h, w = image.shape[:2]
+    assert max(h, w) > 1500
+    upright_face = engine.detect(image)
+    assert turned_sizes == [], "an upright face needs no turned copy of the photo"
+    sideways = engine.detect(cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE))
+    assert len(upright_face) and len(sideways)
+    # whole-photo turns are made of the photo shrunk to the first pass's 640 px, not of its megapixels
+    assert turned_sizes and max(max(size) for size in turned_sizes) <= 640
+    # and what they find is mapped back onto the full-resolution photo: (x, y) is at (h - 1 - y, x) turned clockwise
+    marks = upright_face.landmarks[0]
+    expected = np.stack([h - 1 - marks[:, 1], marks[:, 0]], axis=1)
+    eyes = float(np.linalg.norm(marks[1] - marks[0]))
+    assert np.abs(sideways.landmarks[0] - expected).max() < 0.35 * eyes
+
+
 @pytest.mark.parametrize("angle", [30, -30])
 def test_a_rolled_face_is_aligned_upright(
     engine: Engine, one_pass: Engine, portraits: list[np.ndarray], angle: int

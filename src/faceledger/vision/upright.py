@@ -168,12 +168,15 @@ def upright_faces(
         # one pass each, without tiles or upscaling: a photo taken sideways has a large face, and the search must
         # stay cheap on the images that really have no face
         quick = dict(options, tile=False, upscale_small=False, look_again=False)
+        # the copies are turned at the size that pass sees, not at full resolution: turning a 12-megapixel photo
+        # five times cost 0.7 s
+        view, factor = _shrunk(image, int(options["base_size"]), options["interpolation"])
         for angle in _WHOLE_TURNS:
-            rotated, back = _turn_image(image, angle)
+            rotated, back = _turn_image(view, angle)
             faces = detector._detect(rotated, **quick)
             if len(faces):
-                boxes = np.stack([_turned_box(back, b, angle) for b in faces.boxes])
-                marks = np.stack([_map_points(back, k) for k in faces.landmarks])
+                boxes = np.stack([_turned_box(back, b, angle) for b in faces.boxes]) / np.tile(factor, 2)
+                marks = np.stack([_map_points(back, k) for k in faces.landmarks]) / factor
                 found = Detections(boxes, faces.scores, marks, image_size=(h, w))
                 turned = True
                 break
@@ -194,6 +197,16 @@ def upright_faces(
     if turned:  # turned copies of a photo without a face show cats' faces at 0.65-0.7; upright faces score 0.8+
         out = out[out.scores >= TURNED_MIN_SCORE]
     return out.sorted_by_area()
+
+
+def _shrunk(image: np.ndarray, longest: int, interpolation: int) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` with its longer side at most ``longest`` pixels, and the scale of each axis (x, y) from ``image``."""
+    h, w = image.shape[:2]
+    scale = longest / max(h, w)
+    if scale >= 1.0:
+        return image, np.ones(2, np.float32)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=interpolation), np.array([size[0] / w, size[1] / h], np.float32)
 
 
 def _turn_image(image: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:

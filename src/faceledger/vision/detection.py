@@ -354,11 +354,7 @@ class YuNetDetector:
 
         long_side = max(h, w)
         scale = min(1.0, base_size / long_side)
-        small = image
-        if scale < 1.0:
-            small = cv2.resize(
-                image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation
-            )
+        small = scaled(image, scale, interpolation)
         # a face that touches the border or fills the frame is found reliably only with a margin around it
         pad = max(16, int(border * max(small.shape[:2]))) if border > 0 else 0
         padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0)) if pad else small
@@ -367,10 +363,7 @@ class YuNetDetector:
         if level > scale:
             # tiles are for the faces pass 1 saw too small (under ~48 px there); larger ones are pass 1's, and a
             # tile cutting through a large face can mistake a part of it (an eye and a brow) for a small face
-            source = image
-            if level < 1.0:
-                size = (max(1, round(w * level)), max(1, round(h * level)))
-                source = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            source = scaled(image, level, cv2.INTER_AREA)
             self._tiles(source, tile_size, score_threshold, add, scale=level, max_side=TILE_MAX_FACE * level / scale)
         elif upscale_small and scale >= 1.0:  # small images only, as documented
             big = cv2.resize(image, (w * 2, h * 2), interpolation=cv2.INTER_LINEAR)
@@ -457,6 +450,14 @@ class YuNetDetector:
                 if y + th < h:
                     inner &= b[:, 3] < th - margin
                 add(b[inner], s[inner], k[inner], scale, x / scale, y / scale)
+
+
+def scaled(image: np.ndarray, scale: float, interpolation: int) -> np.ndarray:
+    """``image`` resized by ``scale`` (below 1) with ``interpolation``; ``image`` itself at 1 or more."""
+    if scale >= 1.0:
+        return image
+    h, w = image.shape[:2]
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation)
 
 
 def tile_scale(first: float, min_face_size: float) -> float:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from faceledger.vision.detection import Detections
+from faceledger.vision.detection import Detections, scaled
 
 if TYPE_CHECKING:
     from faceledger.vision.detection import YuNetDetector
@@ -202,11 +202,8 @@ def upright_faces(
 def _shrunk(image: np.ndarray, longest: int, interpolation: int) -> tuple[np.ndarray, np.ndarray]:
     """``image`` with its longer side at most ``longest`` pixels, and the scale of each axis (x, y) from ``image``."""
     h, w = image.shape[:2]
-    scale = longest / max(h, w)
-    if scale >= 1.0:
-        return image, np.ones(2, np.float32)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(image, size, interpolation=interpolation), np.array([size[0] / w, size[1] / h], np.float32)
+    view = scaled(image, longest / max(h, w), interpolation)
+    return view, np.array([view.shape[1] / w, view.shape[0] / h], np.float32)
 
 
 def _turn_image(image: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ Both subprocesses get the same thread budget (``--threads``, default 2): they ar
 
 Usage::
 
-    python benchmarks/bench_pipeline.py [--faces DIR] [--limit N] [--skip-baseline | --only SYSTEM]
+    python benchmarks/bench_pipeline.py [--faces DIR] [--limit N] [--min-side N] [--skip-baseline | --only SYSTEM]
                                         [--threads N] [--recognizer NAME] [--json OUT]
 
 The face set defaults to ``<project root>/../shared/data/faces`` or the folder named by ``FACELEDGER_FACES``.
@@ -91,6 +91,14 @@ def read_manifest(faces: Path) -> list[Row]:
         sys.exit(f"error: {manifest} not found; pass --faces DIR or set FACELEDGER_FACES to the face folder")
     with open(manifest, newline="") as handle:
         return [Row(r["path"], r["identity"], r["source"], int(r["n_faces_expected"])) for r in csv.DictReader(handle)]
+
+
+def longer_side(path: Path) -> int:
+    """The longer side of an image in pixels (0 when it cannot be read)."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return 0 if image is None else max(image.shape[:2])
 
 
 def select_rows(rows: list[Row], limit: int | None) -> list[Row]:
@@ -846,6 +854,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="face folder with manifest.csv (default: FACELEDGER_FACES or ../shared/data/faces)",
     )
     parser.add_argument("--limit", type=int, default=None, help="use N images evenly spaced through the manifest")
+    parser.add_argument(
+        "--min-side",
+        type=int,
+        default=0,
+        help="use only the images whose longer side is more than N pixels (641: those the tile pass searches)",
+    )
     parser.add_argument("--skip-baseline", action="store_true", help="run faceledger only")
     parser.add_argument("--only", choices=SYSTEMS, default=None, help="run this one system only")
     parser.add_argument("--threads", type=int, default=2, help="CPUs (threads) given to each system (default 2)")
@@ -876,8 +890,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     faces = args.faces if args.faces is not None else default_faces_dir()
     rows = select_rows(read_manifest(faces), args.limit)
+    if args.min_side:
+        rows = [r for r in rows if longer_side(faces / r.path) > args.min_side]
     if not rows:
-        parser.error("--limit selects no image")
+        parser.error("--limit and --min-side select no image")
     paths = [str(faces / r.path) for r in rows]
     for path in paths:  # read every file once so that neither system pays for a cold disk cache
         Path(path).read_bytes()

@@ -94,11 +94,14 @@ def read_manifest(faces: Path) -> list[Row]:
 
 
 def longer_side(path: Path) -> int:
-    """The longer side of an image in pixels (0 when it cannot be read)."""
-    import cv2
+    """The longer side of an image in pixels, from its header (0 when it cannot be read)."""
+    from PIL import Image, UnidentifiedImageError
 
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    return 0 if image is None else max(image.shape[:2])
+    try:
+        with Image.open(path) as image:
+            return max(image.size)
+    except (OSError, UnidentifiedImageError):
+        return 0
 
 
 def select_rows(rows: list[Row], limit: int | None) -> list[Row]:

@@ -8,6 +8,7 @@ The same holds for PostgreSQL: ``postgres_url`` is a fresh database on a real se
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import os
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -27,6 +29,23 @@ ROOT = Path(__file__).resolve().parents[1]
 def _faces_path() -> Path:
     env = os.environ.get("FACELEDGER_FACES")
     return Path(env) if env else ROOT.parent / "shared" / "data" / "faces"
+
+
+@contextlib.contextmanager
+def detector_passes(engine: Any) -> Iterator[list[tuple[int, ...]]]:
+    """The sizes of the images ``engine``'s detector network runs on inside the block, filled as it runs."""
+    sizes: list[tuple[int, ...]] = []
+    run_once = engine.detector.run_once
+
+    def recording(crop: Any, threshold: float) -> Any:
+        sizes.append(crop.shape[:2])
+        return run_once(crop, threshold)
+
+    engine.detector.run_once = recording
+    try:
+        yield sizes
+    finally:
+        del engine.detector.run_once  # the class's method again
 
 
 def load_benchmark(name: str) -> ModuleType:

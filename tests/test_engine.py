@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ManifestRow
+from conftest import ManifestRow, detector_passes
 from faceledger import Detections, Engine, ImageError, NoFaceError
 from faceledger.evaluate.splits import is_calibration_identity
 from faceledger.vision.alignment import ARCFACE_TEMPLATE, similarity_transform
@@ -120,26 +120,13 @@ def test_tiles_are_the_fewest_that_cover_the_image_with_the_overlap(length: int,
     assert fewer * 640 - (fewer - 1) * shared < length
 
 
-def _recording_passes(engine: Engine) -> list[tuple[int, ...]]:
-    """The sizes of the images the engine's detector network will run on, filled as it runs."""
-    sizes: list[tuple[int, ...]] = []
-    run_once = engine.detector.run_once
-
-    def recording(crop: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        sizes.append(crop.shape[:2])
-        return run_once(crop, threshold)
-
-    engine.detector.run_once = recording  # type: ignore[method-assign]
-    return sizes
-
-
 def test_the_tile_pass_costs_the_pixels_of_the_image() -> None:
     image = cv2.imread(str(EXAMPLE))
     canvas = np.full((750, 1000, 3), 90, np.uint8)
     canvas[100 : 100 + image.shape[0], 200 : 200 + image.shape[1]] = image
     engine = Engine(upright="off")
-    sizes = _recording_passes(engine)
-    assert len(engine.detect(canvas)) == 1
+    with detector_passes(engine) as sizes:
+        assert len(engine.detect(canvas)) == 1
     # the first pass at 640 (padded), then the 1000x750 image as 2x2 tiles that overlap by the largest face the
     # tile pass keeps (48 px of the first pass, 75 px here): about the image's pixels, where four 640x640 tiles
     # cover 1.6 megapixels
@@ -173,8 +160,8 @@ def test_a_larger_smallest_face_makes_the_tile_pass_cheaper_and_finds_the_same_f
 
     def passes(min_face_size: float) -> tuple[list[np.ndarray], list[tuple[int, ...]]]:
         engine = Engine(upright="off", min_face_size=min_face_size)
-        sizes = _recording_passes(engine)
-        return [f.box for f in engine.detect(canvas)], sizes
+        with detector_passes(engine) as sizes:
+            return [f.box for f in engine.detect(canvas)], sizes
 
     everything, full = passes(0.0)
     from_96, half = passes(96.0)

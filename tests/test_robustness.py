@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ManifestRow, load_benchmark
+from conftest import ManifestRow, detector_passes, load_benchmark
 from faceledger import Engine, load_image
 from faceledger.evaluate.splits import is_calibration_identity
 from faceledger.vision.upright import eye_roll
@@ -141,20 +141,9 @@ def test_a_rolled_face_is_aligned_upright(
 
 def _detector_passes(engine: Engine, image: np.ndarray) -> int:
     """How many times detecting the one face of ``image`` runs the detector network."""
-    calls = 0
-    run_once = engine.detector.run_once
-
-    def counting(crop: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        nonlocal calls
-        calls += 1
-        return run_once(crop, threshold)
-
-    engine.detector.run_once = counting  # type: ignore[method-assign]
-    try:
+    with detector_passes(engine) as sizes:
         assert len(engine.detect(image)) == 1
-    finally:
-        del engine.detector.run_once  # the class's method again
-    return calls
+    return len(sizes)
 
 
 def test_the_check_of_an_upright_face_costs_at_most_two_small_passes(

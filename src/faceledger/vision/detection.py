@@ -463,10 +463,8 @@ def scaled(image: np.ndarray, scale: float, interpolation: int) -> np.ndarray:
 def tile_scale(first: float, min_face_size: float) -> float:
     """The scale of the tile pass for a first pass at ``first``: full resolution, or less when the smallest face asked
     for is larger than :data:`TILE_MAX_FACE`; ``first`` (no tile pass) when pass 1 sees every face that large."""
-    if first >= 1.0:
-        return first
     level = 1.0 if min_face_size <= TILE_MAX_FACE else TILE_MAX_FACE / min_face_size
-    return level if level > first else first
+    return max(first, level)
 
 
 def tile_layout(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:

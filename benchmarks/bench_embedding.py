@@ -8,7 +8,9 @@ Prints milliseconds per face for batches of 1, 8 and 32 aligned faces, with the 
 Then ``sface_2021dec`` (float32 computation) against ``sface_2021dec_int8`` (int8 computation, onnxruntime) and
 ``sface_2021dec_bf16`` (bfloat16 computation, OpenVINO) as faceledger loads them, in the same process, alternating
 one run of each, on the same random input, with the same thread count (``FACELEDGER_THREADS``, default 1): median
-milliseconds per face and the ratios. With ``--faces``, how far each moves similarities and decisions.
+milliseconds per face and the ratios. With ``--faces``, how far each moves similarities and decisions. With
+``--also FILE`` (repeatable), recognizer files run alongside in the same rounds: a new build of the int8 file against
+the bundled one, for example (``python scripts/quantize_sface.py --out /tmp/new.onnx``).
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def recognizers_side_by_side(names: list[str], threads: int, rounds: int, rng: n
     names = sorted(names, key=lambda name: name != "sface_2021dec")  # the float one first: the ratios are to it
     sessions = {name: load_recognizer(name, threads).session for name in names}
     print()
-    print("| batch | " + " | ".join(f"ms/face {name}" for name in names) + " | speed-up over the first | rounds |")
+    columns = " | ".join(f"ms/face {Path(name).name}" for name in names)
+    print(f"| batch | {columns} | speed-up over the first | rounds |")
     print("| --- | " + " | ".join("---" for _ in names) + " | --- | --- |")
     for batch in (1, 4, 8, 32):
         x = rng.uniform(0, 255, (batch, 3, 112, 112)).astype(np.float32)
@@ -135,6 +138,9 @@ def main() -> None:
         help="development face set folder: also print how far int8 moves similarities and decisions",
     )
     parser.add_argument("--int8-rounds", type=int, default=40, help="alternating runs of batch 1 (fewer for larger)")
+    parser.add_argument(
+        "--also", type=Path, action="append", default=[], help="a recognizer file to time alongside (repeatable)"
+    )
     args = parser.parse_args()
     threads = default_threads()
     print(
@@ -161,7 +167,7 @@ def main() -> None:
     b = per_run(make_session(yunet, threads), "input", x, args.repeats)
     print(f"| detector 640x480 | {a * 1000:.1f} ms | {b * 1000:.1f} ms |")
     names = available_recognizers()
-    recognizers_side_by_side(names, threads, args.int8_rounds, rng)
+    recognizers_side_by_side(names + [str(path) for path in args.also], threads, args.int8_rounds, rng)
     if args.faces is not None:
         similarity_shift(args.faces, names)
 

@@ -82,10 +82,15 @@ def worst_ratio(groups: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def check_evaluation(
-    record: DeploymentRecord, limit: float | None, *, threshold: float | None = None, model_sha256: str | None = None
+    record: DeploymentRecord,
+    limit: float | None,
+    *,
+    threshold: float | None = None,
+    model_sha256: tuple[str, ...] | None = None,
 ) -> None:
     """Refuse (:class:`DeploymentError`) a deployment whose evaluation the policy's ``max_group_ratio`` (``limit``)
-    does not accept (see the module). ``threshold`` and ``model_sha256``, when given, must be what it was made at."""
+    does not accept (see the module). ``threshold``, when given, must be what it was made at, and the recognizer's
+    SHA-256 one of ``model_sha256`` (the file's and those of earlier builds with the same embeddings)."""
     evaluation = record.evaluation
     name = f"deployment {record.name!r}"
     if limit is None:
@@ -98,7 +103,7 @@ def check_evaluation(
             "give its report.json with --evaluation and --evaluation-population"
         )
     where = f"evaluation {evaluation.get('file')} ({str(evaluation.get('sha256'))[:12]})"
-    if model_sha256 is not None and evaluation.get("recognizer_sha256") not in (None, model_sha256):
+    if model_sha256 is not None and evaluation.get("recognizer_sha256") not in (None, *model_sha256):
         raise DeploymentError(f"{name}: {where} was made with another recognizer ({evaluation.get('recognizer')})")
     measured = evaluation.get("threshold")
     if threshold is not None and measured is not None and abs(float(measured) - threshold) > THRESHOLD_TOLERANCE:

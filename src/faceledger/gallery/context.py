@@ -136,6 +136,13 @@ class GalleryContext:
         card = self.engine.recognizer.card
         return f"{card.name}:{str(card.sha256)[:16]}"
 
+    def model_ids(self) -> tuple[str, ...]:
+        """The ids of templates this recognizer can search: :meth:`model_id`, then those of earlier builds of its
+        file that compute the same embeddings (the card's ``same_embeddings_as``)."""
+        card = self.engine.recognizer.card
+        earlier = getattr(card, "same_embeddings_as", ())
+        return (self.model_id(), *(f"{card.name}:{str(sha)[:16]}" for sha in earlier))
+
     def threshold(self) -> float:
         """Similarity threshold of the policy's target false-match rate, from the recognizer's calibration."""
         fmr = self.policy.policy.identification.target_fmr

@@ -226,8 +226,9 @@ def check_watchlist_size(ctx: GalleryContext, tx: Transaction, record: Deploymen
         ) from None
     # bias checked before use: the evaluation at the threshold the deployment runs at with its watchlist full
     limit = ctx.policy.policy.identification.max_group_ratio
-    sha = str(ctx.engine.recognizer.card.sha256)
-    check_evaluation(record, limit, threshold=full.threshold, model_sha256=sha)
+    card = ctx.engine.recognizer.card
+    shas = (str(card.sha256), *getattr(card, "same_embeddings_as", ()))
+    check_evaluation(record, limit, threshold=full.threshold, model_sha256=shas)
 
 
 def source_allowed(record: DeploymentRecord, source: str) -> bool:

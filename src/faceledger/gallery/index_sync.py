@@ -94,7 +94,7 @@ def sync_index(ctx: GalleryContext, tx: Transaction, *, owns: Callable[[str], bo
     if owns is None and (shards := shard_set(ctx)) is not None:
         return shards.synced(tx)
     version = tx.data_version()
-    model = ctx.model_id()
+    model = ctx.model_ids()
     dim = int(getattr(ctx.engine.recognizer.card, "dim", 0) or 128)
     if ctx.index is None or ctx.index.dim != dim:
         ctx.index = SearchIndex(dim)
@@ -115,12 +115,12 @@ CHANGES_REPLAYED = 20_000
 every template instead (a few seconds at a million templates)."""
 
 
-def _check_models(models: Iterable[str], model: str) -> None:
-    foreign = sorted({m for m in models if m != model})
+def _check_models(models: Iterable[str], accepted: tuple[str, ...]) -> None:
+    foreign = sorted(set(models) - set(accepted))
     if foreign:
         raise ModelError(
             f"the gallery holds templates made with recognizer {', '.join(foreign)} but this engine runs "
-            f"{model}; use the same recognizer, or erase and re-enroll those subjects"
+            f"{accepted[0]}; use the same recognizer, or erase and re-enroll those subjects"
         )
 
 
@@ -133,7 +133,7 @@ def _report_problems(tx: Transaction, refs: list[TemplateRef] | None, owns: Any,
         log.error("subject %s: %s", subject, why)
 
 
-def _reload(ctx: GalleryContext, tx: Transaction, index: SearchIndex, owns: Any, model: str) -> None:
+def _reload(ctx: GalleryContext, tx: Transaction, index: SearchIndex, owns: Any, model: tuple[str, ...]) -> None:
     """The index brought to the store by the list of every template: those it lacks loaded, those gone removed."""
     last = tx.last_change()  # read first: a change logged after it is replayed by the next sync (idempotent)
     refs = tx.template_refs() if owns is None else [r for r in tx.template_refs() if owns(r.subject_id)]
@@ -175,7 +175,7 @@ def _catch_up(
     index: SearchIndex,
     changes: tuple[int, list[tuple[str, str | None]]],
     owns: Any,
-    model: str,
+    model: tuple[str, ...],
 ) -> None:
     """The index brought to the store by the change log's rows since its last sync: each template named there is
     read again (present: loaded if the index lacks it or holds it under another subject; gone: removed)."""

@@ -116,11 +116,12 @@ class ShardMask(np.ndarray):
 @dataclass(frozen=True)
 class ShardSpec:
     """What a shard process needs to open the store and the recognizer's identity (not the recognizer: a shard
-    never embeds, it only checks that the templates were made with the parent's model)."""
+    never embeds, it only checks that the templates were made with the parent's model: ``models``, the ids of
+    :meth:`GalleryContext.model_ids`)."""
 
     db: str | Database
     key_file: str | None
-    model: str
+    models: tuple[str, ...]
     dim: int
     shard: int
     shards: int
@@ -132,8 +133,9 @@ class _Shard:
     def __init__(self, spec: ShardSpec) -> None:
         from faceledger.ledger.store import open_store
 
-        name, _, sha = spec.model.rpartition(":")
-        card = SimpleNamespace(name=name, sha256=sha, dim=spec.dim)
+        name, _, sha = spec.models[0].rpartition(":")
+        earlier = tuple(model.rpartition(":")[2] for model in spec.models[1:])
+        card = SimpleNamespace(name=name, sha256=sha, dim=spec.dim, same_embeddings_as=earlier)
         engine = cast("Engine", SimpleNamespace(recognizer=SimpleNamespace(card=card)))
         self.spec = spec
         self.ctx = GalleryContext(open_store(spec.db), key_file=spec.key_file, engine=engine)
@@ -256,7 +258,7 @@ class ShardedIndex(SearchIndex):
         db: str | Database,
         *,
         key_file: str | os.PathLike[str] | None,
-        model: str,
+        models: tuple[str, ...],
         dim: int,
         shards: int,
         excluded: dict[str, tuple[str, str]] | None = None,
@@ -277,7 +279,7 @@ class ShardedIndex(SearchIndex):
                 1,
                 mp_context=context,
                 initializer=_start,
-                initargs=(ShardSpec(db, None if key_file is None else str(key_file), model, dim, i, shards),),
+                initargs=(ShardSpec(db, None if key_file is None else str(key_file), models, dim, i, shards),),
             )
             for i in range(shards)
         ]
@@ -448,4 +450,6 @@ def open_shards(ctx: GalleryContext, shards: int) -> ShardedIndex:
             raise StoreError(f"{inner.location}: cannot tell shard processes where this database is")
         db = str(Path(path))
     dim = int(getattr(ctx.engine.recognizer.card, "dim", 0) or 128)
-    return ShardedIndex(db, key_file=ctx.key_file, model=ctx.model_id(), dim=dim, shards=shards, excluded=ctx.excluded)
+    return ShardedIndex(
+        db, key_file=ctx.key_file, models=ctx.model_ids(), dim=dim, shards=shards, excluded=ctx.excluded
+    )

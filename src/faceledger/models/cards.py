@@ -177,6 +177,8 @@ class ModelCard:
     ``calibration`` is present when the recognizer's scores have been mapped to error rates on real data.
     ``runtime`` is what runs the file (``"onnxruntime"``, or ``"openvino"`` at ``precision``, see
     :mod:`faceledger.models.openvino_session`); the calibration holds for that runtime and precision.
+    ``same_embeddings_as`` lists the SHA-256 of earlier builds of the file that compute the same embeddings (a
+    faster graph of the same arithmetic): templates a gallery recorded with one of them are this model's.
     """
 
     name: str
@@ -191,6 +193,12 @@ class ModelCard:
     calibration: Calibration | None = None
     runtime: str = "onnxruntime"
     precision: str = ""
+    same_embeddings_as: tuple[str, ...] = ()
+
+    def model_ids(self) -> tuple[str, ...]:
+        """The ids templates made with this model are recorded under (``name:<first 16 hex digits of the
+        SHA-256>``): this file's first, then those of the earlier builds in ``same_embeddings_as``."""
+        return tuple(f"{self.name}:{str(sha)[:16]}" for sha in (self.sha256, *self.same_embeddings_as))
 
     @classmethod
     def from_toml(cls, card_path: Path, model_path: Path | None = None, verify: bool = True) -> ModelCard:
@@ -223,6 +231,7 @@ class ModelCard:
             calibration=Calibration.from_table(calibration, str(card_path)) if calibration else None,
             runtime=str(data.get("runtime", "onnxruntime")),
             precision=str(data.get("precision", "")),
+            same_embeddings_as=tuple(str(sha) for sha in data.get("same_embeddings_as", ())),
         )
 
     @classmethod

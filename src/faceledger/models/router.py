@@ -295,15 +295,12 @@ def recognizer_for_templates(model_ids: Iterable[str]) -> str | None:
     its SHA-256>``, as a gallery records them), when they all name the same one; None when there are none, or they
     name a user file or several models (the default is used, and a gallery says which templates do not match)."""
     made_with = set()
-    for model_id in model_ids:
-        name, _, digest = model_id.partition(":")
-        if name not in BUNDLED_RECOGNIZERS or not digest:
-            return None
-        made_with.add((name, digest))
-    if len(made_with) != 1:
-        return None
-    name, digest = made_with.pop()
-    return name if bundled_card(name).sha256.startswith(digest) else None
+    for model_id in set(model_ids):
+        name = model_id.partition(":")[0]
+        if name not in BUNDLED_RECOGNIZERS or model_id not in bundled_card(name).model_ids():
+            return None  # a user file, or another file of that name
+        made_with.add(name)
+    return made_with.pop() if len(made_with) == 1 else None
 
 
 def load_recognizer(

@@ -137,21 +137,31 @@ def test_int8_verification_decisions_on_known_pairs(engines: dict[str, Engine], 
         assert not result.match, (one, other, result.to_dict())
 
 
-@pytest.mark.shared_data
-def test_a_gallery_enrolled_with_the_float_model_keeps_it_under_the_new_default(
-    tmp_path: Path, engines: dict[str, Engine], photos: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where a test's gallery goes, with no master key in the environment (the gallery makes its key file)."""
     monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
-    db = tmp_path / "g.db"
-    with Gallery.init(db, actor="admin", engine=engines["sface_2021dec"]) as g:
-        for identity in PEOPLE:
+    return tmp_path / "g.db"
+
+
+def _enrolled(db: Path, engine: Engine, people: list[str], photos: dict[str, list[Path]]) -> str:
+    """A new gallery at ``db`` with two photos of each of ``people`` enrolled by ``engine``; its model id."""
+    with Gallery.init(db, actor="admin", engine=engine) as g:
+        for identity in people:
             subject = identity.replace(":", ".")
             g.add_consent(
                 subject, actor="desk", collected_by="front desk", legal_basis="explicit consent", purpose=PURPOSE,
                 evidence_ref=f"form-{subject}",
             )  # fmt: skip
             assert len(g.enroll(subject, photos[identity][:2], actor="desk", purpose=PURPOSE).enrolled) == 2
-        float_id = g.model_id()
+        return g.model_id()
+
+
+@pytest.mark.shared_data
+def test_a_gallery_enrolled_with_the_float_model_keeps_it_under_the_new_default(
+    db: Path, engines: dict[str, Engine], photos: dict[str, list[Path]]
+) -> None:
+    float_id = _enrolled(db, engines["sface_2021dec"], PEOPLE, photos)
     assert float_id.startswith("sface_2021dec:")
     with Gallery.open(db) as g:  # defaults: the engine follows the templates
         assert g.model_id() == float_id
@@ -177,21 +187,12 @@ def test_a_gallery_enrolled_with_the_float_model_keeps_it_under_the_new_default(
 
 @pytest.mark.shared_data
 def test_a_gallery_enrolled_with_an_earlier_build_of_the_int8_file_is_searched_by_this_one(
-    tmp_path: Path, engines: dict[str, Engine], photos: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch
+    db: Path, engines: dict[str, Engine], photos: dict[str, list[Path]]
 ) -> None:
     import sqlite3
 
-    monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
-    db = tmp_path / "g.db"
     people = PEOPLE[:2]
-    with Gallery.init(db, actor="admin", engine=engines["sface_2021dec_int8"]) as g:
-        for identity in people:
-            subject = identity.replace(":", ".")
-            g.add_consent(
-                subject, actor="desk", collected_by="front desk", legal_basis="explicit consent", purpose=PURPOSE,
-                evidence_ref=f"form-{subject}",
-            )  # fmt: skip
-            g.enroll(subject, photos[identity][:2], actor="desk", purpose=PURPOSE)
+    _enrolled(db, engines["sface_2021dec_int8"], people, photos)
     earlier = f"sface_2021dec_int8:{bundled_card('sface_2021dec_int8').same_embeddings_as[0][:16]}"
     with sqlite3.connect(db) as con:  # as a gallery enrolled before this build records its templates
         con.execute("UPDATE templates SET model = ?", (earlier,))

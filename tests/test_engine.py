@@ -120,6 +120,17 @@ def test_tiles_are_the_fewest_that_cover_the_image_with_the_overlap(length: int,
     assert fewer * 640 - (fewer - 1) * shared < length
 
 
+def test_anchor_grid_follows_yunets_output_layout() -> None:
+    from faceledger.vision.detection import anchor_grid
+
+    x, y, stride = anchor_grid(64, 96)  # stride 8: 8 rows of 12, stride 16: 4 of 6, stride 32: 2 of 3
+    assert len(x) == len(y) == len(stride) == 96 + 24 + 6
+    assert list(stride[[0, 95, 96, 119, 120, 125]]) == [8, 8, 16, 16, 32, 32]
+    assert (x[13], y[13]) == (1, 1) and (x[95], y[95]) == (11, 7)  # row by row, 12 columns
+    assert (x[96 + 7], y[96 + 7]) == (1, 1) and (x[125], y[125]) == (2, 1)
+    assert anchor_grid(64, 96) is anchor_grid(64, 96) and not x.flags.writeable  # cached, so shared: read-only
+
+
 def test_the_tile_pass_costs_the_pixels_of_the_image() -> None:
     image = cv2.imread(str(EXAMPLE))
     canvas = np.full((750, 1000, 3), 90, np.uint8)

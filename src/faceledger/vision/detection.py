@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -231,34 +232,25 @@ class YuNetDetector:
         ph, pw = int(math.ceil(h / 32) * 32), int(math.ceil(w / 32) * 32)
         blob = np.zeros((1, 3, ph, pw), np.float32)
         blob[0, :, :h, :w] = image.transpose(2, 0, 1)
-        outs = dict(zip(self._outputs, self.session.run(self._outputs, {self.input_name: blob}), strict=True))
-        all_boxes, all_scores, all_kps = [], [], []
-        for s in STRIDES:
-            cols = pw // s  # anchors are laid out row by row, cols per row
-            cls = np.clip(outs[f"cls_{s}"][0, :, 0], 0, 1)
-            obj = np.clip(outs[f"obj_{s}"][0, :, 0], 0, 1)
-            score = np.sqrt(cls * obj)
-            sel = np.nonzero(score >= score_threshold)[0]
-            if len(sel) == 0:
-                continue
-            gx = (sel % cols).astype(np.float32)
-            gy = (sel // cols).astype(np.float32)
-            bbox = outs[f"bbox_{s}"][0, sel]
-            kps = outs[f"kps_{s}"][0, sel].reshape(-1, 5, 2)
-            cx = (gx + bbox[:, 0]) * s
-            cy = (gy + bbox[:, 1]) * s
-            bw = np.exp(bbox[:, 2]) * s
-            bh = np.exp(bbox[:, 3]) * s
-            all_boxes.append(np.column_stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2]))
-            all_scores.append(score[sel])
-            all_kps.append((kps + np.stack([gx, gy], axis=1)[:, None, :]) * s)
-        if not all_boxes:
+        outs = self.session.run(self._outputs, {self.input_name: blob})
+        # the three strides' anchors as one array (cls_8, cls_16, cls_32, then obj, bbox, kps: ``self._outputs``),
+        # so the decoding below is a dozen numpy calls per pass rather than as many per stride
+        cls = np.concatenate(outs[0:3], axis=1)[0, :, 0]
+        obj = np.concatenate(outs[3:6], axis=1)[0, :, 0]
+        score = np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1))
+        sel = np.flatnonzero(score >= score_threshold)
+        if len(sel) == 0:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
-        return (
-            np.concatenate(all_boxes).astype(np.float32),
-            np.concatenate(all_scores).astype(np.float32),
-            np.concatenate(all_kps).astype(np.float32),
-        )
+        grid_x, grid_y, stride = (a[sel] for a in anchor_grid(ph, pw))
+        bbox = np.concatenate(outs[6:9], axis=1)[0, sel]
+        kps = np.concatenate(outs[9:12], axis=1)[0, sel].reshape(-1, 5, 2)
+        cx = (grid_x + bbox[:, 0]) * stride
+        cy = (grid_y + bbox[:, 1]) * stride
+        bw = np.exp(bbox[:, 2]) * stride
+        bh = np.exp(bbox[:, 3]) * stride
+        boxes = np.column_stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2])
+        points = (kps + np.stack([grid_x, grid_y], axis=1)[:, None, :]) * stride[:, None, None]
+        return boxes.astype(np.float32), score[sel].astype(np.float32), points.astype(np.float32)
 
     def detect(
         self,
@@ -458,6 +450,22 @@ def scaled(image: np.ndarray, scale: float, interpolation: int) -> np.ndarray:
         return image
     h, w = image.shape[:2]
     return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation)
+
+
+@functools.lru_cache(maxsize=256)
+def anchor_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column, row and stride of every YuNet anchor of a ``height`` x ``width`` input (multiples of 32), in the order
+    of its outputs: stride 8 row by row, then 16, then 32 (float32, read-only; cached per input size)."""
+    xs, ys, strides = [], [], []
+    for s in STRIDES:
+        rows, cols = height // s, width // s
+        xs.append(np.tile(np.arange(cols, dtype=np.float32), rows))
+        ys.append(np.repeat(np.arange(rows, dtype=np.float32), cols))
+        strides.append(np.full(rows * cols, s, np.float32))
+    out = (np.concatenate(xs), np.concatenate(ys), np.concatenate(strides))
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 def tile_scale(first: float, min_face_size: float) -> float:

@@ -133,15 +133,12 @@ class GalleryContext:
 
     def model_id(self) -> str:
         """Identifier of the recognizer templates are made with: card name and the start of its SHA-256."""
-        card = self.engine.recognizer.card
-        return f"{card.name}:{str(card.sha256)[:16]}"
+        return self.model_ids()[0]
 
     def model_ids(self) -> tuple[str, ...]:
         """The ids of templates this recognizer can search: :meth:`model_id`, then those of earlier builds of its
-        file that compute the same embeddings (the card's ``same_embeddings_as``)."""
-        card = self.engine.recognizer.card
-        earlier = getattr(card, "same_embeddings_as", ())
-        return (self.model_id(), *(f"{card.name}:{str(sha)[:16]}" for sha in earlier))
+        file that compute the same embeddings (:meth:`faceledger.models.cards.ModelCard.model_ids`)."""
+        return tuple(self.engine.recognizer.card.model_ids())
 
     def threshold(self) -> float:
         """Similarity threshold of the policy's target false-match rate, from the recognizer's calibration."""

@@ -227,8 +227,7 @@ def check_watchlist_size(ctx: GalleryContext, tx: Transaction, record: Deploymen
     # bias checked before use: the evaluation at the threshold the deployment runs at with its watchlist full
     limit = ctx.policy.policy.identification.max_group_ratio
     card = ctx.engine.recognizer.card
-    shas = (str(card.sha256), *getattr(card, "same_embeddings_as", ()))
-    check_evaluation(record, limit, threshold=full.threshold, model_sha256=shas)
+    check_evaluation(record, limit, threshold=full.threshold, model_sha256=(card.sha256, *card.same_embeddings_as))
 
 
 def source_allowed(record: DeploymentRecord, source: str) -> bool:

@@ -133,9 +133,7 @@ class _Shard:
     def __init__(self, spec: ShardSpec) -> None:
         from faceledger.ledger.store import open_store
 
-        name, _, sha = spec.models[0].rpartition(":")
-        earlier = tuple(model.rpartition(":")[2] for model in spec.models[1:])
-        card = SimpleNamespace(name=name, sha256=sha, dim=spec.dim, same_embeddings_as=earlier)
+        card = SimpleNamespace(dim=spec.dim, model_ids=lambda: spec.models)
         engine = cast("Engine", SimpleNamespace(recognizer=SimpleNamespace(card=card)))
         self.spec = spec
         self.ctx = GalleryContext(open_store(spec.db), key_file=spec.key_file, engine=engine)

@@ -68,8 +68,7 @@ def threshold_for_size(
     ident = ctx.policy.policy.identification
     calibration = _calibration(ctx)
     fmr = min(ident.target_fmr, comparison_fmr(ident.target_fpir, comparisons))
-    card = ctx.engine.recognizer.card
-    source = f"{card.name}:{str(card.sha256)[:16]} ({calibration.impostor_pairs:,} impostor pairs)"
+    source = f"{ctx.model_id()} ({calibration.impostor_pairs:,} impostor pairs)"
     extrapolated = False
     if fmr < calibration.smallest_fmr:
         accepted = accepted_extrapolation(tx, gallery)

@@ -294,13 +294,12 @@ def recognizer_for_templates(model_ids: Iterable[str]) -> str | None:
     """The bundled recognizer that made templates recorded with these model ids (``name:<first 16 hex digits of
     its SHA-256>``, as a gallery records them), when they all name the same one; None when there are none, or they
     name a user file or several models (the default is used, and a gallery says which templates do not match)."""
-    made_with = set()
-    for model_id in set(model_ids):
-        name = model_id.partition(":")[0]
-        if name not in BUNDLED_RECOGNIZERS or model_id not in bundled_card(name).model_ids():
-            return None  # a user file, or another file of that name
-        made_with.add(name)
-    return made_with.pop() if len(made_with) == 1 else None
+    ids = set(model_ids)
+    names = {model_id.partition(":")[0] for model_id in ids}
+    if len(names) != 1 or (name := names.pop()) not in BUNDLED_RECOGNIZERS:
+        return None
+    # one card read (it hashes the file): every id must be its file's or an earlier build's, not another file's
+    return name if ids <= set(bundled_card(name).model_ids()) else None
 
 
 def load_recognizer(

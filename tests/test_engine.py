@@ -131,6 +131,24 @@ def test_anchor_grid_follows_yunets_output_layout() -> None:
     assert anchor_grid(64, 96) is anchor_grid(64, 96) and not x.flags.writeable  # cached, so shared: read-only
 
 
+@pytest.mark.parametrize(("height", "width"), [(64, 96), (100, 75), (1, 33), (413, 538)])
+def test_yunets_input_is_the_image_as_float_planes_padded_with_zeros(height: int, width: int) -> None:
+    from faceledger.vision.detection import input_blob
+
+    source = np.random.default_rng(height).integers(0, 256, (height + 10, width + 20, 3), dtype=np.uint8)
+    image = source[5 : 5 + height, 7 : 7 + width]  # a view, as a tile is
+    rows, cols = -(-height // 32) * 32, -(-width // 32) * 32
+    dirty = np.full((1, 3, rows, cols), np.nan, np.float32)  # freed memory the blob may reuse is not zero
+    del dirty
+    blob = input_blob(image)
+    assert blob.shape == (1, 3, rows, cols) and blob.dtype == np.float32 and blob.flags.c_contiguous
+    expected = np.zeros((1, 3, rows, cols), np.float32)
+    expected[0, :, :height, :width] = np.moveaxis(image, 2, 0)
+    assert np.array_equal(blob, expected)  # channel order kept (BGR), every padding value 0
+    with pytest.raises(ValueError, match="BGR image"):
+        input_blob(image[:, :, 0])
+
+
 def test_the_tile_pass_costs_the_pixels_of_the_image() -> None:
     image = cv2.imread(str(EXAMPLE))
     canvas = np.full((750, 1000, 3), 90, np.uint8)

@@ -228,10 +228,8 @@ class YuNetDetector:
         self, image: np.ndarray, score_threshold: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One forward pass on ``image`` as it is (padded to a multiple of 32); boxes before NMS."""
-        h, w = image.shape[:2]
-        ph, pw = int(math.ceil(h / 32) * 32), int(math.ceil(w / 32) * 32)
-        blob = np.zeros((1, 3, ph, pw), np.float32)
-        blob[0, :, :h, :w] = image.transpose(2, 0, 1)
+        blob = input_blob(image)
+        ph, pw = blob.shape[2:]
         outs = self.session.run(self._outputs, {self.input_name: blob})
         # the three strides' anchors as one array (cls_8, cls_16, cls_32, then obj, bbox, kps: ``self._outputs``),
         # so the decoding below is a dozen numpy calls per pass rather than as many per stride
@@ -442,6 +440,27 @@ class YuNetDetector:
                 if y + th < h:
                     inner &= b[:, 3] < th - margin
                 add(b[inner], s[inner], k[inner], scale, x / scale, y / scale)
+
+
+def input_blob(image: np.ndarray) -> np.ndarray:
+    """YuNet's input for a BGR ``image``: ``(1, 3, H, W)`` float32, ``H`` and ``W`` rounded up to multiples of 32,
+    the image at the top left and zeros elsewhere.
+
+    Written by hand because numpy's one-step ``blob[...] = image.transpose(2, 0, 1)`` casts element by element
+    through the transposed strides (1.5 ms for the 832x672 first pass of a 640x480 photo), and
+    ``cv2.dnn.blobFromImage`` resizes rather than pads; OpenCV's ``split`` into contiguous planes and one contiguous
+    cast per plane give the same values in a third of the time.
+    """
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"YuNet needs a BGR image of shape (H, W, 3), got {image.shape}")
+    h, w = image.shape[:2]
+    ph, pw = int(math.ceil(h / 32) * 32), int(math.ceil(w / 32) * 32)
+    blob = np.empty((1, 3, ph, pw), np.float32)
+    blob[0, :, h:, :] = 0
+    blob[0, :, :h, w:] = 0
+    for channel, plane in enumerate(cv2.split(image)):
+        blob[0, channel, :h, :w] = plane
+    return blob
 
 
 def scaled(image: np.ndarray, scale: float, interpolation: int) -> np.ndarray:

@@ -13,7 +13,10 @@ convolutions run on int8 kernels (VNNI on recent x86 CPUs):
 3. ``quantize_static``, calibrated on aligned faces of the **calibration half** of the development face set
    (identities with ``faceledger.evaluate.splits.is_calibration_identity``; the half the default threshold is
    calibrated on, never the half tests measure accuracy on): the largest face of ``--count`` images taken evenly
-   spaced over that half in manifest order, so the same set of files always gives the same crops;
+   spaced over that half in manifest order, so the same set of files always gives the same crops. Their five
+   landmarks are recorded in ``scripts/sface_int8_calibration.csv`` and the crops are aligned from that record, so
+   a later change to the detector does not change this file (``--redetect`` finds the faces again with the current
+   detector and rewrites the record, for a new build);
 4. ``Min(x, 0)`` computed in uint8 (:func:`integer_min`) and the per-channel multiplications of the PRelus run as
    1x1 depthwise convolutions (:func:`depthwise_mul`): both are exact rewrites of what the quantizer wrote, for
    speed.
@@ -31,6 +34,7 @@ card ``sface_2021dec_int8.toml`` records it). Options other than the defaults ar
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import os
 import sys
@@ -47,9 +51,14 @@ OUT = BUNDLED / "sface_2021dec_int8.onnx"
 SOURCE_SHA256 = "7b98dfe35fd9072fe3bbd931387c4abd8f1ae700db3cb547d6adfdd86f3f98e4"
 
 
-def calibration_crops(faces: Path, count: int) -> np.ndarray:
-    """``(count, 112, 112, 3)`` BGR aligned crops: the largest face of ``count`` images evenly spaced over the
-    calibration half of the face set in manifest order (images without a face are skipped, the next one taken)."""
+LANDMARKS = ROOT / "scripts" / "sface_int8_calibration.csv"
+LANDMARK_COLUMNS = [f"{axis}{i}" for i in range(5) for axis in "xy"]
+
+
+def detect_calibration_faces(faces: Path, count: int) -> list[tuple[str, np.ndarray]]:
+    """The largest face of ``count`` images evenly spaced over the calibration half of the face set in manifest
+    order (images without a face are skipped, the next one taken), found by the current default detector: the
+    image's path relative to ``faces`` and the face's five landmarks ``(5, 2)`` float32."""
     from faceledger import Engine
     from faceledger.evaluate.datasets import load_manifest
     from faceledger.evaluate.splits import split_indices
@@ -61,22 +70,46 @@ def calibration_crops(faces: Path, count: int) -> np.ndarray:
         raise SystemExit(f"the calibration half has {len(samples)} images, fewer than --count {count}")
     engine = Engine(recognizer=str(SOURCE))
     picks = np.linspace(0, len(samples), count, endpoint=False).astype(int)
-    crops: list[np.ndarray] = []
+    found_faces: list[tuple[str, np.ndarray]] = []
     used: set[int] = set()
     for start in picks:
         index = int(start)
         while index < len(samples):
             if index not in used:
                 used.add(index)
-                image = engine.load(str(samples[index].path))
-                found = engine.detect(image)
+                found = engine.detect(str(samples[index].path))
                 if len(found):
-                    crops.append(engine.align(image, found)[0])
+                    found_faces.append((samples[index].path.relative_to(faces).as_posix(), found.landmarks[0]))
                     break
             index += 1
-    if len(crops) != count:
-        raise SystemExit(f"found {len(crops)} faces, expected {count}")
-    return np.stack(crops)
+    if len(found_faces) != count:
+        raise SystemExit(f"found {len(found_faces)} faces, expected {count}")
+    return found_faces
+
+
+def write_landmarks(path: Path, found: list[tuple[str, np.ndarray]]) -> None:
+    """The record of the calibration faces: one row per face, its image and landmarks (float32, written so that
+    reading them back gives the same float32 values)."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["path", *LANDMARK_COLUMNS])
+        for name, points in found:
+            writer.writerow([name, *(repr(float(v)) for v in np.asarray(points, np.float32).reshape(-1))])
+
+
+def read_landmarks(path: Path) -> list[tuple[str, np.ndarray]]:
+    """The rows :func:`write_landmarks` wrote."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return [(row["path"], np.array([row[c] for c in LANDMARK_COLUMNS], np.float32).reshape(5, 2)) for row in rows]
+
+
+def calibration_crops(faces: Path, found: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """``(N, 112, 112, 3)`` BGR crops of the recorded faces, aligned as the Engine aligns them."""
+    from faceledger.imageio import load_image
+    from faceledger.vision.alignment import align_faces
+
+    return np.concatenate([align_faces(load_image(str(faces / name)), points[None]) for name, points in found])
 
 
 def network_input(crops: np.ndarray) -> np.ndarray:
@@ -288,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depthwise-mul", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--preprocess", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--crops", type=Path, default=None, help="reuse/save calibration crops (.npy) between runs")
+    parser.add_argument("--landmarks", type=Path, default=LANDMARKS, help=f"record of the calibration faces "
+                        f"(default: {LANDMARKS.relative_to(ROOT)})")  # fmt: skip
+    parser.add_argument("--redetect", action="store_true", help="find the calibration faces with the current "
+                        "detector and rewrite --landmarks first (for a new build: the file changes)")  # fmt: skip
     args = parser.parse_args(argv)
 
     if args.crops is not None and args.crops.is_file():
@@ -296,7 +333,14 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.faces / "manifest.csv").is_file():
             print(f"{args.faces / 'manifest.csv'}: not found; pass --faces or set FACELEDGER_FACES", file=sys.stderr)
             return 2
-        crops = calibration_crops(args.faces, args.count)
+        if args.redetect or not args.landmarks.is_file():
+            write_landmarks(args.landmarks, detect_calibration_faces(args.faces, args.count))
+            print(f"wrote {args.landmarks}", file=sys.stderr)
+        found = read_landmarks(args.landmarks)
+        if len(found) != args.count:
+            print(f"{args.landmarks}: {len(found)} faces, not --count {args.count}; pass --redetect", file=sys.stderr)
+            return 2
+        crops = calibration_crops(args.faces, found)
         if args.crops is not None:
             np.save(args.crops, crops)
     print(f"calibration: {len(crops)} faces, crops SHA-256 {hashlib.sha256(crops.tobytes()).hexdigest()[:16]}",

@@ -224,11 +224,7 @@ def test_recognizer_for_templates_names_only_one_bundled_model() -> None:
     assert recognizer_for_templates([*earlier, float_id]) is None
 
 
-@pytest.mark.shared_data
-@pytest.mark.skipif(importlib.util.find_spec("onnxruntime.quantization") is None, reason="needs the quantizer")
-def test_quantize_script_reproduces_the_bundled_int8_file_and_its_earlier_build(
-    tmp_path: Path, faces_dir: Path, crops: np.ndarray
-) -> None:
+def _quantize_script():  # type: ignore[no-untyped-def]
     import sys
 
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -236,6 +232,35 @@ def test_quantize_script_reproduces_the_bundled_int8_file_and_its_earlier_build(
         import quantize_sface
     finally:
         sys.path.pop(0)
+    return quantize_sface
+
+
+@pytest.mark.shared_data
+def test_the_int8_files_calibration_faces_are_a_record_of_the_calibration_half(
+    tmp_path: Path, faces_dir: Path, manifest: list  # type: ignore[type-arg]
+) -> None:
+    # the quantizer aligns its calibration faces from this record, not from what the detector finds today, so a
+    # change to the detector leaves the int8 file (and every template made with it) as it is
+    script = _quantize_script()
+    found = script.read_landmarks(script.LANDMARKS)
+    identity = {row.path.relative_to(faces_dir).as_posix(): row.identity for row in manifest}
+    assert len(found) == 200 and len({name for name, _ in found}) == 200
+    assert all(identity[name] and is_calibration_identity(identity[name]) for name, _ in found)
+    copy = tmp_path / "again.csv"
+    script.write_landmarks(copy, found)  # written so that it reads back as the same float32 values
+    assert copy.read_bytes() == script.LANDMARKS.read_bytes()
+    again = script.read_landmarks(copy)
+    assert all(np.array_equal(a[1], b[1]) and a[1].dtype == np.float32 for a, b in zip(found, again, strict=True))
+    crops = script.calibration_crops(faces_dir, found[:3])
+    assert crops.shape == (3, 112, 112, 3) and crops.dtype == np.uint8
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime.quantization") is None, reason="needs the quantizer")
+def test_quantize_script_reproduces_the_bundled_int8_file_and_its_earlier_build(
+    tmp_path: Path, faces_dir: Path, crops: np.ndarray
+) -> None:
+    quantize_sface = _quantize_script()
     card = bundled_card("sface_2021dec_int8")
     earlier = tmp_path / "earlier.onnx"  # the build before the depthwise rewrite: the one the card names
     assert quantize_sface.main(["--faces", str(faces_dir), "--out", str(earlier), "--no-depthwise-mul"]) == 0

@@ -48,14 +48,19 @@ def detector_passes(engine: Any) -> Iterator[list[tuple[int, ...]]]:
         del engine.detector.run_once  # the class's method again
 
 
-def load_benchmark(name: str) -> ModuleType:
-    """The script ``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+def load_script(path: Path) -> ModuleType:
+    """One of the project's scripts (``benchmarks/``, ``scripts/``: folders of scripts, not packages) as a module."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up by name
+    sys.modules[path.stem] = module  # dataclasses look their module up by name
     spec.loader.exec_module(module)
     return module
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """The script ``benchmarks/<name>.py`` as a module."""
+    return load_script(ROOT / "benchmarks" / f"{name}.py")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import pytest
 
+from conftest import load_script
 from faceledger import Engine
 from faceledger.errors import ModelError
 from faceledger.evaluate.cache import pipeline_id
@@ -224,24 +225,13 @@ def test_recognizer_for_templates_names_only_one_bundled_model() -> None:
     assert recognizer_for_templates([*earlier, float_id]) is None
 
 
-def _quantize_script():  # type: ignore[no-untyped-def]
-    import sys
-
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import quantize_sface
-    finally:
-        sys.path.pop(0)
-    return quantize_sface
-
-
 @pytest.mark.shared_data
 def test_the_int8_files_calibration_faces_are_a_record_of_the_calibration_half(
     tmp_path: Path, faces_dir: Path, manifest: list  # type: ignore[type-arg]
 ) -> None:
     # the quantizer aligns its calibration faces from this record, not from what the detector finds today, so a
     # change to the detector leaves the int8 file (and every template made with it) as it is
-    script = _quantize_script()
+    script = load_script(ROOT / "scripts" / "quantize_sface.py")
     found = script.read_landmarks(script.LANDMARKS)
     identity = {row.path.relative_to(faces_dir).as_posix(): row.identity for row in manifest}
     assert len(found) == 200 and len({name for name, _ in found}) == 200
@@ -260,7 +250,7 @@ def test_the_int8_files_calibration_faces_are_a_record_of_the_calibration_half(
 def test_quantize_script_reproduces_the_bundled_int8_file_and_its_earlier_build(
     tmp_path: Path, faces_dir: Path, crops: np.ndarray
 ) -> None:
-    quantize_sface = _quantize_script()
+    quantize_sface = load_script(ROOT / "scripts" / "quantize_sface.py")
     card = bundled_card("sface_2021dec_int8")
     earlier = tmp_path / "earlier.onnx"  # the build before the depthwise rewrite: the one the card names
     assert quantize_sface.main(["--faces", str(faces_dir), "--out", str(earlier), "--no-depthwise-mul"]) == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import cv2
@@ -13,6 +12,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from conftest import load_script
 from faceledger.errors import ModelError
 from faceledger.models import bundled_card, bundled_dir, load_model
 from faceledger.models.cards import Calibration, file_sha256
@@ -29,15 +29,6 @@ def _source_models() -> Path:
     return Path(spec.origin).parent / "models"
 
 
-def _vendor_module():  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import vendor_models
-    finally:
-        sys.path.pop(0)
-    return vendor_models
-
-
 @pytest.mark.parametrize("name", ["yunet_2023mar", "sface_2021dec"])
 def test_bundled_card_matches_file_and_names_licence(name: str) -> None:
     card = bundled_card(name)
@@ -49,7 +40,7 @@ def test_bundled_card_matches_file_and_names_licence(name: str) -> None:
 
 
 def test_vendor_script_reproduces_bundled_files_from_the_wheel_models() -> None:
-    vendor = _vendor_module()
+    vendor = load_script(ROOT / "scripts" / "vendor_models.py")
     src = _source_models()
     for name, (target, convert) in {
         "face_detection_yunet_2023mar_int8bq.onnx": ("yunet_2023mar.onnx", vendor.convert_yunet),

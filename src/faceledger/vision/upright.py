@@ -40,7 +40,8 @@ _CHECK_TURN = 30.0
 #: trying the crop as it is: upright faces score at least 0.05 lower turned by 30° in 63 % of cases, faces hiding a
 #: 30° roll more in about 2 % (measured on the development set and on it rolled by 15° and ±30°)
 CHECK_MARGIN = 0.05
-_SEARCH_SIDE = 64.0  # the face is resampled to at most this many pixels in the search crops ...
+_CHECK_SIDE = 48.0  # the face is resampled to at most this many pixels in the check's crops, ...
+_SEARCH_SIDE = 64.0  # ... in the search crops ...
 _LANDMARK_SIDE = 112.0  # ... and to this many for the landmarks of the orientation chosen
 _WHOLE_TURNS = (90.0, -90.0, 180.0, 45.0, -45.0)
 
@@ -92,7 +93,8 @@ def _search_face(
 
     def run(angle: float, face_side: float) -> tuple[float, np.ndarray, np.ndarray, np.ndarray] | None:
         scale = min(1.0, face_side / size)
-        side = max(32, int(math.ceil(2.0 * size * scale / 32.0)) * 32)
+        # from min(), not size * scale: 2 * 66.02 * (48 / 66.02) is a hair over 96: a 96-px crop became 128
+        side = max(32, int(math.ceil(2.0 * min(size, face_side) / 32.0)) * 32)
         matrix = rotation_matrix(centre, angle, scale, np.array([side / 2, side / 2]))
         crop = cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         b, s, k = detector.run_once(crop, threshold)
@@ -113,13 +115,11 @@ def _search_face(
 
     if check is not None:
         score, roll = check
-        side = math.copysign(_CHECK_TURN, roll)
-        attempt(side)
-        turned = tried[side]
+        turn = math.copysign(_CHECK_TURN, roll)
+        turned = run(turn, _CHECK_SIDE)
         if turned is None or turned[0] < score - CHECK_MARGIN:
             return None
-        attempt(0.0)
-        upright = tried[0.0]
+        upright = run(0.0, _CHECK_SIDE)
         if upright is not None and upright[0] >= turned[0]:
             return None
     for angle in _COARSE:
@@ -150,13 +150,13 @@ def upright_faces(
     when there were none.
 
     Each face (the :data:`MAX_SEARCHED` largest) is detected again on a crop around it, the face resampled to at most
-    64 pixels, turned by 30° to the side its eye line leans to and, unless that scores :data:`CHECK_MARGIN` below the
+    48 pixels, turned by 30° to the side its eye line leans to and, unless that scores :data:`CHECK_MARGIN` below the
     face, as it is; a face whose eye line is rolled by more than :data:`ROLL_TRIGGER` degrees, whose score is below
-    :data:`SCORE_TRIGGER`, or whose turned crop scores better is then searched every 45° round the circle, then ±20°
-    and ±10° around the best. The orientation with the best detector score gives the
-    face's score and landmarks (found again at 112 pixels), mapped back to ``image``; alignment then removes the
-    roll. Measured at one thread on the development set: 2.7 ms per photo on average (the check and the searches it
-    starts), about 20 ms per rolled face (the search); BENCHMARKS.md and benchmarks/README.md have the figures.
+    :data:`SCORE_TRIGGER`, or whose turned crop scores better is then searched (at 64 pixels) every 45° round the
+    circle, then ±20° and ±10° around the best. The orientation with the best detector score gives the face's score
+    and landmarks (found again at 112 pixels), mapped back to ``image``; alignment then removes the roll. Measured
+    at one thread on the development set (AMD EPYC): 2.3 ms per photo on average, the check 1.0 and the searches it
+    starts 1.2, about 10 ms per searched face; BENCHMARKS.md and benchmarks/README.md have the figures.
     With ``turn`` and no face found, the whole image is detected again turned by 90°, -90°, 180°, 45° and -45°
     (stopping at the first that finds a face, whose faces are then searched as above and kept when they score at
     least :data:`TURNED_MIN_SCORE`): up to five one-pass detections at 640 pixels (no tiles), paid only by images

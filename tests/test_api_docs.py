@@ -5,6 +5,7 @@ PostgreSQL server (``FACELEDGER_DB`` and ``FACELEDGER_KEY_FILE`` set instead of 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,6 +79,33 @@ def test_service_walkthrough_runs_as_written(tmp_path: Path, backend: str, reque
     assert out.count('"decision":"candidate"') == 1 and '"subject":"emp-001"' in out
     assert '"status":"confirmed"' in out and '"ok":true' in out and "# Transparency report" in out
     assert '"templates_destroyed":1' in out and out.count('"decision":"no_match"') == 1
+    # the identification the README shows is the one this walkthrough answers (ids and hashes differ per run)
+    [shown] = _json_blocks()
+    # curl prints each answer without a newline: the first identification's answer is decoded where it starts
+    answered, _ = json.JSONDecoder().raw_decode(out, out.index('{"search_id"'))
+    assert _shape(answered) == _shape(shown)
+    assert answered["threshold"] == shown["threshold"] and answered["target_fmr"] == shown["target_fmr"]
+    face, shown_face = answered["faces"][0], shown["faces"][0]
+    assert face["box"] == pytest.approx(shown_face["box"], abs=0.15) and face["quality"] == shown_face["quality"]
+    assert face["candidates"][0]["subject"] == shown_face["candidates"][0]["subject"]
+    assert face["candidates"][0]["similarity"] == pytest.approx(shown_face["candidates"][0]["similarity"], abs=1e-4)
+
+
+def _json_blocks() -> list[dict[str, Any]]:
+    """The walkthrough's example outputs."""
+    text = DOC.read_text(encoding="utf-8")
+    start = text.index("## REST service: from `faceledger serve` to an erasure")
+    section = text[start : text.index("\n## ", start + 1)]
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.S)]
+
+
+def _shape(value: Any) -> Any:
+    """``value``'s keys, nested, with the values left out."""
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shape(item) for item in value]
+    return type(value).__name__
 
 
 def _listening(port: int) -> bool:

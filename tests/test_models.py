@@ -283,8 +283,8 @@ def test_the_cards_calibration_is_what_the_shipped_pipeline_measures(
 ) -> None:
     # a change to detection or alignment changes which faces the calibration half yields and their similarities:
     # the card must then be calibrated again (scripts/calibrate_default.py). The counts must match exactly; the
-    # thresholds to within what differs between CPUs' kernels, which is far less than a changed face moves them
-    # (one photo's landmarks moved 22 of 41 thresholds by up to 0.00026; a card 2 weeks stale was 0.0014 off)
+    # thresholds to within what differs between CPUs' kernels (about 3e-8), far less than changed faces move them
+    # (new landmarks on 9 photos moved the int8 card's by up to 0.00026; a float card 2 weeks stale was 0.0018 off)
     card = bundled_card(name)
     script = load_script(ROOT / "scripts" / "calibrate_default.py")
     code = script.main(["--faces", str(faces_dir), "--card", str(card.path.with_suffix(".toml")), "--dry-run",

@@ -58,6 +58,15 @@ def load_script(path: Path) -> ModuleType:
     return module
 
 
+def card_threshold(name: str, fmr: float = 1e-3) -> float:
+    """The threshold for ``fmr`` in the calibration of the bundled card ``name``."""
+    from faceledger.models import bundled_card
+
+    calibration = bundled_card(name).calibration
+    assert calibration is not None
+    return calibration.threshold_for_fmr(fmr)
+
+
 def load_benchmark(name: str) -> ModuleType:
     """The script ``benchmarks/<name>.py`` as a module."""
     return load_script(ROOT / "benchmarks" / f"{name}.py")

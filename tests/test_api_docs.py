@@ -22,12 +22,16 @@ import pytest
 DOC = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def _walkthrough() -> tuple[str, str]:
-    """The walkthrough's shell blocks, and the block that sets a PostgreSQL gallery instead ("On several hosts")."""
+def _section() -> str:
+    """The README's walkthrough section, up to the next heading of its level."""
     text = DOC.read_text(encoding="utf-8")
     start = text.index("## REST service: from `faceledger serve` to an erasure")
-    section = text[start : text.index("\n## ", start + 1)]
-    walk, hosts = section.split("**On several hosts.**")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def _walkthrough() -> tuple[str, str]:
+    """The walkthrough's shell blocks, and the block that sets a PostgreSQL gallery instead ("On several hosts")."""
+    walk, hosts = _section().split("**On several hosts.**")
     blocks = re.findall(r"```sh\n(.*?)```", walk, re.S)
     assert len(blocks) >= 6
     [server] = re.findall(r"```sh\n(.*?)```", hosts, re.S)
@@ -93,10 +97,7 @@ def test_service_walkthrough_runs_as_written(tmp_path: Path, backend: str, reque
 
 def _json_blocks() -> list[dict[str, Any]]:
     """The walkthrough's example outputs."""
-    text = DOC.read_text(encoding="utf-8")
-    start = text.index("## REST service: from `faceledger serve` to an erasure")
-    section = text[start : text.index("\n## ", start + 1)]
-    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.S)]
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", _section(), re.S)]
 
 
 def _shape(value: Any) -> Any:

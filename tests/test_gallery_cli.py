@@ -9,7 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from conftest import GalleryLocation, drop_append_only
+from conftest import GalleryLocation, card_threshold, drop_append_only
 from faceledger.interfaces.cli import register
 from faceledger.ledger import MASTER_KEY_ENV
 from faceledger.ledger.signing import signing_key_file
@@ -250,15 +250,6 @@ def test_audit_show_is_one_records_read_entry_naming_the_actor(cli: click.Group)
     assert code == 2 and "--actor is required" in err
 
 
-def _card_threshold(name: str) -> float:
-    """The threshold for FMR 1e-3 (the policy's 1:1 target) in the bundled card of ``name``."""
-    from faceledger.models import bundled_card
-
-    calibration = bundled_card(name).calibration
-    assert calibration is not None
-    return calibration.threshold_for_fmr(1e-3)
-
-
 def test_a_bundled_recognizer_is_chosen_by_name_and_a_missing_file_is_named(cli: click.Group) -> None:
     from faceledger.examples import __file__ as examples
 
@@ -267,9 +258,9 @@ def test_a_bundled_recognizer_is_chosen_by_name_and_a_missing_file_is_named(cli:
     search = ("identify", photo, "--purpose", "access-control", "--json")
     code, out, err = run(cli, *search, "--recognizer", "sface_2021dec")
     assert code == 0, err
-    assert out[0]["threshold"] == pytest.approx(_card_threshold("sface_2021dec"), abs=1e-6)  # its own calibration
+    assert out[0]["threshold"] == pytest.approx(card_threshold("sface_2021dec"), abs=1e-6)  # its own calibration
     code, out, err = run(cli, *search)  # the default, int8
-    assert code == 0 and out[0]["threshold"] == pytest.approx(_card_threshold("sface_2021dec_int8"), abs=1e-6)
-    assert _card_threshold("sface_2021dec") != _card_threshold("sface_2021dec_int8")
+    assert code == 0 and out[0]["threshold"] == pytest.approx(card_threshold("sface_2021dec_int8"), abs=1e-6)
+    assert card_threshold("sface_2021dec") != card_threshold("sface_2021dec_int8")
     code, _, err = run(cli, *search, "--recognizer", "missing.onnx")
     assert code == 1 and "missing.onnx: model file not found" in err and "sface_2021dec_int8" in err

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import load_script
+from conftest import card_threshold, load_script
 from faceledger import Engine
 from faceledger.errors import ModelError
 from faceledger.evaluate.cache import pipeline_id
@@ -96,9 +96,7 @@ def test_default_recognizer_is_int8_and_float_is_chosen_by_name(engines: dict[st
     assert engines["sface_2021dec"].recognizer.card.name == "sface_2021dec"
     # each has its own threshold table, its card's
     for name in ("sface_2021dec", "sface_2021dec_int8"):
-        calibration = bundled_card(name).calibration
-        assert calibration is not None
-        assert engines[name].threshold_for_fmr(1e-3) == calibration.threshold_for_fmr(1e-3)
+        assert engines[name].threshold_for_fmr(1e-3) == card_threshold(name)
     assert engines["sface_2021dec_int8"].threshold_for_fmr(1e-3) != engines["sface_2021dec"].threshold_for_fmr(1e-3)
 
 

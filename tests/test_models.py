@@ -285,14 +285,13 @@ def test_the_cards_calibration_is_what_the_shipped_pipeline_measures(
     # the card must then be calibrated again (scripts/calibrate_default.py). The counts must match exactly; the
     # thresholds to within what differs between CPUs' kernels (about 3e-8), far less than changed faces move them
     # (new landmarks on 9 photos moved the int8 card's by up to 0.00026; a float card 2 weeks stale was 0.0018 off)
-    card = bundled_card(name)
+    card_file = bundled_card(name).path.with_suffix(".toml")
     script = load_script(ROOT / "scripts" / "calibrate_default.py")
-    code = script.main(["--faces", str(faces_dir), "--card", str(card.path.with_suffix(".toml")), "--dry-run",
-                        "--cache-dir", str(tmp_path)])  # fmt: skip
+    code = script.main(["--faces", str(faces_dir), "--card", str(card_file), "--dry-run", "--cache-dir", str(tmp_path)])
     assert code == 0
     printed = capsys.readouterr().out
     measured = tomllib.loads(printed[printed.index("[calibration]") :])["calibration"]
-    shipped = tomllib.loads(card.path.with_suffix(".toml").read_text())["calibration"]
+    shipped = tomllib.loads(card_file.read_text())["calibration"]
     for key in ("dataset", "method", "genuine_pairs", "impostor_pairs", "default_fmr", "confidence"):
         assert measured[key] == shipped[key], key
     assert len(measured["thresholds"]) == len(shipped["thresholds"])

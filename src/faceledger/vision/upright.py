@@ -92,9 +92,9 @@ def _search_face(
     tried: dict[float, tuple[float, np.ndarray, np.ndarray, np.ndarray] | None] = {}
 
     def run(angle: float, face_side: float) -> tuple[float, np.ndarray, np.ndarray, np.ndarray] | None:
-        scale = min(1.0, face_side / size)
-        # from min(), not size * scale: 2 * 66.02 * (48 / 66.02) is a hair over 96: a 96-px crop became 128
-        side = max(32, int(math.ceil(2.0 * min(size, face_side) / 32.0)) * 32)
+        shown = min(size, face_side)  # the face's side in the crop; size * scale can be a hair over (66.02 px)
+        scale = shown / size
+        side = max(32, int(math.ceil(2.0 * shown / 32.0)) * 32)
         matrix = rotation_matrix(centre, angle, scale, np.array([side / 2, side / 2]))
         crop = cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         b, s, k = detector.run_once(crop, threshold)
